@@ -1,0 +1,3 @@
+from ldlm.cli import main
+
+main()

@@ -1,0 +1,317 @@
+"""The text autoencoder that defines ldlm's latent space.
+
+encoder (any Hugging Face `AutoModel`, pretrained or built from scratch)
+  -> compressor (mean pooling: k = 1, or k learned queries that cross-attend, LD4LG-style)
+  -> normalisation (LayerNorm without affine per latent token: every latent vector has mean 0
+     and variance 1 over its d dimensions, so its norm is sqrt(d) whatever the encoder)
+  -> decoder (a causal LM that reads the k latents as soft-prefix embeddings).
+
+The decoder is trained on latents with Gaussian noise added, so that imperfect latents
+(sampled by a diffusion model) still decode to clean text.
+
+The saved folder follows `save_pretrained` conventions: `config.json`, `model.safetensors`,
+`encoder_tokenizer/`, `decoder_tokenizer/`; `LatentAutoencoder.from_pretrained(path)`
+loads all of it. Its `fingerprint` (a hash of the weights that map text to latents) is
+the latent-space id that stores, runs and latent streams carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+Pooling = Literal["mean", "queries"]
+Size = Literal["tiny", "small", "base"]
+
+# Models built from scratch, by --size: (hidden, encoder layers, decoder layers, heads, vocab)
+SIZES: dict[str, tuple[int, int, int, int, int]] = {
+    "tiny": (64, 2, 2, 2, 1024),
+    "small": (128, 3, 3, 4, 4096),
+    "base": (512, 6, 8, 8, 16384),
+}
+
+
+@dataclass
+class AutoencoderConfig:
+    encoder_config: dict  # Hugging Face config dict of the encoder (rebuilds it offline)
+    decoder_config: dict  # Hugging Face config dict of the causal-LM decoder
+    pooling: Pooling = "queries"  # "mean": k = 1 mean of last hidden states; "queries": k learned queries
+    latent_tokens: int = 8  # k, latent vectors per text
+    latent_dim: int = 64  # d, width of each latent vector
+    max_length: int = 64  # tokens per text seen by the encoder and the decoder
+    latent_noise: float = 0.1  # std of Gaussian noise added to latents when training the decoder
+    compressor_layers: int = 2  # cross-attention layers of the query compressor
+    freeze_encoder: bool = False  # keep the encoder's weights fixed (default for pretrained ones)
+    encoder_source: str | None = None  # pretrained id/path the encoder started from, if any
+    decoder_source: str | None = None  # pretrained id/path the decoder started from, if any
+    size: str | None = None  # --size used for parts built from scratch
+    fingerprint: str | None = None  # latent-space id, set when saved
+    extra: dict = field(default_factory=dict)  # provenance: data, steps, reconstruction scores
+
+
+class QueryCompressor(nn.Module):
+    """k learned queries cross-attend to the encoder states (a Perceiver resampler)."""
+
+    def __init__(self, hidden: int, k: int, d: int, layers: int, heads: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(k, hidden) / math.sqrt(hidden))
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "ln_q": nn.LayerNorm(hidden),
+                    "ln_kv": nn.LayerNorm(hidden),
+                    "attn": nn.MultiheadAttention(hidden, heads, batch_first=True),
+                    "ln_ff": nn.LayerNorm(hidden),
+                    "ff": nn.Sequential(
+                        nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden)
+                    ),
+                }
+            )
+            for _ in range(layers)
+        )
+        self.proj = nn.Linear(hidden, d)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # states (B, T, H), mask (B, T) with 1 for real tokens
+        q = self.queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, k, H)
+        pad = mask == 0
+        for b in self.blocks:
+            kv = b["ln_kv"](states)
+            q = q + b["attn"](b["ln_q"](q), kv, kv, key_padding_mask=pad, need_weights=False)[0]
+            q = q + b["ff"](b["ln_ff"](q))
+        return self.proj(q)  # (B, k, d)
+
+
+class MeanCompressor(nn.Module):
+    """Mean of the last hidden states over real tokens (k = 1), optionally projected to d."""
+
+    def __init__(self, hidden: int, d: int):
+        super().__init__()
+        self.proj = nn.Identity() if d == hidden else nn.Linear(hidden, d)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+        mean = (states * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
+        return self.proj(mean).unsqueeze(1)  # (B, 1, d)
+
+
+def _build(config: dict, causal: bool) -> nn.Module:
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    cfg = dict(config)
+    hf_config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    return (AutoModelForCausalLM if causal else AutoModel).from_config(hf_config)
+
+
+def _hidden_size(config: dict) -> int:
+    for key in ("hidden_size", "n_embd", "d_model", "dim"):
+        if key in config:
+            return int(config[key])
+    raise ValueError(f"cannot find the hidden size in the {config.get('model_type')} config")
+
+
+class LatentAutoencoder(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="ldlm",
+    tags=["ldlm", "latent-diffusion", "text-autoencoder"],
+):
+    """Text <-> latent autoencoder; latents are (B, k, d), normalised per latent token."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        if isinstance(config, dict):
+            config = AutoencoderConfig(**config)
+        self.config = config
+        self.encoder = _build(config.encoder_config, causal=False)
+        hidden = _hidden_size(config.encoder_config)
+        if config.pooling == "mean":
+            self.compressor = MeanCompressor(hidden, config.latent_dim)
+        else:
+            heads = max(1, hidden // 64) if hidden % 64 == 0 else 1
+            self.compressor = QueryCompressor(
+                hidden, config.latent_tokens, config.latent_dim, config.compressor_layers, heads
+            )
+        self.decoder = _build(config.decoder_config, causal=True)
+        width = _hidden_size(config.decoder_config)
+        self.prefix = nn.Sequential(
+            nn.Linear(config.latent_dim, width), nn.GELU(), nn.Linear(width, width)
+        )
+        self.encoder_tokenizer = None  # set by from_pretrained or the trainer
+        self.decoder_tokenizer = None
+
+    # ----- text -> latent -------------------------------------------------------------
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        return (self.config.latent_tokens, self.config.latent_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> normalised latents (B, k, d)."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        z = self.compressor(states.last_hidden_state, attention_mask)  # (B, k, d)
+        return F.layer_norm(z.float(), (z.shape[-1],))
+
+    def tokenize_for_encoder(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.encoder_tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> latents (B, k, d) on the model's device, in eval mode."""
+        batch = self.tokenize_for_encoder(texts).to(self.device)
+        return self.encode(batch["input_ids"], batch["attention_mask"])
+
+    # ----- latent -> text -------------------------------------------------------------
+    def _prefix_embeds(self, latents: torch.Tensor) -> torch.Tensor:
+        # latents (B, k, d) -> prefix embeddings (B, k, W)
+        return self.prefix(latents.to(self.prefix[0].weight.dtype))
+
+    def decoder_loss(
+        self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced cross-entropy of `ids` (B, T: bos ... eos pad) given latents."""
+        k = latents.shape[1]
+        embeds = self.decoder.get_input_embeddings()(ids)  # (B, T, W)
+        inputs = torch.cat([self._prefix_embeds(latents), embeds], dim=1)  # (B, k+T, W)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
+        logits = self.decoder(inputs_embeds=inputs, attention_mask=full_mask).logits
+        pred = logits[:, k:-1]  # position k+i predicts ids[:, i+1]
+        target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1))
+
+    def tokenize_for_decoder(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        tok = self.decoder_tokenizer
+        rows = tok(texts, add_special_tokens=False, truncation=True,
+                   max_length=self.config.max_length - 2)["input_ids"]
+        rows = [[tok.bos_token_id, *r, tok.eos_token_id] for r in rows]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        decoder_input_ids: torch.Tensor,
+        decoder_attention_mask: torch.Tensor,
+        noise_std: float | None = None,
+    ) -> torch.Tensor:
+        """Training loss: encode, add noise to the latents, decode with teacher forcing."""
+        if self.config.freeze_encoder:
+            with torch.no_grad():
+                states = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            z = self.compressor(states.last_hidden_state.detach(), attention_mask)
+            z = F.layer_norm(z.float(), (z.shape[-1],))
+        else:
+            z = self.encode(input_ids, attention_mask)
+        std = self.config.latent_noise if noise_std is None else noise_std
+        if std > 0:
+            z = z + std * torch.randn_like(z)
+        return self.decoder_loss(z, decoder_input_ids, decoder_attention_mask)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        latents: torch.Tensor,
+        *,
+        max_new_tokens: int = 100,
+        num_beams: int = 1,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        generator_seed: int | None = None,
+    ) -> list[str]:
+        """Latents (B, k, d) -> texts. temperature 0 means greedy (or beam search)."""
+        tok = self.decoder_tokenizer
+        latents = latents.to(self.device)
+        b = latents.shape[0]
+        bos = torch.full((b, 1), tok.bos_token_id, dtype=torch.long, device=self.device)
+        embeds = torch.cat(
+            [self._prefix_embeds(latents), self.decoder.get_input_embeddings()(bos)], dim=1
+        )
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
+        sample = temperature > 0
+        kwargs: dict = {"do_sample": sample, "num_beams": num_beams}
+        if sample:
+            kwargs["temperature"] = temperature
+            kwargs["top_p"] = top_p if top_p is not None else 1.0
+            kwargs["top_k"] = 0
+        if generator_seed is not None:
+            torch.manual_seed(generator_seed)
+        out = self.decoder.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            **kwargs,
+        )
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    # ----- identity and persistence ---------------------------------------------------
+    def compute_fingerprint(self) -> str:
+        """Hash of the weights and settings that map text to latents: the latent-space id."""
+        h = hashlib.sha256()
+        h.update(repr((self.config.pooling, self.latent_shape)).encode())
+        state = {**self.encoder.state_dict(prefix="encoder."),
+                 **self.compressor.state_dict(prefix="compressor.")}
+        for name in sorted(state):
+            h.update(name.encode())
+            h.update(state[name].detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.config.fingerprint or self.compute_fingerprint()
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        super()._save_pretrained(save_directory)
+        self.encoder_tokenizer.save_pretrained(save_directory / "encoder_tokenizer")
+        self.decoder_tokenizer.save_pretrained(save_directory / "decoder_tokenizer")
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save config, safetensors weights and both tokenizers (fingerprint recorded)."""
+        self.config.fingerprint = self.compute_fingerprint()
+        self._hub_mixin_config = {"config": asdict(self.config)}
+        return super().save_pretrained(save_directory, **kwargs)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id, revision=None, cache_dir=None, force_download=False,
+                         local_files_only=False, token=None, map_location="cpu", strict=True,
+                         **model_kwargs):
+        from safetensors.torch import load_model
+        from transformers import AutoTokenizer
+
+        folder = Path(model_id)
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(
+                model_id, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                local_files_only=local_files_only, token=token,
+            ))
+        model = cls(model_kwargs["config"])
+        load_model(model, str(folder / "model.safetensors"), strict=strict, device=map_location)
+        model.encoder_tokenizer = AutoTokenizer.from_pretrained(folder / "encoder_tokenizer")
+        model.decoder_tokenizer = AutoTokenizer.from_pretrained(folder / "decoder_tokenizer")
+        return model.eval()

@@ -1,0 +1,286 @@
+"""Stage: texts -> a trained autoencoder folder (the latent space everything else uses)."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ldlm.atomic import atomic_directory
+from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder, Pooling, Size
+from ldlm.autoencoder.tokenizer import ensure_special_tokens, train_tokenizer
+from ldlm.data import TextRows
+from ldlm.errors import InputError
+from ldlm.metrics import ReconstructionScores, reconstruction_scores
+from ldlm.progress import SILENT, Reporter
+
+# keys of a Hugging Face config dict that describe a saved file, not the architecture
+_TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
+
+
+@dataclass
+class AutoencoderSpec:
+    """What to build: the CLI's train-autoencoder options that shape the model."""
+
+    encoder: str | None = None  # pretrained encoder id/path; None: train one from scratch
+    decoder: str | None = None  # pretrained causal LM id/path; None: GPT-2 from scratch
+    pooling: Pooling | None = None  # None: "mean" with a pretrained encoder, else "queries"
+    size: Size = "small"  # size of the parts built from scratch
+    latent_tokens: int | None = None  # k (None: 1 for mean pooling, 8 for queries)
+    latent_dim: int | None = None  # d (None: hidden size for mean pooling, 64 for queries)
+    max_length: int = 64  # tokens per text
+    latent_noise: float = 0.1  # std of noise on latents while training the decoder
+    freeze_encoder: bool | None = None  # None: frozen when pretrained, trained when scratch
+
+
+@dataclass
+class TrainingArgs:
+    """How to train it."""
+
+    max_steps: int = 2000  # optimiser steps
+    batch_size: int = 64  # texts per step
+    learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay
+    warmup_steps: int = 100  # linear warmup steps
+    weight_decay: float = 0.01
+    mixed_precision: str = "no"  # "fp16" | "bf16" | "no" (accelerate)
+    seed: int = 42
+    eval_rows: int = 500  # held-out texts for the reconstruction figures
+    eval_batch_size: int = 64
+
+
+def _clean(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _TRANSIENT_KEYS}
+
+
+def _check_spec(spec: AutoencoderSpec) -> None:
+    if spec.size not in SIZES:
+        raise InputError(f"--size {spec.size!r} is not one of {', '.join(SIZES)}")
+    if spec.pooling not in (None, "mean", "queries"):
+        raise InputError(f"--pooling {spec.pooling!r} must be 'mean' or 'queries'")
+    if spec.pooling == "mean" and spec.latent_tokens not in (None, 1):
+        raise InputError(
+            f"--latent-tokens {spec.latent_tokens} needs --pooling queries; mean pooling gives k = 1"
+        )
+    for name, value in (("--latent-tokens", spec.latent_tokens), ("--latent-dim", spec.latent_dim)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} {value} must be at least 1")
+    if spec.max_length < 4:
+        raise InputError(f"--max-length {spec.max_length} must be at least 4 tokens")
+    if spec.latent_noise < 0:
+        raise InputError(f"--latent-noise {spec.latent_noise} must be >= 0")
+
+
+def _load_pretrained(kind: str, name: str, causal: bool):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        loader = AutoModelForCausalLM if causal else AutoModel
+        return loader.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"could not load --{kind} {name!r}: {first}; give a local model folder or a hub id "
+            "reachable from this machine"
+        ) from exc
+
+
+def build_autoencoder(spec: AutoencoderSpec, texts: list[str]) -> LatentAutoencoder:
+    """Build an untrained autoencoder: pretrained parts loaded, scratch parts sized by spec."""
+    from transformers import BertConfig, GPT2Config
+
+    _check_spec(spec)
+    hidden, enc_layers, dec_layers, heads, vocab = SIZES[spec.size]
+    pooling = spec.pooling or ("mean" if spec.encoder else "queries")
+    scratch_tok = None
+    if spec.encoder is None or spec.decoder is None:
+        scratch_tok = train_tokenizer(texts, vocab)
+
+    if spec.encoder:
+        enc_model, enc_tok = _load_pretrained("encoder", spec.encoder, causal=False)
+        enc_config = _clean(enc_model.config.to_dict())
+    else:
+        enc_model, enc_tok = None, scratch_tok
+        enc_config = _clean(BertConfig(
+            vocab_size=len(scratch_tok), hidden_size=hidden, num_hidden_layers=enc_layers,
+            num_attention_heads=heads, intermediate_size=4 * hidden,
+            max_position_embeddings=max(spec.max_length, 64), pad_token_id=scratch_tok.pad_token_id,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        ).to_dict())
+    if spec.decoder:
+        dec_model, dec_tok = _load_pretrained("decoder", spec.decoder, causal=True)
+        ensure_special_tokens(dec_tok)
+        dec_config = _clean(dec_model.config.to_dict())
+    else:
+        dec_model, dec_tok = None, scratch_tok
+        dec_config = _clean(GPT2Config(
+            vocab_size=len(scratch_tok), n_embd=hidden, n_layer=dec_layers, n_head=heads,
+            n_positions=spec.max_length + 64, bos_token_id=scratch_tok.bos_token_id,
+            eos_token_id=scratch_tok.eos_token_id, pad_token_id=scratch_tok.pad_token_id,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        ).to_dict())
+
+    enc_hidden = enc_config.get("hidden_size", hidden)
+    k = 1 if pooling == "mean" else (spec.latent_tokens or 8)
+    d = spec.latent_dim or (enc_hidden if pooling == "mean" else 64)
+    freeze = spec.freeze_encoder if spec.freeze_encoder is not None else bool(spec.encoder)
+    config = AutoencoderConfig(
+        encoder_config=enc_config, decoder_config=dec_config, pooling=pooling,
+        latent_tokens=k, latent_dim=d, max_length=spec.max_length,
+        latent_noise=spec.latent_noise, freeze_encoder=freeze,
+        encoder_source=spec.encoder, decoder_source=spec.decoder,
+        size=spec.size if (spec.encoder is None or spec.decoder is None) else None,
+    )
+    model = LatentAutoencoder(config)
+    if enc_model is not None:
+        model.encoder.load_state_dict(enc_model.state_dict())
+    if dec_model is not None:
+        model.decoder.load_state_dict(dec_model.state_dict())
+    model.encoder_tokenizer, model.decoder_tokenizer = enc_tok, dec_tok
+    return model
+
+
+def holdout_split(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
+    """Deterministic (train, held-out) row indices: every step-th row is held out."""
+    if n < 4 or eval_rows < 1:
+        return list(range(n)), []
+    step = max(2, n // eval_rows)
+    held = list(range(0, n, step))[:eval_rows]
+    held_set = set(held)
+    return [i for i in range(n) if i not in held_set], held
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _batches(n: int, batch_size: int, rng: random.Random):
+    """Endless shuffled batches of row indices (epoch after epoch)."""
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+            yield order[i : i + batch_size]
+
+
+def reconstruct(
+    model: LatentAutoencoder, texts: list[str], batch_size: int = 64,
+    max_new_tokens: int | None = None,
+) -> list[str]:
+    """Greedy decode(encode(text)) for each text, in order."""
+    model.eval()
+    out: list[str] = []
+    limit = max_new_tokens or model.config.max_length
+    for i in range(0, len(texts), batch_size):
+        z = model.encode_texts(texts[i : i + batch_size])
+        out.extend(model.generate(z, max_new_tokens=limit))
+    return out
+
+
+def train_autoencoder(
+    rows: TextRows,
+    out: str | Path,
+    spec: AutoencoderSpec | None = None,
+    args: TrainingArgs | None = None,
+    reporter: Reporter = SILENT,
+) -> tuple[LatentAutoencoder, ReconstructionScores | None]:
+    """Train an autoencoder on `rows` and save it to `out` (atomically).
+
+    Returns the model and its reconstruction scores on a held-out slice of the rows.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    spec, args = spec or AutoencoderSpec(), args or TrainingArgs()
+    if args.max_steps < 1 or args.batch_size < 1:
+        raise InputError(
+            f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
+        )
+    if args.learning_rate <= 0:
+        raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
+    set_seed(args.seed)
+    train_idx, held_idx = holdout_split(len(rows.texts), args.eval_rows)
+    train_texts = [rows.texts[i] for i in train_idx]
+    held_texts = [rows.texts[i] for i in held_idx]
+
+    reporter.log(f"building the autoencoder ({len(train_texts)} training texts)")
+    model = build_autoencoder(spec, train_texts)
+    acc = Accelerator(mixed_precision=args.mixed_precision)
+    params = [p for n, p in model.named_parameters()
+              if not (model.config.freeze_encoder and n.startswith("encoder."))]
+    if model.config.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(args.warmup_steps, args.max_steps))
+    model, opt, sched = acc.prepare(model, opt, sched)
+    core: LatentAutoencoder = acc.unwrap_model(model)
+
+    enc = core.encoder_tokenizer(train_texts, truncation=True, max_length=spec.max_length)["input_ids"]
+    dec_all = core.tokenize_for_decoder(train_texts)  # padded once; batches trim it
+    rng = random.Random(args.seed)
+    batches = _batches(len(train_texts), min(args.batch_size, len(train_texts)), rng)
+    pad_enc = core.encoder_tokenizer.pad_token_id or 0
+
+    model.train()
+    if core.config.freeze_encoder:
+        core.encoder.eval()
+    reporter.start("train-autoencoder", total=args.max_steps, unit="step")
+    started = time.perf_counter()
+    for step in range(args.max_steps):
+        idx = next(batches)
+        width = max(len(enc[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_enc, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, i in enumerate(idx):
+            ids[j, : len(enc[i])] = torch.tensor(enc[i])
+            mask[j, : len(enc[i])] = 1
+        d_mask = dec_all["attention_mask"][idx]
+        d_width = int(d_mask.sum(1).max())
+        d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
+        dev = acc.device
+        with acc.autocast():
+            loss = model(ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
+        if not torch.isfinite(loss):
+            from ldlm.errors import RuntimeFailure
+
+            raise RuntimeFailure(
+                f"loss became {loss.item()} at step {step}; lower --learning-rate "
+                f"({args.learning_rate}) or use --mixed-precision no"
+            )
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        reporter.advance(1, loss=round(loss.item(), 4))
+    reporter.stop()
+    train_seconds = time.perf_counter() - started
+
+    scores = None
+    core.eval()
+    if held_texts:
+        reporter.log(f"reconstructing {len(held_texts)} held-out texts")
+        outputs = reconstruct(core, held_texts, args.eval_batch_size)
+        scores = reconstruction_scores(held_texts, outputs)
+    core.config.extra = {
+        "data": {"source": rows.source, "split": rows.split, "column": rows.column,
+                 "rows": len(rows.texts), "digest": rows.digest()},
+        "training": {"steps": args.max_steps, "batch_size": args.batch_size,
+                     "learning_rate": args.learning_rate, "seed": args.seed,
+                     "mixed_precision": args.mixed_precision,
+                     "seconds": round(train_seconds, 1)},
+        "reconstruction": scores.as_dict() if scores else None,
+    }
+    core.to("cpu")
+    with atomic_directory(out) as tmp:
+        core.save_pretrained(tmp)
+    return core, scores

@@ -1,0 +1,68 @@
+"""The Typer app, the shared option types, and the table that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+
+import typer
+
+from ldlm.cli.console import quiet_libraries, stderr
+from ldlm.errors import LdlmError
+
+DEBUG_ENV = "LDLM_DEBUG"
+
+app = typer.Typer(
+    name="ldlm",
+    help="Latent diffusion language models: train a text autoencoder, encode a corpus to "
+    "latents, and decode latents back to text.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _fail(message: str, code: int) -> None:
+    stderr.print(f"[red]Error:[/red] {message}", soft_wrap=True)
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    raise typer.Exit(code)
+
+
+def command(name: str):
+    """Register a command whose known errors become one line on stderr and an exit code.
+
+    LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130; a closed
+    pipe (`| head`) -> 0, quietly; anything else -> 1, with the traceback only when
+    LDLM_DEBUG is set.
+    """
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            quiet_libraries()
+            try:
+                return fn(*args, **kwargs)
+            except typer.Exit:
+                raise
+            except LdlmError as exc:
+                _fail(str(exc), exc.exit_code)
+            except KeyboardInterrupt:
+                _fail("interrupted; finished work is kept, rerun the same command to resume", 130)
+            except BrokenPipeError:
+                # the reader went away (e.g. `| head`): stop quietly
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                raise typer.Exit(0) from None
+            except OSError as exc:
+                _fail(f"{exc.strerror or exc} ({exc.filename or 'no file'}); check the path, "
+                      "its permissions and free space", 1)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence
+                _fail(f"unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the "
+                      "traceback and report it)", 1)
+
+        return app.command(name)(run)
+
+    return wrap

@@ -1,0 +1,49 @@
+"""ldlm decode"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ldlm.cli.app import command
+from ldlm.cli.console import RichReporter
+from ldlm.cli.options import Device, Seed, pick_device
+
+
+@command("decode")
+def decode_cmd(
+    latents: Annotated[str | None, typer.Argument(
+        help="A latent file, a latent store (reconstruction), or '-' / nothing for stdin.")] = None,
+    autoencoder: Annotated[Path | None, typer.Option(
+        help="Autoencoder folder (default: the one the latents name).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per text.")] = 100,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
+    num_beams: Annotated[int, typer.Option(
+        help="Beam search width (> 1 is deterministic beam search).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Latents decoded together.")] = 64,
+    seed: Seed = 42,
+    device: Device = None,
+    format: Annotated[Literal["text", "jsonl"], typer.Option(
+        help="text: one line per sample; jsonl: one JSON object per sample.")] = "text",
+) -> None:
+    """Turn latents into text: one sample per line on stdout."""
+    from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
+
+    args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                      num_beams=num_beams, seed=seed, batch_size=batch_size)
+    args.check()
+    source = open_latents(latents)
+    model = resolve_autoencoder(source, str(autoencoder) if autoencoder else None,
+                                device=pick_device(device))
+    out = sys.stdout
+    for record in decode_latents(source, model, args, reporter=RichReporter()):
+        if format == "jsonl":
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            out.write(record["text"].replace("\n", " ") + "\n")
+        out.flush()

@@ -1,0 +1,48 @@
+"""ldlm encode"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ldlm.cli.app import command
+from ldlm.cli.console import RichReporter
+from ldlm.cli.options import Data, Device, Split, TextColumn, pick_device
+
+
+@command("encode")
+def encode_cmd(
+    data: Data,
+    autoencoder: Annotated[Path, typer.Option(help="Autoencoder folder (train-autoencoder --out).")],
+    store: Annotated[str, typer.Option(help="Zarr store to write: a path or an fsspec URL.")],
+    text_column: TextColumn = "text",
+    split: Split = "train",
+    condition_column: Annotated[str | None, typer.Option(
+        help="Column to keep beside each text (class label or source text).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts encoded together.")] = 128,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per store chunk (resume unit).")] = 4096,
+    limit: Annotated[int | None, typer.Option(help="Encode only the first N usable rows.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    device: Device = None,
+) -> None:
+    """Encode a text dataset into a zarr latent store. Interrupted runs resume where they
+    stopped when run again with the same arguments."""
+    from ldlm.data import load_texts
+    from ldlm.encode import encode_dataset
+
+    reporter = RichReporter()
+    rows = load_texts(data, text_column=text_column, split=split, limit=limit,
+                      condition_column=condition_column)
+    result = encode_dataset(rows, autoencoder, store, batch_size=batch_size, chunk_rows=chunk_rows,
+                            limit=limit, overwrite=overwrite, device=pick_device(device),
+                            reporter=reporter)
+    if result.skipped:
+        reporter.log(f"skipped {result.skipped} rows that are empty or not text")
+    if result.truncated:
+        reporter.log(f"[yellow]warning:[/yellow] {result.truncated} rows were longer than the "
+                     "autoencoder's max length and were truncated")
+    k, d = result.store.latent_shape
+    note = "already complete" if result.encoded == 0 else f"encoded {result.encoded} rows"
+    typer.echo(f"{store}: {result.rows} rows of {k} x {d} latents ({note})")

@@ -1,0 +1,57 @@
+"""What an artefact is: a latent store, an autoencoder folder, a latent file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ldlm.autoencoder import is_autoencoder_dir
+from ldlm.errors import InputError
+from ldlm.store import LatentStore, is_store
+from ldlm.stream import MAGIC, read_frames, read_header
+
+
+def describe(path: str) -> dict:
+    """A JSON-able description of the artefact at `path`."""
+    if is_store(path):
+        store = LatentStore.open(path, require_complete=False)
+        a = store.attrs
+        done, total = store.progress()
+        return {
+            "kind": "latent store", "path": path, "rows": a["rows"],
+            "latent_shape": a["latent_shape"], "dtype": a["dtype"],
+            "complete": bool(a.get("complete")), "chunks_done": f"{done}/{total}",
+            "latent_space": a.get("latent_space"), "autoencoder": a.get("autoencoder"),
+            "source": a.get("source"), "split": a.get("split"), "column": a.get("column"),
+            "skipped_rows": a.get("skipped_rows"), "truncated_rows": a.get("truncated_rows"),
+            "has_stats": "stats_mean" in a,
+        }
+    p = Path(path)
+    if is_autoencoder_dir(p):
+        cfg = json.loads((p / "config.json").read_text())["config"]
+        return {
+            "kind": "autoencoder", "path": path, "latent_space": cfg.get("fingerprint"),
+            "latent_shape": [cfg["latent_tokens"], cfg["latent_dim"]],
+            "pooling": cfg["pooling"], "max_length": cfg["max_length"],
+            "encoder": cfg.get("encoder_source") or f"{cfg['encoder_config']['model_type']} "
+            f"from scratch ({cfg.get('size')})",
+            "decoder": cfg.get("decoder_source") or f"{cfg['decoder_config']['model_type']} "
+            f"from scratch ({cfg.get('size')})",
+            "latent_noise": cfg["latent_noise"],
+            **{k: v for k, v in cfg.get("extra", {}).items()},
+        }
+    if p.is_file():
+        with open(p, "rb") as fh:
+            if fh.read(len(MAGIC)) == MAGIC:
+                fh.seek(0)
+                header = read_header(fh, repr(path))
+                rows = sum(x.shape[0] for x, _ in read_frames(fh, header, repr(path)))
+                return {"kind": "latent file", "path": path, "rows": rows,
+                        "latent_space": header.latent_space,
+                        "latent_shape": list(header.latent_shape),
+                        "autoencoder": header.autoencoder, **header.extra}
+    if not p.exists() and "://" not in path:
+        raise InputError(f"PATH {path!r} does not exist")
+    raise InputError(
+        f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder folder or latent file)"
+    )

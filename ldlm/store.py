@@ -1,0 +1,260 @@
+"""The zarr v3 latent store: one group per encoded dataset.
+
+Layout
+    latents  (N, k, d) float32, chunked along rows
+    text     (N,)      the source texts (variable-length UTF-8)
+    lengths  (N,)      int32, encoder tokens per row before truncation
+    done     (C,)      uint8, 1 when row chunk c is fully written (one tiny chunk each)
+Attributes (flat keys, all written in one `update_attributes` call at a time)
+    ldlm_format, ldlm_version, latent_space (the autoencoder fingerprint), autoencoder
+    (where it was), latent_shape [k, d], dtype, rows, chunk_rows, source, split, column,
+    limit, data_digest, skipped_rows, truncated_rows, batch_size, complete, and when complete
+    stats_mean / stats_std (per latent position, shape (k, d), over all rows).
+
+A store is complete only after every chunk is marked done and the statistics are written,
+so an interrupted encode is never mistaken for a finished one. Chunk writes on a local
+file system are atomic (zarr writes a temporary file and renames it).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ldlm.errors import InputError, RuntimeFailure
+
+FORMAT = "ldlm-latent-store"
+VERSION = 1
+ARRAYS = ("latents", "text", "lengths", "done")
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _zarr_group(path: str, mode: str):
+    import zarr
+
+    try:
+        return zarr.open_group(store=path, mode=mode)
+    except FileNotFoundError as exc:
+        raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it") from exc
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"store {path!r} is not a readable zarr group ({first}); give a store written by "
+            "`ldlm encode`, or rerun encode with --overwrite"
+        ) from exc
+
+
+def is_store(path: str) -> bool:
+    """True when `path` holds a zarr group with ldlm store attributes."""
+    if not _is_url(path) and not (Path(path) / "zarr.json").is_file():
+        return False
+    try:
+        import zarr
+
+        return zarr.open_group(store=path, mode="r").attrs.get("ldlm_format") == FORMAT
+    except Exception:
+        return False
+
+
+@dataclass
+class LatentStore:
+    """A handle on an ldlm latent store (see the module docstring for the layout)."""
+
+    path: str
+    group: object  # zarr.Group
+
+    # ----- opening and creating ---------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, *, require_complete: bool = True,
+             writable: bool = False) -> LatentStore:
+        """Open a store; refuses anything that is not a (complete) ldlm store."""
+        path = str(path)
+        if not _is_url(path) and not Path(path).exists():
+            raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it")
+        group = _zarr_group(path, "r+" if writable else "r")
+        attrs = dict(group.attrs)
+        if attrs.get("ldlm_format") != FORMAT:
+            raise InputError(
+                f"{path!r} is a zarr group but not an ldlm latent store; give a store written by "
+                "`ldlm encode`"
+            )
+        store = cls(path, group)
+        missing = [name for name in ARRAYS[:3] if name not in group.array_keys()]
+        if missing:
+            raise RuntimeFailure(
+                f"store {path!r} lacks array(s) {', '.join(missing)}; rerun `ldlm encode` with "
+                "the same arguments to repair it, or with --overwrite"
+            )
+        if require_complete and not attrs.get("complete"):
+            done, total = store.progress()
+            raise InputError(
+                f"store {path!r} is incomplete ({done} of {total} chunks encoded); rerun "
+                "`ldlm encode` with the same arguments to finish it"
+            )
+        return store
+
+    @classmethod
+    def create(cls, path: str | Path, *, rows: int, latent_shape: tuple[int, int],
+               chunk_rows: int, attributes: dict) -> LatentStore:
+        """Create an empty store of `rows` rows (replacing whatever ldlm store is there)."""
+        import zarr
+
+        path = str(path)
+        remove_store(path)
+        k, d = latent_shape
+        attrs = {
+            "ldlm_format": FORMAT, "ldlm_version": VERSION, "rows": rows,
+            "latent_shape": [k, d], "dtype": "float32", "chunk_rows": chunk_rows,
+            "complete": False, **attributes,
+        }
+        group = zarr.open_group(store=path, mode="w", attributes=attrs)
+        store = cls(path, group)
+        store.ensure_arrays()
+        return store
+
+    def ensure_arrays(self) -> None:
+        """Create any array that is missing (after a kill during creation)."""
+        a = self.attrs
+        n, (k, d), c = a["rows"], a["latent_shape"], a["chunk_rows"]
+        have = set(self.group.array_keys())
+        specs = {
+            "latents": dict(shape=(n, k, d), chunks=(c, k, d), dtype="float32", fill_value=0.0),
+            "text": dict(shape=(n,), chunks=(c,), dtype=str, fill_value=""),
+            "lengths": dict(shape=(n,), chunks=(c,), dtype="int32", fill_value=0),
+            "done": dict(shape=(self.num_chunks,), chunks=(1,), dtype="uint8", fill_value=0),
+        }
+        for name, spec in specs.items():
+            if name not in have:
+                self.group.create_array(name, **spec)
+
+    # ----- attributes -------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict:
+        return dict(self.group.attrs)
+
+    def update_attributes(self, values: dict) -> None:
+        self.group.update_attributes(values)
+
+    @property
+    def rows(self) -> int:
+        return int(self.attrs["rows"])
+
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        k, d = self.attrs["latent_shape"]
+        return int(k), int(d)
+
+    @property
+    def latent_space(self) -> str | None:
+        return self.attrs.get("latent_space")
+
+    @property
+    def chunk_rows(self) -> int:
+        return int(self.attrs["chunk_rows"])
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-self.rows // self.chunk_rows)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-position mean and std of the latents, each (k, d)."""
+        a = self.attrs
+        if "stats_mean" not in a:
+            raise InputError(f"store {self.path!r} has no statistics yet; finish `ldlm encode`")
+        shape = self.latent_shape
+        return (np.asarray(a["stats_mean"], np.float32).reshape(shape),
+                np.asarray(a["stats_std"], np.float32).reshape(shape))
+
+    # ----- arrays -----------------------------------------------------------------------
+    def array(self, name: str):
+        return self.group[name]
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        start = chunk * self.chunk_rows
+        return start, min(start + self.chunk_rows, self.rows)
+
+    def done_chunks(self) -> np.ndarray:
+        """Boolean mask (C,) of chunks whose rows are all written."""
+        if "done" not in self.group.array_keys():
+            return np.zeros(self.num_chunks, dtype=bool)
+        return self.group["done"][:].astype(bool)
+
+    def progress(self) -> tuple[int, int]:
+        return int(self.done_chunks().sum()), self.num_chunks
+
+    def write_chunk(self, chunk: int, latents: np.ndarray, texts: list[str],
+                    lengths: np.ndarray) -> None:
+        """Write one whole row chunk, then mark it done (a kill in between redoes it)."""
+        start, stop = self.chunk_bounds(chunk)
+        if latents.shape != (stop - start, *self.latent_shape):
+            raise ValueError(f"chunk {chunk} expects {(stop - start, *self.latent_shape)}, "
+                             f"got {latents.shape}")
+        self.group["latents"][start:stop] = latents.astype(np.float32, copy=False)
+        self.group["text"][start:stop] = np.array(texts, dtype=object)
+        self.group["lengths"][start:stop] = lengths.astype(np.int32, copy=False)
+        self.group["done"][chunk] = 1
+
+    def read_latents(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self.group["latents"][start : self.rows if stop is None else stop]
+
+    def read_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
+        return [str(t) for t in self.group["text"][start : self.rows if stop is None else stop]]
+
+    def compute_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-position mean/std over all rows, in one streaming pass over the chunks."""
+        k, d = self.latent_shape
+        total = np.zeros((k, d), np.float64)
+        total_sq = np.zeros((k, d), np.float64)
+        for chunk in range(self.num_chunks):
+            start, stop = self.chunk_bounds(chunk)
+            x = self.read_latents(start, stop).astype(np.float64)
+            if not np.isfinite(x).all():
+                raise RuntimeFailure(
+                    f"store {self.path!r} has NaN or inf latents in rows {start}-{stop}; the "
+                    "autoencoder is broken, retrain it or rerun encode with --overwrite"
+                )
+            total += x.sum(0)
+            total_sq += (x * x).sum(0)
+        mean = total / self.rows
+        var = np.maximum(total_sq / self.rows - mean * mean, 0.0)
+        return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+    def finalize(self) -> None:
+        """Compute the statistics and mark the store complete (one attribute update)."""
+        mean, std = self.compute_stats()
+        self.update_attributes({
+            "stats_mean": mean.ravel().tolist(),
+            "stats_std": std.ravel().tolist(),
+            "complete": True,
+        })
+
+
+def remove_store(path: str) -> None:
+    """Delete an existing store at `path`, refusing to delete anything that is not zarr."""
+    if _is_url(path):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(path)
+        if fs.exists(root):
+            if not fs.exists(f"{root.rstrip('/')}/zarr.json"):
+                raise InputError(f"{path!r} exists and is not a zarr store; refusing to replace it")
+            fs.rm(root, recursive=True)
+        return
+    p = Path(path)
+    if not p.exists():
+        return
+    if p.is_file() or not ((p / "zarr.json").is_file() or not any(p.iterdir())):
+        raise InputError(
+            f"{path!r} exists and is not a zarr store; refusing to replace it (choose another --store)"
+        )
+    shutil.rmtree(p)

@@ -1,0 +1,89 @@
+"""Shared fixtures: an isolated offline environment, a tiny corpus, a tiny autoencoder,
+a tiny store. Everything is built here; nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CORPUS = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the golden curry serves cheap indian food",
+    "hello world 😀",
+    "Ünïcödé text, naïve café",
+    "a family friendly pub near the river",
+    "the eagle is a coffee shop with low ratings",
+    "fast food in the city centre",
+    "mandarin text 你好世界",
+    "a short one",
+] * 6
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    """No hub access and no writes to the user's caches."""
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.delenv("LDLM_DEBUG", raising=False)
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "corpus.txt"
+    path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ae(tmp_path_factory) -> Path:
+    """A tiny autoencoder trained for a few steps (session-wide: built once)."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.data import TextRows
+
+    out = tmp_path_factory.mktemp("ae") / "tiny"
+    rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
+    train_autoencoder(
+        rows, out, AutoencoderSpec(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
+        TrainingArgs(max_steps=120, batch_size=16, learning_rate=3e-3, eval_rows=5),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def other_ae(tmp_path_factory) -> Path:
+    """A second tiny autoencoder (another latent space, same shape)."""
+    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.data import TextRows
+
+    out = tmp_path_factory.mktemp("ae") / "other"
+    rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
+    train_autoencoder(
+        rows, out, AutoencoderSpec(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
+        TrainingArgs(max_steps=2, batch_size=8, seed=7, eval_rows=0),
+    )
+    return out
+
+
+@pytest.fixture
+def tiny_store(tmp_path, tiny_ae, corpus_file) -> Path:
+    from ldlm.data import load_texts
+    from ldlm.encode import encode_dataset
+
+    store = tmp_path / "latents.zarr"
+    rows = load_texts(str(corpus_file))
+    encode_dataset(rows, tiny_ae, store, batch_size=8, chunk_rows=16)
+    return store
+
+
+def read_jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
