@@ -37,14 +37,17 @@ def encode_chunk(model: LatentAutoencoder, texts: list[str], batch_size: int,
     ids = tok(texts, truncation=False)["input_ids"]
     lengths = np.array([len(x) for x in ids], dtype=np.int32)
     limit = model.config.max_length
+    long = np.flatnonzero(lengths > limit)
+    if len(long):  # truncate as training did (the tokenizer keeps its closing special tokens)
+        cut = tok([texts[j] for j in long], truncation=True, max_length=limit)["input_ids"]
+        for j, row in zip(long, cut, strict=True):
+            ids[j] = row
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(texts))
     out = np.empty((len(texts), *model.latent_shape), dtype=np.float32)
     pad = tok.pad_token_id or 0
     for i in range(0, len(texts), batch_size):
         idx = order[i : i + batch_size]
-        rows = [ids[j][:limit] for j in idx]
-        if any(len(ids[j]) > limit for j in idx):  # keep the closing special token
-            rows = [r if len(ids[j]) <= limit else r[:-1] + ids[j][-1:] for r, j in zip(rows, idx, strict=False)]
+        rows = [ids[j] for j in idx]
         width = max(len(r) for r in rows)
         batch = torch.full((len(rows), width), pad, dtype=torch.long)
         mask = torch.zeros_like(batch)
