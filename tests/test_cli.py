@@ -97,7 +97,16 @@ def test_bad_inputs(tmp_path, tiny_ae, other_ae, tiny_store, corpus_file):
         (["decode", str(tmp_path / "none.ldlm")], "does not exist"),
         (["decode", str(tiny_store), "--max-new-tokens", "0"], "--max-new-tokens 0"),
         (["info", str(tmp_path / "none")], "does not exist"),
+        (["train-autoencoder", str(corpus_file), "--out", str(tmp_path / "a"), "--size", "tiny",
+          "--max-steps", "0"], "--max-steps 0"),
+        (["train-autoencoder", str(corpus_file), "--out", str(tmp_path / "a"), "--size", "tiny",
+          "--pooling", "mean", "--latent-tokens", "4"], "needs --pooling queries"),
     ]
+    import torch
+
+    if not torch.cuda.is_available():
+        cases.append((["train-autoencoder", str(corpus_file), "--out", str(tmp_path / "a"),
+                       "--mixed-precision", "fp16"], "needs a CUDA GPU"))
     for args, message in cases:
         line = _one_line_error(runner.invoke(app, args), 2)
         assert message in line, (args, line)
