@@ -1,0 +1,91 @@
+"""The MLP "UNet" for latent vectors (design A's LatentDiffusionModel).
+
+The latent (k, d) is flattened to one vector; residual MLP blocks run on a down path of
+shrinking widths, a middle block, then an up path that concatenates the matching skip.
+The timestep embedding is added inside every block.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from ldlm.denoisers.embeddings import TimestepMLP, timesteps_like
+
+PRESETS = {
+    "tiny": {"widths": (64, 32), "time_dim": 32},
+    "small": {"widths": (512, 256), "time_dim": 128},
+    "base": {"widths": (2048, 1024, 512), "time_dim": 256},
+}
+
+
+class ResBlock(nn.Module):
+    """x + MLP(LayerNorm(x) + time), width preserved."""
+
+    def __init__(self, width: int, time_dim: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.time = nn.Linear(time_dim, width)
+        self.fc1 = nn.Linear(width, 2 * width)
+        self.fc2 = nn.Linear(2 * width, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x) + self.time(temb)  # (B, W)
+        return x + self.fc2(self.drop(nn.functional.silu(self.fc1(h))))
+
+
+class MLPDenoiser(ModelMixin, ConfigMixin):
+    """Residual MLP U-Net over the flattened latent: model(x_t (B, k, d), t (B,)) -> (B, k, d)."""
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_tokens: int = 1,  # k
+        latent_dim: int = 768,  # d
+        widths: tuple[int, ...] = (512, 256),  # widths of the down path (the up path mirrors it)
+        time_dim: int = 128,  # timestep embedding width
+        dropout: float = 0.0,
+        self_condition: bool = False,  # input also takes the previous x0 estimate
+    ):
+        super().__init__()
+        flat = latent_tokens * latent_dim
+        widths = tuple(widths)
+        self.time = TimestepMLP(time_dim)
+        self.inp = nn.Linear(flat * (2 if self_condition else 1), widths[0])
+        self.down = nn.ModuleList(ResBlock(w, time_dim, dropout) for w in widths)
+        self.down_proj = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.mid = ResBlock(widths[-1], time_dim, dropout)
+        self.up_proj = nn.ModuleList(nn.Linear(2 * w, w) for w in reversed(widths))
+        self.up = nn.ModuleList(ResBlock(w, time_dim, dropout) for w in reversed(widths))
+        self.up_out = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[::-1][:-1], widths[::-1][1:],
+                                                                   strict=True))
+        self.out_norm = nn.LayerNorm(widths[0])
+        self.out = nn.Linear(widths[0], flat)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor,
+                self_cond: torch.Tensor | None = None) -> torch.Tensor:
+        b, k, d = x_t.shape
+        h = x_t.reshape(b, k * d)  # (B, k*d)
+        if self.config.self_condition:
+            sc = torch.zeros_like(x_t) if self_cond is None else self_cond
+            h = torch.cat([h, sc.reshape(b, k * d)], dim=-1)  # (B, 2*k*d)
+        temb = self.time(timesteps_like(t, b, x_t.device)).to(h.dtype)  # (B, T)
+        h = self.inp(h)  # (B, W0)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, temb)
+            skips.append(h)
+            if i < len(self.down_proj):
+                h = self.down_proj[i](h)  # (B, W_{i+1})
+        h = self.mid(h, temb)
+        for i, block in enumerate(self.up):
+            h = self.up_proj[i](torch.cat([h, skips.pop()], dim=-1))  # (B, W)
+            h = block(h, temb)
+            if i < len(self.up_out):
+                h = self.up_out[i](h)  # (B, next wider W)
+        return self.out(self.out_norm(h)).reshape(b, k, d)

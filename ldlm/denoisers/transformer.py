@@ -1,0 +1,101 @@
+"""The transformer denoiser over the k latent tokens (design B, with LD4LG's options).
+
+Each token's input is [x_t, (previous x0 estimate), sinusoidal timestep embedding]
+concatenated and projected to the model width (by default the latent width d), a learned
+position embedding is added, `layers` pre-LN encoder blocks run, and a linear head maps
+back to d. With `adaln` the timestep instead scales and shifts every block's normalised
+input (adaLN-Zero, Peebles & Xie 2023) and gates its residual branches.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from ldlm.denoisers.embeddings import TimestepMLP, sinusoidal_embedding, timesteps_like
+from ldlm.errors import InputError
+
+PRESETS = {
+    "tiny": {"width": 32, "layers": 1, "heads": 2, "time_dim": 32},
+    "small": {"width": None, "layers": 4, "heads": 8, "time_dim": 128},
+    "base": {"width": 512, "layers": 8, "heads": 8, "time_dim": 256},
+}
+
+
+class Block(nn.Module):
+    """Pre-LN self-attention + MLP; with `mod` (B, 6W) from adaLN, modulated and gated."""
+
+    def __init__(self, width: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False)
+        self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(4 * width, width))
+
+    def forward(self, h: torch.Tensor, mod: torch.Tensor | None) -> torch.Tensor:
+        # h (B, k, W); mod (B, 6W) or None
+        if mod is None:
+            shift1 = scale1 = shift2 = scale2 = 0.0
+            gate1 = gate2 = 1.0
+        else:
+            shift1, scale1, gate1, shift2, scale2, gate2 = (m[:, None] for m in mod.chunk(6, dim=-1))
+        x = self.norm1(h) * (1 + scale1) + shift1
+        h = h + gate1 * self.attn(x, x, x, need_weights=False)[0]
+        x = self.norm2(h) * (1 + scale2) + shift2
+        return h + gate2 * self.mlp(x)
+
+
+class TransformerDenoiser(ModelMixin, ConfigMixin):
+    """model(x_t (B, k, d), t (B,), self_cond (B, k, d) | None) -> (B, k, d)."""
+
+    @register_to_config
+    def __init__(
+        self,
+        latent_tokens: int = 1,  # k, the sequence length
+        latent_dim: int = 768,  # d
+        width: int | None = None,  # model width; None: the latent width d (design B)
+        layers: int = 4,  # encoder blocks
+        heads: int = 8,  # attention heads (must divide the width)
+        time_dim: int = 128,  # sinusoidal timestep embedding width
+        dropout: float = 0.0,
+        adaln: bool = False,  # timestep by adaLN-Zero modulation instead of concatenation
+        self_condition: bool = False,  # input also takes the previous x0 estimate
+    ):
+        super().__init__()
+        w = width or latent_dim
+        if w % heads:
+            raise InputError(f"transformer width {w} is not divisible by {heads} heads; pick a "
+                             "width (or latent dim) that is a multiple of the head count")
+        n_in = latent_dim * (2 if self_condition else 1) + (0 if adaln else time_dim)
+        self.inp = nn.Linear(n_in, w)
+        self.pos = nn.Parameter(torch.zeros(1, latent_tokens, w))
+        self.blocks = nn.ModuleList(Block(w, heads, dropout) for _ in range(layers))
+        self.ada = None
+        if adaln:
+            self.time = TimestepMLP(time_dim)
+            self.ada = nn.ModuleList(nn.Sequential(nn.SiLU(), nn.Linear(time_dim, 6 * w))
+                                     for _ in range(layers))
+            for m in self.ada:
+                nn.init.zeros_(m[1].weight)
+                nn.init.zeros_(m[1].bias)
+        self.out_norm = nn.LayerNorm(w)
+        self.out = nn.Linear(w, latent_dim)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor,
+                self_cond: torch.Tensor | None = None) -> torch.Tensor:
+        b, k, d = x_t.shape
+        t = timesteps_like(t, b, x_t.device)
+        parts = [x_t]
+        if self.config.self_condition:
+            parts.append(torch.zeros_like(x_t) if self_cond is None else self_cond)
+        if self.ada is None:
+            temb = sinusoidal_embedding(t, self.config.time_dim).to(x_t.dtype)  # (B, T)
+            parts.append(temb[:, None].expand(b, k, -1))  # (B, k, T)
+        h = self.inp(torch.cat(parts, dim=-1)) + self.pos  # (B, k, W)
+        temb = self.time(t).to(h.dtype) if self.ada is not None else None  # (B, T)
+        for i, block in enumerate(self.blocks):
+            h = block(h, self.ada[i](temb) if self.ada is not None else None)
+        return self.out(self.out_norm(h))  # (B, k, d)

@@ -1,0 +1,156 @@
+"""The diffusion process, apart from the networks: objectives, self-conditioning, schedules,
+samplers.
+
+Objectives (what the network predicts) map onto diffusers' prediction types, so the model
+output goes to a scheduler's `step` as it is:
+    eps -> "epsilon" (DDPM, Ho et al. 2020), x0 -> "sample" (design B), v -> "v_prediction"
+    (Salimans & Ho 2022, as in LD4LG).
+Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous
+estimate of the clean latent; in training, half of the batches first run the network
+without it (no gradient) and feed that estimate back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ldlm.errors import InputError
+
+Objective = Literal["eps", "x0", "v"]
+Schedule = Literal["linear", "scaled-linear", "cosine"]
+SamplerName = Literal["ddpm", "ddim", "dpm-solver"]
+
+PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
+BETA_SCHEDULES = {"linear": "linear", "scaled-linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
+SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+BETA_START, BETA_END = 0.00085, 0.012  # design B's linear schedule ends
+TRAIN_TIMESTEPS = 1000
+RUN_FILE = "ldlm_run.json"  # the file that marks a finished run folder and describes it
+
+
+def _choice(flag: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise InputError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
+
+
+def make_noise_scheduler(schedule: str = "linear", objective: str = "eps",
+                         num_train_timesteps: int = TRAIN_TIMESTEPS):
+    """The training scheduler (DDPM) whose config every sampler is built from."""
+    from diffusers import DDPMScheduler
+
+    _choice("--schedule", schedule, BETA_SCHEDULES)
+    _choice("--objective", objective, PREDICTION_TYPES)
+    # clipping x0 to [-1, 1] suits images, not standardised latents: off
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps, beta_start=BETA_START, beta_end=BETA_END,
+        beta_schedule=BETA_SCHEDULES[schedule], prediction_type=PREDICTION_TYPES[objective],
+        clip_sample=False,
+    )
+
+
+def make_sampler(name: str, config):
+    """A diffusers sampler (ddpm | ddim | dpm-solver) from a training scheduler's config."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    _choice("--scheduler", name, SAMPLERS)
+    if name == "ddpm":
+        return DDPMScheduler.from_config(config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False,
+                                         timestep_spacing="trailing")
+    return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
+                                                   timestep_spacing="trailing")
+
+
+def _bcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """values[t] shaped (B, 1, 1) on like's device and dtype."""
+    return values.to(like.device)[t.to(like.device).long()].to(like.dtype).reshape(-1, 1, 1)
+
+
+@dataclass
+class Diffusion:
+    """An objective on a noise schedule: the training loss and the sampling loop."""
+
+    scheduler: object  # the diffusers training scheduler (make_noise_scheduler)
+    objective: Objective = "eps"
+    self_condition: bool = False  # feed the previous x0 estimate back to the network
+    self_condition_prob: float = 0.5  # fraction of training batches that self-condition
+
+    def __post_init__(self):
+        _choice("--objective", self.objective, PREDICTION_TYPES)
+
+    def predict_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The clean-latent estimate implied by a model output at timesteps t (B,)."""
+        a = _bcast(self.scheduler.alphas_cumprod, t, x_t)  # (B, 1, 1)
+        if self.objective == "x0":
+            return output
+        if self.objective == "eps":
+            return (x_t - (1 - a).sqrt() * output) / a.sqrt()
+        return a.sqrt() * x_t - (1 - a).sqrt() * output  # v
+
+    def scheduler_output(self, output: torch.Tensor) -> torch.Tensor:
+        """What a sampler's `step` expects: the samplers share the objective's prediction type,
+        so the model output as it is."""
+        return output
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.objective == "eps":
+            return noise
+        if self.objective == "x0":
+            return x0
+        return self.scheduler.get_velocity(x0, noise, t)
+
+    def loss(self, model, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """MSE of the objective on x0 (B, k, d) noised at random timesteps (draws from generator)."""
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=generator).to(x0)  # (B, k, d)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=generator)
+        use_sc = bool(torch.rand((), generator=generator) < self.self_condition_prob)
+        t = t.to(x0.device)
+        x_t = self.scheduler.add_noise(x0, noise, t)  # (B, k, d)
+        self_cond = None
+        if self.self_condition and use_sc:
+            with torch.no_grad():
+                self_cond = self.predict_x0(model(x_t, t), x_t, t).detach()
+        output = model(x_t, t, self_cond=self_cond)
+        return F.mse_loss(output.float(), self.target(x0, noise, t).float())
+
+    @torch.no_grad()
+    def sample(self, model, sampler, shape: tuple[int, int, int], generator: torch.Generator,
+               num_inference_steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Run `sampler` from Gaussian noise of `shape` (n, k, d) to latents (n, k, d).
+
+        Noise is drawn from `generator` on the CPU, so a seed gives the same latents on any device.
+        """
+        n = shape[0]
+        sampler.set_timesteps(num_inference_steps, device=device)
+        dtype = next(model.parameters()).dtype
+        x = (torch.randn(shape, generator=generator) * sampler.init_noise_sigma).to(device, dtype)
+        x0_hat = None
+        for t in sampler.timesteps:
+            tb = t.expand(n).to(device)
+            inp = sampler.scale_model_input(x, t)
+            out = model(inp, tb, self_cond=x0_hat if self.self_condition else None)
+            if self.self_condition:
+                x0_hat = self.predict_x0(out, x, tb)
+            x = sampler.step(self.scheduler_output(out), t, x, generator=generator).prev_sample
+        return x
+
+
+class Standardiser:
+    """(x - mean) / std with the store's per-position statistics, and back."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray):
+        self.mean = np.asarray(mean, np.float32)  # (k, d)
+        self.std = np.where(np.asarray(std) > 1e-6, std, 1.0).astype(np.float32)  # (k, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - torch.from_numpy(self.mean).to(x)) / torch.from_numpy(self.std).to(x)
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        return z * torch.from_numpy(self.std).to(z) + torch.from_numpy(self.mean).to(z)

@@ -1,0 +1,525 @@
+"""Stage: latent store -> diffusion run (a denoiser trained with accelerate, EMA, checkpoints).
+
+RUN_DIR after a run:
+    denoiser/            the EMA denoiser, diffusers `save_pretrained` layout
+    scheduler/           the training noise scheduler config (samplers are built from it)
+    ldlm_run.json        latent space, autoencoder, latent shape, statistics, objective, args
+    checkpoint-<step>/   accelerate states (model, EMA, optimizer, lr, RNG, data position);
+                         the last `checkpoints_total_limit` are kept
+    samples/             latent files sampled from the EMA model during training
+    metrics.jsonl        loss per epoch, Frechet distance of samples to held-out latents
+
+Only the store is read: no encoder runs here. Latents are standardised with the store's
+statistics before diffusion; the statistics travel with the run and `sample` restores them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
+from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
+from ldlm.errors import InputError, RuntimeFailure
+from ldlm.progress import SILENT, Reporter
+from ldlm.store import LatentStore
+from ldlm.stream import StreamHeader, write_latent_file
+
+CHECKPOINT_FILE = "ldlm_checkpoint.json"
+# what a checkpoint must share with the run that resumes it (the model and the data order)
+RESUME_KEYS = ("arch", "denoiser", "latent_shape", "latent_space", "objective", "schedule",
+               "self_condition", "batch_size", "gradient_accumulation_steps", "seed")
+
+
+@dataclass
+class TrainArgs:
+    """`ldlm train` options; every field maps onto a flag of the same name."""
+
+    arch: str = "mlp"  # denoiser type: mlp | unet2d | transformer
+    size: str = "small"  # denoiser preset: tiny | small | base
+    denoiser: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"widths": [32]})
+    objective: str = "eps"  # what the denoiser predicts: eps | x0 | v
+    schedule: str = "linear"  # noise schedule: linear | scaled-linear | cosine
+    self_condition: bool = False  # feed the previous x0 estimate back (training p = 0.5)
+    num_epochs: int = 100  # passes over the training rows (when max_steps is None)
+    max_steps: int | None = None  # optimiser steps; overrides num_epochs
+    batch_size: int = 16  # latents per device per micro-batch
+    learning_rate: float = 1e-4  # peak AdamW lr, after warmup, cosine decay
+    weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
+    lr_warmup_steps: int = 500  # linear warmup steps (optimiser steps)
+    lr_scheduler: str = "cosine"  # a diffusers.optimization scheduler name
+    max_grad_norm: float = 1.0  # gradient clipping
+    ema_decay: float = 0.9999  # EMA max decay (with warmup: 1 - (1 + step) ** -0.75 until then)
+    mixed_precision: str = "no"  # fp16 | bf16 | no (accelerate)
+    seed: int = 42  # weights, noise and data order
+    save_samples_epochs: int = 10  # sample latents + Frechet distance every N epochs
+    save_model_epochs: int = 50  # checkpoint every N epochs (and always at the end)
+    checkpointing_steps: int | None = None  # also checkpoint every N optimiser steps
+    checkpoints_total_limit: int = 3  # checkpoint folders kept
+    eval_rows: int = 1000  # held-out rows at most (never more than 5% of the store)
+    eval_samples: int = 256  # latents sampled each time samples are saved
+    eval_inference_steps: int = 50  # DDIM steps for those samples
+    memory_limit_mb: int = 2048  # load the store in memory up to this size, else read per batch
+    resume: str | None = None  # None, "latest", or a checkpoint folder
+    push_to_hub: bool = False  # upload RUN_DIR to the hub after the local save
+    hub_model_id: str | None = None  # hub repo (default: the RUN_DIR folder name)
+
+    def check(self) -> None:
+        positive = {
+            "--num-epochs": self.num_epochs, "--batch-size": self.batch_size,
+            "--gradient-accumulation-steps": self.gradient_accumulation_steps,
+            "--save-samples-epochs": self.save_samples_epochs,
+            "--save-model-epochs": self.save_model_epochs,
+            "--checkpoints-total-limit": self.checkpoints_total_limit,
+        }
+        if self.max_steps is not None:
+            positive["--max-steps"] = self.max_steps
+        if self.checkpointing_steps is not None:
+            positive["--checkpointing-steps"] = self.checkpointing_steps
+        for flag, value in positive.items():
+            if value < 1:
+                raise InputError(f"{flag} {value} must be at least 1")
+        if self.eval_samples < 2 or self.eval_inference_steps < 1:
+            raise InputError(f"--eval-samples {self.eval_samples} must be at least 2 and "
+                             f"--eval-inference-steps {self.eval_inference_steps} at least 1")
+        if not self.learning_rate > 0:
+            raise InputError(f"--learning-rate {self.learning_rate} must be > 0")
+        if self.lr_warmup_steps < 0:
+            raise InputError(f"--lr-warmup-steps {self.lr_warmup_steps} must be >= 0")
+        if self.mixed_precision not in ("fp16", "bf16", "no"):
+            raise InputError(f"--mixed-precision {self.mixed_precision!r} must be fp16, bf16 or no")
+        if self.mixed_precision == "fp16" and not torch.cuda.is_available():
+            raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
+        if self.hub_model_id and not self.push_to_hub:
+            raise InputError(f"--hub-model-id {self.hub_model_id!r} is only used with --push-to-hub; "
+                             "add --push-to-hub or drop it")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path  # where the run is
+    steps: int  # optimiser steps done in total
+    loss: float | None  # mean loss of the last epoch logged
+    frechet_distance: float | None  # of the last samples to the held-out latents
+
+
+# ----- data ------------------------------------------------------------------------------
+class TrainingLatents:
+    """Rows [0, n) of a store, in memory when they fit, else read per batch from zarr."""
+
+    def __init__(self, store: LatentStore, n: int, memory_limit_mb: int):
+        k, d = store.latent_shape
+        self.n, self.store = n, store
+        fits = n * k * d * 4 <= memory_limit_mb * 2**20
+        self.memory = store.read_latents(0, n).astype(np.float32) if fits else None  # (n, k, d)
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.sort(idx)
+        if self.memory is not None:
+            return self.memory[idx]  # (B, k, d)
+        return np.asarray(self.store.array("latents").get_orthogonal_selection(
+            (idx, slice(None), slice(None))), np.float32)
+
+
+@dataclass
+class DataOrder:
+    """Which rows each micro-batch takes: epoch e is a permutation seeded by (seed, e)."""
+
+    rows: int  # training rows
+    batch_size: int  # per process
+    processes: int  # data-parallel processes
+    seed: int
+
+    @property
+    def per_epoch(self) -> int:
+        """Micro-batches per epoch (the last partial batch is dropped, unless it is the only one)."""
+        return max(1, self.rows // (self.batch_size * self.processes))
+
+    def batch(self, micro: int, rank: int) -> np.ndarray:
+        epoch, pos = divmod(micro, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        size = self.batch_size * self.processes
+        return order[pos * size : (pos + 1) * size][rank :: self.processes]
+
+
+def holdout_rows(rows: int, eval_rows: int) -> int:
+    """Rows held out at the end of the store: min(eval_rows, 5%), none for tiny stores."""
+    held = min(eval_rows, rows // 20)
+    return held if held >= 2 else 0
+
+
+class TrainState:
+    """Step and noise-generator state, checkpointed by accelerate beside the model."""
+
+    def __init__(self, generator: torch.Generator):
+        self.step, self.generator = 0, generator
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+
+
+# ----- checkpoints -----------------------------------------------------------------------
+def _checkpoints(run: Path) -> list[Path]:
+    found = [p for p in run.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def find_checkpoint(run: Path, resume: str) -> Path:
+    """The checkpoint to resume: the latest in RUN_DIR, or the folder named."""
+    if resume == "latest":
+        found = _checkpoints(run)
+        if not found:
+            raise InputError(f"--resume: {str(run)!r} has no checkpoint-* folder; start without "
+                             "--resume")
+        return found[-1]
+    path = Path(resume)
+    if not path.is_dir() and (run / resume).is_dir():
+        path = run / resume
+    if not (path / CHECKPOINT_FILE).is_file():
+        raise InputError(f"--resume-from {resume!r} is not an ldlm checkpoint folder (no "
+                         f"{CHECKPOINT_FILE}); give a checkpoint-<step> folder of a run")
+    return path
+
+
+def _check_resumable(ckpt: Path, identity: dict) -> None:
+    saved = json.loads((ckpt / CHECKPOINT_FILE).read_text())
+    for key in RESUME_KEYS:
+        have, want = saved.get(key), identity[key]
+        if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
+            raise InputError(
+                f"checkpoint {str(ckpt)!r} was trained with {key} {have!r}, but this run has "
+                f"{want!r}; rerun with the checkpoint's settings or start a new --out"
+            )
+
+
+def _rotate(run: Path, keep: int) -> None:
+    for old in _checkpoints(run)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----- the final model -------------------------------------------------------------------
+def _replace(src: Path, dst: Path) -> None:
+    old = None
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        dst.rename(old)
+    src.rename(dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save_run(run: Path, model, scheduler, meta: dict) -> None:
+    """Write denoiser/, scheduler/ and ldlm_run.json; ldlm_run.json goes last, so a run that
+    has it has a whole model (a kill midway leaves no ldlm_run.json: `sample` refuses)."""
+    tmp = run / f".final.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(tmp / "denoiser")
+        scheduler.save_pretrained(tmp / "scheduler")
+        (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2))
+        (run / RUN_FILE).unlink(missing_ok=True)
+        _replace(tmp / "denoiser", run / "denoiser")
+        _replace(tmp / "scheduler", run / "scheduler")
+        os.replace(tmp / RUN_FILE, run / RUN_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _model_card(meta: dict) -> str:
+    args = meta["training"]
+    return (
+        "---\nlibrary_name: diffusers\ntags:\n- ldlm\n- latent-diffusion\n- text-generation\n---\n\n"
+        f"# ldlm latent diffusion denoiser\n\nA `{meta['arch']}` denoiser ({meta['objective']}"
+        f"-prediction, {meta['schedule']} schedule) trained with "
+        "[ldlm](https://github.com/) on latents of shape "
+        f"{tuple(meta['latent_shape'])} from autoencoder `{meta['latent_space']}`, for "
+        f"{meta['steps']} steps (batch {args['batch_size']}, lr {args['learning_rate']}, "
+        f"seed {args['seed']}).\n\n```\nldlm sample RUN_DIR --num-samples 5 | ldlm decode "
+        "--autoencoder AE_DIR\n```\n"
+    )
+
+
+def push_to_hub(run: Path, repo_id: str, meta: dict) -> str:
+    """Upload RUN_DIR (without checkpoints) with a model card; RuntimeFailure on any failure."""
+    try:
+        from huggingface_hub import HfApi
+
+        (run / "README.md").write_text(_model_card(meta))
+        api = HfApi()
+        url = api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(folder_path=str(run), repo_id=repo_id,
+                          ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*", "logs/**"])
+        return str(url)
+    except Exception as exc:  # noqa: BLE001 - offline, auth, network: all reported alike
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RuntimeFailure(
+            f"the model is saved in {str(run)!r}, but pushing it to the hub as {repo_id!r} failed "
+            f"({first}); log in (`hf auth login`), go online, and upload the folder with `hf "
+            "upload`"
+        ) from exc
+
+
+# ----- training ----------------------------------------------------------------------------
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _release_accelerator_state(mixed_precision: str) -> None:
+    """Let a second run in one process use another precision (accelerate keeps one global
+    state and refuses to change it; the earlier run is over by now)."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state()
+
+
+def _append_metrics(run: Path, record: dict) -> None:
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+class _Trainer:
+    """The pieces of one run; `train_diffusion` drives them."""
+
+    def __init__(self, store: LatentStore, out: Path, args: TrainArgs, reporter: Reporter):
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration, set_seed
+        from diffusers.optimization import get_scheduler
+        from diffusers.training_utils import EMAModel
+
+        self.store, self.out, self.args, self.reporter = store, out, args, reporter
+        self.k, self.d = store.latent_shape
+        self.held = holdout_rows(store.rows, args.eval_rows)
+        n_train = store.rows - self.held
+        if n_train < 1:
+            raise InputError(f"store {store.path!r} has no rows to train on; encode more texts")
+        _release_accelerator_state(args.mixed_precision)
+        self.acc = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with="tensorboard" if _has_tensorboard() else None,
+            project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
+        )
+        set_seed(args.seed)
+        procs = self.acc.num_processes
+        self.order = DataOrder(n_train, min(args.batch_size, max(1, n_train // procs)), procs, args.seed)
+        self.total_steps = args.max_steps or math.ceil(
+            args.num_epochs * self.order.per_epoch / args.gradient_accumulation_steps)
+        self.data = TrainingLatents(store, n_train, args.memory_limit_mb)
+        self.standard = Standardiser(*store.stats())
+        self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
+                                      **args.denoiser)
+        model = build_denoiser(args.arch, self.config)
+        self.noise = make_noise_scheduler(args.schedule, args.objective)
+        self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate,
+                                weight_decay=args.weight_decay)
+        # the prepared lr scheduler steps once per process per optimiser step
+        lr = get_scheduler(args.lr_scheduler, opt, num_warmup_steps=args.lr_warmup_steps * procs,
+                           num_training_steps=self.total_steps * procs)
+        self.model, self.opt, self.lr = self.acc.prepare(model, opt, lr)
+        self.core = self.acc.unwrap_model(self.model)
+        self.ema = EMAModel(self.core.parameters(), decay=args.ema_decay, use_ema_warmup=True,
+                            power=0.75, model_cls=denoiser_class(args.arch), model_config=self.core.config)
+        self.ema.to(self.acc.device)
+        self.state = TrainState(torch.Generator().manual_seed(args.seed + self.acc.process_index))
+        self.acc.register_for_checkpointing(self.ema, self.state)
+        self.identity = {
+            "arch": args.arch, "denoiser": self.config, "latent_shape": [self.k, self.d],
+            "latent_space": store.latent_space, "objective": args.objective,
+            "schedule": args.schedule, "self_condition": args.self_condition,
+            "batch_size": args.batch_size, "seed": args.seed,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        }
+
+    # -- checkpoints
+    def save_checkpoint(self) -> Path:
+        step = self.state.step
+        target = self.out / f"checkpoint-{step}"
+        tmp = self.out / f".checkpoint-{step}.tmp"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        if self.acc.is_main_process:
+            (tmp / CHECKPOINT_FILE).write_text(json.dumps({"step": step, **self.identity}, indent=2))
+            _replace(tmp, target)
+            _rotate(self.out, self.args.checkpoints_total_limit)
+        self.acc.wait_for_everyone()
+        return target
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        _check_resumable(ckpt, self.identity)
+        self.acc.load_state(str(ckpt))
+        self.ema.to(self.acc.device)
+
+    # -- samples from the EMA weights
+    def ema_sample(self, n: int, steps: int, seed: int) -> np.ndarray:
+        """n latents (n, k, d) from the EMA model with DDIM, in the store's units."""
+        self.ema.store(self.core.parameters())
+        self.ema.copy_to(self.core.parameters())
+        self.core.eval()
+        try:
+            sampler = make_sampler("ddim", self.noise.config)
+            gen = torch.Generator().manual_seed(seed)
+            z = self.diffusion.sample(self.core, sampler, (n, self.k, self.d), gen, steps,
+                                      device=self.acc.device)
+        finally:
+            self.ema.restore(self.core.parameters())
+            self.core.train()
+        return self.standard.inverse(z.float()).cpu().numpy()
+
+    def save_samples(self, epoch: int) -> float | None:
+        step = self.state.step
+        x = self.ema_sample(self.args.eval_samples, self.args.eval_inference_steps, self.args.seed)
+        header = StreamHeader(self.store.latent_space or "unknown", (self.k, self.d),
+                              self.store.attrs.get("autoencoder"),
+                              {"run": str(self.out), "step": step, "sampler": "ddim",
+                               "num_inference_steps": self.args.eval_inference_steps})
+        (self.out / "samples").mkdir(exist_ok=True)
+        write_latent_file(self.out / "samples" / f"samples-{step}.ldlm", header, x)
+        fd = None
+        if not np.isfinite(x).all():
+            self.reporter.log(f"step {step}: samples hold NaN or inf")
+        elif self.held:
+            from ldlm.metrics import frechet_distance
+
+            fd = frechet_distance(x, self.store.read_latents(self.store.rows - self.held))
+            self.reporter.log(f"step {step} (epoch {epoch}): latent Frechet distance to "
+                              f"{self.held} held-out rows {fd:.4f}")
+        _append_metrics(self.out, {"step": step, "epoch": epoch, "samples": len(x),
+                                   "frechet_distance": fd, "heldout_rows": self.held})
+        return fd
+
+    # -- one optimiser step
+    def train_step(self) -> float:
+        gas, device = self.args.gradient_accumulation_steps, self.acc.device
+        total = 0.0
+        for micro in range(gas):
+            m = self.state.step * gas + micro
+            x = torch.from_numpy(self.data.rows(self.order.batch(m, self.acc.process_index)))
+            x0 = self.standard.forward(x.to(device))  # (B, k, d)
+            with self.acc.accumulate(self.model):
+                with self.acc.autocast():
+                    loss = self.diffusion.loss(self.model, x0, self.state.generator)
+                if not torch.isfinite(loss):
+                    last = _checkpoints(self.out)
+                    keep = f"the last good checkpoint is {str(last[-1])!r}" if last else "no checkpoint yet"
+                    raise RuntimeFailure(
+                        f"loss became {loss.item()} at step {self.state.step + 1}; {keep}; lower "
+                        f"--learning-rate ({self.args.learning_rate}) or use --mixed-precision no"
+                    )
+                self.acc.backward(loss)
+                if self.acc.sync_gradients:
+                    self.acc.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+                self.opt.step()
+                self.lr.step()
+                self.opt.zero_grad(set_to_none=True)
+            total += loss.item() / gas
+        self.ema.step(self.core.parameters())
+        self.state.step += 1
+        return total
+
+    def meta(self) -> dict:
+        mean, std = self.standard.mean, self.standard.std
+        return {
+            "format": "ldlm-run", "version": 1, "arch": self.args.arch,
+            "latent_space": self.store.latent_space, "autoencoder": self.store.attrs.get("autoencoder"),
+            "store": self.store.path, "latent_shape": [self.k, self.d],
+            "stats_mean": mean.ravel().tolist(), "stats_std": std.ravel().tolist(),
+            "objective": self.args.objective, "schedule": self.args.schedule,
+            "self_condition": self.args.self_condition, "steps": self.state.step,
+            "heldout_rows": self.held, "training": asdict(self.args),
+        }
+
+
+def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | None = None,
+                    reporter: Reporter = SILENT) -> TrainResult:
+    """Train a denoiser on the latents of a complete store; the run lands in `out`."""
+    args = args or TrainArgs()
+    args.check()
+    out = Path(out)
+    store = LatentStore.open(store_path)
+    if args.resume is None and ((out / RUN_FILE).exists() or _checkpoints(out)):
+        raise InputError(f"--out {str(out)!r} already holds a run; pass --resume to continue it or "
+                         "choose another folder")
+    ckpt = find_checkpoint(out, args.resume) if args.resume else None
+    t = _Trainer(store, out, args, reporter)  # validates everything before RUN_DIR is made
+    out.mkdir(parents=True, exist_ok=True)
+    if ckpt is not None:
+        t.load_checkpoint(ckpt)
+        reporter.log(f"resumed from {ckpt} (step {t.state.step})")
+    if t.acc.is_main_process and _has_tensorboard():
+        t.acc.init_trackers("ldlm-train", config={k: v for k, v in asdict(args).items()
+                                                  if isinstance(v, int | float | str | bool)})
+    gas, per_epoch = args.gradient_accumulation_steps, t.order.per_epoch
+    reporter.start("train", total=t.total_steps, unit="step")
+    reporter.advance(t.state.step)
+    losses: list[float] = []
+    last_loss = fd = None
+    sampled_at = saved_at = -1
+    started = time.perf_counter()
+    try:
+        while t.state.step < t.total_steps:
+            epoch_before = t.state.step * gas // per_epoch
+            loss = t.train_step()
+            losses.append(loss)
+            lr = t.lr.get_last_lr()[0]
+            reporter.advance(1, loss=f"{loss:.4f}")
+            t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
+            epoch = t.state.step * gas // per_epoch
+            if epoch > epoch_before or t.state.step == t.total_steps:
+                last_loss = float(np.mean(losses))
+                if t.acc.is_main_process:
+                    _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": last_loss, "lr": lr})
+                losses = []
+            if epoch > epoch_before and epoch % args.save_samples_epochs == 0 and t.acc.is_main_process:
+                fd, sampled_at = t.save_samples(epoch), t.state.step
+            if (epoch > epoch_before and epoch % args.save_model_epochs == 0) or (
+                    args.checkpointing_steps and t.state.step % args.checkpointing_steps == 0):
+                t.save_checkpoint()
+                saved_at = t.state.step
+    finally:
+        reporter.stop()
+    if saved_at != t.state.step:
+        t.save_checkpoint()
+    if t.acc.is_main_process and sampled_at != t.state.step:
+        fd = t.save_samples(t.state.step * gas // per_epoch)
+    meta = t.meta()
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    if t.acc.is_main_process:
+        t.ema.store(t.core.parameters())
+        t.ema.copy_to(t.core.parameters())
+        try:
+            save_run(out, t.core, t.noise, meta)
+        finally:
+            t.ema.restore(t.core.parameters())
+    t.acc.wait_for_everyone()
+    t.acc.end_training()
+    if args.push_to_hub and t.acc.is_main_process:
+        url = push_to_hub(out, args.hub_model_id or out.resolve().name, meta)
+        reporter.log(f"pushed to {url}")
+    return TrainResult(out, t.state.step, last_loss, fd)
+
+
+__all__ = ["TrainArgs", "TrainResult", "train_diffusion", "save_run", "find_checkpoint",
+           "holdout_rows", "DataOrder"]
