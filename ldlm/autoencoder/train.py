@@ -104,13 +104,10 @@ def build_autoencoder(spec: AutoencoderSpec, texts: list[str]) -> LatentAutoenco
         enc_config = _clean(enc_model.config.to_dict())
     else:
         enc_model, enc_tok = None, scratch_tok
-        # a pre-LayerNorm BERT (RoBERTa-PreLN): trains from scratch faster and more stably
-        # than post-LN BERT at the high learning rates small models like
         enc_config = _clean(AutoConfig.for_model(
-            "roberta-prelayernorm", vocab_size=len(scratch_tok), hidden_size=hidden,
+            "bert", vocab_size=len(scratch_tok), hidden_size=hidden,
             num_hidden_layers=enc_layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-            max_position_embeddings=spec.max_length + scratch_tok.pad_token_id + 2,
-            pad_token_id=scratch_tok.pad_token_id, type_vocab_size=1,
+            max_position_embeddings=max(spec.max_length, 64), pad_token_id=scratch_tok.pad_token_id,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         ).to_dict())
     if spec.decoder:
