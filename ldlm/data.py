@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ldlm.errors import InputError
+from ldlm.errors import InputError, first_line
 
 # file extension -> datasets builder
 _BUILDERS = {
@@ -80,14 +80,14 @@ def _load(data: str, split: str):
     except InputError:
         raise
     except Exception as exc:  # datasets raises many types for unreadable input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         hint = (
             "check the file is valid"
             if path.exists()
             else "check the id, or run with a connection (HF_HUB_OFFLINE is "
             f"{os.environ.get('HF_HUB_OFFLINE', 'unset')})"
         )
-        raise InputError(f"could not load DATA {data!r}: {first[:200]}; {hint}") from exc
+        raise InputError(f"could not load DATA {data!r}: {first}; {hint}") from exc
     if split not in dd:
         raise InputError(
             f"split {split!r} not in DATA {data!r}; available: {', '.join(dd)} (use --split)"

@@ -23,3 +23,9 @@ class RuntimeFailure(LdlmError, RuntimeError):
     """A failure while running: a corrupt artefact, a full disk, a diverging loss."""
 
     exit_code = 1
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ldlm.autoencoder import is_autoencoder_dir
+from ldlm.diffusion import RUN_FILE
 from ldlm.errors import InputError
 from ldlm.store import LatentStore, is_store
 from ldlm.stream import MAGIC, read_frames, read_header
@@ -27,6 +28,8 @@ def describe(path: str) -> dict:
             "has_stats": "stats_mean" in a,
         }
     p = Path(path)
+    if (p / RUN_FILE).is_file() or (p.is_dir() and any(p.glob("checkpoint-*"))):
+        return _describe_run(p)
     if is_autoencoder_dir(p):
         cfg = json.loads((p / "config.json").read_text())["config"]
         return {
@@ -55,3 +58,28 @@ def describe(path: str) -> dict:
     raise InputError(
         f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder folder or latent file)"
     )
+
+
+def _describe_run(p: Path) -> dict:
+    checkpoints = sorted(p.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[-1])
+                         if c.name.split("-")[-1].isdigit() else -1)
+    facts: dict = {"kind": "diffusion run", "path": str(p), "finished": (p / RUN_FILE).is_file(),
+                   "checkpoints": [c.name for c in checkpoints]}
+    if facts["finished"]:
+        meta = json.loads((p / RUN_FILE).read_text())
+        training = meta.get("training", {})
+        facts.update({
+            "latent_space": meta.get("latent_space"), "latent_shape": meta.get("latent_shape"),
+            "autoencoder": meta.get("autoencoder"), "store": meta.get("store"),
+            "arch": meta.get("arch"), "objective": meta.get("objective"),
+            "schedule": meta.get("schedule"), "self_condition": meta.get("self_condition"),
+            "steps": meta.get("steps"), "batch_size": training.get("batch_size"),
+            "learning_rate": training.get("learning_rate"),
+        })
+    metrics = p / "metrics.jsonl"
+    if metrics.is_file():
+        lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+        fds = [x for x in lines if "frechet_distance" in x]
+        if fds:
+            facts["last_frechet_distance"] = fds[-1]["frechet_distance"]
+    return facts

@@ -18,7 +18,7 @@ import torch
 
 from ldlm.denoisers import load_denoiser
 from ldlm.diffusion import RUN_FILE, SAMPLERS, Diffusion, Standardiser, make_sampler
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.stream import StreamHeader
 
@@ -60,7 +60,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
         mean = np.asarray(meta["stats_mean"], np.float32).reshape(k, d)
         std = np.asarray(meta["stats_std"], np.float32).reshape(k, d)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise RuntimeFailure(f"RUN_DIR {str(run_dir)!r} is damaged ({first}); retrain it or resume "
                              "training from a checkpoint") from exc
     model.to(device).eval()

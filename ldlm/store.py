@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, first_line
 
 FORMAT = "ldlm-latent-store"
 VERSION = 1
@@ -43,7 +43,7 @@ def _zarr_group(path: str, mode: str):
     except FileNotFoundError as exc:
         raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it") from exc
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise InputError(
             f"store {path!r} is not a readable zarr group ({first}); give a store written by "
             "`ldlm encode`, or rerun encode with --overwrite"

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldlm.atomic import replace_path
 from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.store import LatentStore
 from ldlm.stream import StreamHeader, write_latent_file
@@ -212,16 +213,6 @@ def _rotate(run: Path, keep: int) -> None:
 
 
 # ----- the final model -------------------------------------------------------------------
-def _replace(src: Path, dst: Path) -> None:
-    old = None
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        dst.rename(old)
-    src.rename(dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def save_run(run: Path, model, scheduler, meta: dict) -> None:
     """Write denoiser/, scheduler/ and ldlm_run.json; ldlm_run.json goes last, so a run that
     has it has a whole model (a kill midway leaves no ldlm_run.json: `sample` refuses)."""
@@ -232,8 +223,8 @@ def save_run(run: Path, model, scheduler, meta: dict) -> None:
         scheduler.save_pretrained(tmp / "scheduler")
         (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2))
         (run / RUN_FILE).unlink(missing_ok=True)
-        _replace(tmp / "denoiser", run / "denoiser")
-        _replace(tmp / "scheduler", run / "scheduler")
+        replace_path(tmp / "denoiser", run / "denoiser")
+        replace_path(tmp / "scheduler", run / "scheduler")
         os.replace(tmp / RUN_FILE, run / RUN_FILE)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -265,7 +256,7 @@ def push_to_hub(run: Path, repo_id: str, meta: dict) -> str:
                           ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*", "logs/**"])
         return str(url)
     except Exception as exc:  # noqa: BLE001 - offline, auth, network: all reported alike
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise RuntimeFailure(
             f"the model is saved in {str(run)!r}, but pushing it to the hub as {repo_id!r} failed "
             f"({first}); log in (`hf auth login`), go online, and upload the folder with `hf "
@@ -362,7 +353,7 @@ class _Trainer:
         self.acc.save_state(str(tmp))
         if self.acc.is_main_process:
             (tmp / CHECKPOINT_FILE).write_text(json.dumps({"step": step, **self.identity}, indent=2))
-            _replace(tmp, target)
+            replace_path(tmp, target)
             _rotate(self.out, self.args.checkpoints_total_limit)
         self.acc.wait_for_everyone()
         return target

@@ -87,3 +87,12 @@ def tiny_store(tmp_path, tiny_ae, corpus_file) -> Path:
 
 def read_jsonl(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def one_line_error(result, code: int) -> str:
+    """Assert a CLI result failed with `code` and exactly one `Error:` line, no traceback."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 from ldlm.autoencoder import load_autoencoder
 from ldlm.cli import app
 from ldlm.stream import StreamHeader, write_latent_file
-from tests.conftest import read_jsonl
+from tests.conftest import one_line_error, read_jsonl
 
 runner = CliRunner()
-COMMANDS = ["train-autoencoder", "encode", "decode", "info", "quickstart"]
+COMMANDS = ["train-autoencoder", "encode", "train", "sample", "decode", "info", "quickstart"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -64,14 +64,6 @@ def test_decode_reads_stdin(tmp_path, tiny_ae):
     assert info["kind"] == "latent file" and info["rows"] == 1
 
 
-def _one_line_error(r, code):
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), r.stderr
-    assert "Traceback" not in r.stderr
-    return lines[0]
-
-
 def test_bad_inputs(tmp_path, tiny_ae, other_ae, tiny_store, corpus_file):
     csv = tmp_path / "a.csv"
     csv.write_text("mr,ref\nx,hello\n")
@@ -108,15 +100,15 @@ def test_bad_inputs(tmp_path, tiny_ae, other_ae, tiny_store, corpus_file):
         cases.append((["train-autoencoder", str(corpus_file), "--out", str(tmp_path / "a"),
                        "--mixed-precision", "fp16"], "needs a CUDA GPU"))
     for args, message in cases:
-        line = _one_line_error(runner.invoke(app, args), 2)
+        line = one_line_error(runner.invoke(app, args), 2)
         assert message in line, (args, line)
     assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "a").exists()
 
 
 def test_stdin_garbage_and_empty(tiny_ae):
-    line = _one_line_error(runner.invoke(app, ["decode"], input=b""), 2)
+    line = one_line_error(runner.invoke(app, ["decode"], input=b""), 2)
     assert "empty" in line
-    line = _one_line_error(runner.invoke(app, ["decode"], input=b"not latents at all"), 2)
+    line = one_line_error(runner.invoke(app, ["decode"], input=b"not latents at all"), 2)
     assert "not an ldlm latent stream" in line
 
 

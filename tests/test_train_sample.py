@@ -18,6 +18,7 @@ from ldlm.progress import Reporter
 from ldlm.sample import sample_latents
 from ldlm.store import LatentStore
 from ldlm.train import DataOrder, TrainArgs, holdout_rows, train_diffusion
+from tests.conftest import one_line_error
 
 runner = CliRunner()
 TINY = {
@@ -88,6 +89,11 @@ def test_run_contents_and_standardisation(fake_store, tmp_path):
     fds = [r["frechet_distance"] for r in records if "frechet_distance" in r]
     assert len(fds) == 3 and all(f >= 0 for f in fds) and result.frechet_distance == fds[-1]
     assert not list(run.glob(".*"))  # no temporary folders left
+    from ldlm.info import describe
+
+    facts = describe(str(run))
+    assert facts["kind"] == "diffusion run" and facts["finished"] and facts["steps"] == 16
+    assert facts["objective"] == "x0" and facts["last_frechet_distance"] == fds[-1]
     # an x0 model whose output layer is still zero predicts x0 = 0: DDPM ends exactly at the
     # standardised origin, which un-standardises to the store mean
     x, _ = sample_latents(run, num_samples=2, num_inference_steps=3, scheduler="ddpm", device="cpu")
@@ -194,20 +200,6 @@ def test_library_input_errors(fake_store, tmp_path):
 
 
 # ----- the command line ------------------------------------------------------------------
-def _one_line_error(r, code):
-    assert r.exit_code == code, (r.exit_code, r.stdout, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error:"), r.stderr
-    assert "Traceback" not in r.stderr
-    return lines[0]
-
-
-@pytest.mark.parametrize("name", ["train", "sample"])
-def test_help(name):
-    r = runner.invoke(app, [name, "--help"])
-    assert r.exit_code == 0 and "Usage" in r.stdout
-
-
 CLI_TINY = ["--size", "tiny", "--batch-size", "8", "--lr-warmup-steps", "1", "--eval-samples", "4",
             "--eval-inference-steps", "2"]
 
@@ -259,11 +251,11 @@ def test_cli_train_sample_and_bad_inputs(fake_store, tmp_path, monkeypatch):
         cases.append((["train", str(fake_store), "--out", new, "--mixed-precision", "fp16"],
                       "needs a CUDA GPU"))
     for argv, message in cases:
-        line = _one_line_error(runner.invoke(app, argv), 2)
+        line = one_line_error(runner.invoke(app, argv), 2)
         assert message in line, (argv, line)
     assert not Path(new).exists()
     monkeypatch.setattr("ldlm.cli.sample.stdout_is_terminal", lambda: True)
-    line = _one_line_error(runner.invoke(app, ["sample", str(run)]), 2)
+    line = one_line_error(runner.invoke(app, ["sample", str(run)]), 2)
     assert "stdout is a terminal" in line and "--out" in line
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ldlm.autoencoder.model import AutoencoderConfig, LatentAutoencoder
-from ldlm.errors import InputError
+from ldlm.errors import InputError, first_line
 
 __all__ = ["AutoencoderConfig", "LatentAutoencoder", "load_autoencoder", "is_autoencoder_dir"]
 
@@ -40,7 +40,7 @@ def load_autoencoder(path: str | Path, device: str | None = None) -> LatentAutoe
     except InputError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise InputError(
             f"could not load --autoencoder {str(path)!r}: {first}; give the folder written by "
             "`ldlm train-autoencoder`"

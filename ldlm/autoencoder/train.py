@@ -14,7 +14,7 @@ from ldlm.atomic import atomic_directory
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder, Pooling, Size
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, train_tokenizer
 from ldlm.data import TextRows
-from ldlm.errors import InputError
+from ldlm.errors import InputError, first_line
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
 
@@ -81,7 +81,7 @@ def _load_pretrained(kind: str, name: str, causal: bool):
         loader = AutoModelForCausalLM if causal else AutoModel
         return loader.from_pretrained(name), AutoTokenizer.from_pretrained(name)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise InputError(
             f"could not load --{kind} {name!r}: {first}; give a local model folder or a hub id "
             "reachable from this machine"
