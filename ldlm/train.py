@@ -146,9 +146,17 @@ class DataOrder:
         """Micro-batches per epoch (the last partial batch is dropped, unless it is the only one)."""
         return max(1, self.rows // (self.batch_size * self.processes))
 
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The row order of `epoch` (computed once per epoch, not per batch)."""
+        cached = self.__dict__.get("_cached")
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.rows))
+            self.__dict__["_cached"] = cached
+        return cached[1]
+
     def batch(self, micro: int, rank: int) -> np.ndarray:
         epoch, pos = divmod(micro, self.per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        order = self.permutation(epoch)
         size = self.batch_size * self.processes
         return order[pos * size : (pos + 1) * size][rank :: self.processes]
 
