@@ -41,7 +41,7 @@ class AutoencoderSpec:
 class TrainingArgs:
     """How to train it."""
 
-    max_steps: int = 2000  # optimiser steps
+    max_steps: int = 3000  # optimiser steps
     batch_size: int = 64  # texts per step
     learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay
     warmup_steps: int = 100  # linear warmup steps
@@ -201,6 +201,7 @@ def train_autoencoder(
     from accelerate.utils import set_seed
 
     spec, args = spec or AutoencoderSpec(), args or TrainingArgs()
+    _check_spec(spec)  # every flag is checked before any work starts
     if args.max_steps < 1 or args.batch_size < 1:
         raise InputError(
             f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"

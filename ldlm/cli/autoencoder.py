@@ -36,7 +36,7 @@ def train_autoencoder_cmd(
     max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 64,
     latent_noise: Annotated[float, typer.Option(
         help="Std of Gaussian noise on latents while training the decoder.")] = 0.1,
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 2000,
+    max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 3000,
     batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     mixed_precision: MixedPrecision = "no",
