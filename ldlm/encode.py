@@ -8,6 +8,7 @@ batches never cross chunks, so a resumed store is bit-identical to an uninterrup
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,34 +31,55 @@ class EncodeResult:
     truncated: int  # rows longer than the autoencoder's max_length
 
 
+@dataclass
+class PreparedChunk:
+    """A chunk tokenised and cut into padded, length-sorted batches (CPU tensors)."""
+
+    batches: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]  # (row idx, ids (B, T), mask (B, T))
+    lengths: np.ndarray  # (n,) encoder tokens per row before truncation
+
+
+def prepare_chunk(tokenizer, texts: list[str], max_length: int, batch_size: int,
+                  sort_by_length: bool = True) -> PreparedChunk:
+    """Tokenise texts (truncating as training did) and build padded batches."""
+    ids = tokenizer(texts, truncation=False)["input_ids"]
+    lengths = np.array([len(x) for x in ids], dtype=np.int32)
+    long = np.flatnonzero(lengths > max_length)
+    if len(long):  # the tokenizer truncates, keeping its closing special tokens
+        cut = tokenizer([texts[j] for j in long], truncation=True, max_length=max_length)["input_ids"]
+        for j, row in zip(long, cut, strict=True):
+            ids[j] = row
+    kept = np.array([len(x) for x in ids], dtype=np.int64)
+    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(texts))
+    pad = tokenizer.pad_token_id or 0
+    batches = []
+    for i in range(0, len(texts), batch_size):
+        idx = order[i : i + batch_size]
+        width = int(kept[idx].max())
+        arr = np.full((len(idx), width), pad, dtype=np.int64)
+        for r, j in enumerate(idx):
+            arr[r, : kept[j]] = ids[j]
+        mask = (np.arange(width)[None, :] < kept[idx][:, None]).astype(np.int64)
+        batches.append((idx, torch.from_numpy(arr), torch.from_numpy(mask)))
+    return PreparedChunk(batches, lengths)
+
+
+def encode_prepared(model: LatentAutoencoder, prepared: PreparedChunk) -> np.ndarray:
+    """Run the encoder over prepared batches; latents (n, k, d) in input order."""
+    out = np.empty((len(prepared.lengths), *model.latent_shape), dtype=np.float32)
+    with torch.no_grad():
+        for idx, ids, mask in prepared.batches:
+            z = model.encode(ids.to(model.device), mask.to(model.device))  # (B, k, d)
+            out[idx] = z.float().cpu().numpy()
+    return out
+
+
 def encode_chunk(model: LatentAutoencoder, texts: list[str], batch_size: int,
                  sort_by_length: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Encode texts in length-sorted batches; returns latents (n, k, d) and token lengths (n,)."""
-    tok = model.encoder_tokenizer
-    ids = tok(texts, truncation=False)["input_ids"]
-    lengths = np.array([len(x) for x in ids], dtype=np.int32)
-    limit = model.config.max_length
-    long = np.flatnonzero(lengths > limit)
-    if len(long):  # truncate as training did (the tokenizer keeps its closing special tokens)
-        cut = tok([texts[j] for j in long], truncation=True, max_length=limit)["input_ids"]
-        for j, row in zip(long, cut, strict=True):
-            ids[j] = row
-    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(texts))
-    out = np.empty((len(texts), *model.latent_shape), dtype=np.float32)
-    pad = tok.pad_token_id or 0
-    for i in range(0, len(texts), batch_size):
-        idx = order[i : i + batch_size]
-        rows = [ids[j] for j in idx]
-        width = max(len(r) for r in rows)
-        batch = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(batch)
-        for r, row in enumerate(rows):
-            batch[r, : len(row)] = torch.tensor(row)
-            mask[r, : len(row)] = 1
-        with torch.no_grad():
-            z = model.encode(batch.to(model.device), mask.to(model.device))
-        out[idx] = z.float().cpu().numpy()
-    return out, lengths
+    prepared = prepare_chunk(model.encoder_tokenizer, texts, model.config.max_length, batch_size,
+                             sort_by_length)
+    return encode_prepared(model, prepared), prepared.lengths
 
 
 def _identity(rows: TextRows, model: LatentAutoencoder, autoencoder: str, limit: int | None,
@@ -138,15 +160,35 @@ def encode_dataset(
     reporter.advance(int(sum(min(chunk_rows, n - c * chunk_rows) for c in np.flatnonzero(done))))
     model.eval()
     encoded = 0
-    for chunk in pending:
+    sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # statistics of the chunks written now
+
+    def prepare(chunk: int) -> PreparedChunk:
         start, stop = store.chunk_bounds(chunk)
-        texts = rows.texts[start:stop]
-        latents, lengths = encode_chunk(model, texts, batch_size)
-        store.write_chunk(chunk, latents, texts, lengths)
-        encoded += stop - start
-        reporter.advance(stop - start)
+        return prepare_chunk(model.encoder_tokenizer, rows.texts[start:stop],
+                             model.config.max_length, batch_size)
+
+    # One helper thread tokenises the next chunk and writes the previous one while the
+    # encoder runs; its queue keeps that order, and at most one write is in flight.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(prepare, pending[0]) if pending else None
+        writing = None
+        for i, chunk in enumerate(pending):
+            prepared = upcoming.result()
+            if i + 1 < len(pending):
+                upcoming = pool.submit(prepare, pending[i + 1])
+            latents = encode_prepared(model, prepared)
+            sums[chunk] = store.chunk_sums(latents)
+            if writing is not None:
+                writing.result()  # re-raises a failed write here
+            start, stop = store.chunk_bounds(chunk)
+            writing = pool.submit(store.write_chunk, chunk, latents, rows.texts[start:stop],
+                                  prepared.lengths)
+            encoded += stop - start
+            reporter.advance(stop - start)
+        if writing is not None:
+            writing.result()
     reporter.stop()
-    truncated = int(sum(store.array("lengths")[:] > model.config.max_length))
+    truncated = int(np.count_nonzero(store.array("lengths")[:] > model.config.max_length))
     store.update_attributes({"truncated_rows": truncated})
-    store.finalize()
+    store.finalize(sums)
     return EncodeResult(store, n, encoded, rows.skipped, truncated)

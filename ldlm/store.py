@@ -124,7 +124,10 @@ class LatentStore:
         n, (k, d), c = a["rows"], a["latent_shape"], a["chunk_rows"]
         have = set(self.group.array_keys())
         specs = {
-            "latents": dict(shape=(n, k, d), chunks=(c, k, d), dtype="float32", fill_value=0.0),
+            # float latents barely compress (zstd saves ~7%) and compressing costs CPU that the
+            # encoder needs on small machines: stored raw
+            "latents": dict(shape=(n, k, d), chunks=(c, k, d), dtype="float32", fill_value=0.0,
+                            compressors=None),
             "text": dict(shape=(n,), chunks=(c,), dtype=str, fill_value=""),
             "lengths": dict(shape=(n,), chunks=(c,), dtype="int32", fill_value=0),
             "done": dict(shape=(self.num_chunks,), chunks=(1,), dtype="uint8", fill_value=0),
@@ -210,28 +213,43 @@ class LatentStore:
     def read_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
         return [str(t) for t in self.group["text"][start : self.rows if stop is None else stop]]
 
-    def compute_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-position mean/std over all rows, in one streaming pass over the chunks."""
+    @staticmethod
+    def chunk_sums(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float64 sum and sum of squares over rows of one chunk, each (k, d)."""
+        x = latents.astype(np.float64)
+        return x.sum(0), (x * x).sum(0)
+
+    def compute_stats(self, known: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-position mean/std over all rows: a streaming pass over the chunks.
+
+        `known` holds `chunk_sums` of chunks the caller has just written, which are then not
+        read back; sums are added in chunk order either way, so the result is the same bits.
+        """
         k, d = self.latent_shape
         total = np.zeros((k, d), np.float64)
         total_sq = np.zeros((k, d), np.float64)
         for chunk in range(self.num_chunks):
-            start, stop = self.chunk_bounds(chunk)
-            x = self.read_latents(start, stop).astype(np.float64)
-            if not np.isfinite(x).all():
+            if known and chunk in known:
+                s, sq = known[chunk]
+            else:
+                start, stop = self.chunk_bounds(chunk)
+                s, sq = self.chunk_sums(self.read_latents(start, stop))
+            if not (np.isfinite(s).all() and np.isfinite(sq).all()):
+                start, stop = self.chunk_bounds(chunk)
                 raise RuntimeFailure(
                     f"store {self.path!r} has NaN or inf latents in rows {start}-{stop}; the "
                     "autoencoder is broken, retrain it or rerun encode with --overwrite"
                 )
-            total += x.sum(0)
-            total_sq += (x * x).sum(0)
+            total += s
+            total_sq += sq
         mean = total / self.rows
         var = np.maximum(total_sq / self.rows - mean * mean, 0.0)
         return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
 
-    def finalize(self) -> None:
+    def finalize(self, known: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         """Compute the statistics and mark the store complete (one attribute update)."""
-        mean, std = self.compute_stats()
+        mean, std = self.compute_stats(known)
         self.update_attributes({
             "stats_mean": mean.ravel().tolist(),
             "stats_std": std.ravel().tolist(),
