@@ -64,6 +64,7 @@ def run_quickstart(out: str | Path = "ldlm-quickstart", *, size: str = "small",
         records.append(record)
         if len(records) == examples:
             break
+    reporter.stop()  # the decode loop was left early: close its progress bar
     with atomic_file(out / "reconstructions.jsonl", "w") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
