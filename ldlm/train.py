@@ -48,7 +48,7 @@ class TrainArgs:
     arch: str = "mlp"  # denoiser type: mlp | unet2d | transformer
     size: str = "small"  # denoiser preset: tiny | small | base
     denoiser: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"widths": [32]})
-    objective: str = "eps"  # what the denoiser predicts: eps | x0 | v
+    objective: str = "x0"  # what the denoiser predicts: eps | x0 | v (x0: best FD on E2E)
     schedule: str = "linear"  # noise schedule: linear | scaled-linear | cosine
     self_condition: bool = False  # feed the previous x0 estimate back (training p = 0.5)
     num_epochs: int = 100  # passes over the training rows (when max_steps is None)

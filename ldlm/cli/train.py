@@ -47,7 +47,8 @@ def train_cmd(
         "--adaln", help="Transformer: timestep by adaLN-Zero modulation instead of concatenation.")
     ] = False,
     objective: Annotated[Literal["eps", "x0", "v"], typer.Option(
-        help="What the denoiser predicts: the noise, the clean latent, or v.")] = "eps",
+        help="What the denoiser predicts: the noise, the clean latent, or v (x0 gave the best "
+        "samples on E2E).")] = "x0",
     schedule: Annotated[Literal["linear", "scaled-linear", "cosine"], typer.Option(
         help="Noise schedule (linear and scaled-linear: betas 0.00085 to 0.012, 1000 steps).")
     ] = "linear",
