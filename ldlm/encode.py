@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
+from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.data import TextRows
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
@@ -49,18 +50,12 @@ def prepare_chunk(tokenizer, texts: list[str], max_length: int, batch_size: int,
         cut = tokenizer([texts[j] for j in long], truncation=True, max_length=max_length)["input_ids"]
         for j, row in zip(long, cut, strict=True):
             ids[j] = row
-    kept = np.array([len(x) for x in ids], dtype=np.int64)
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(texts))
     pad = tokenizer.pad_token_id or 0
     batches = []
     for i in range(0, len(texts), batch_size):
         idx = order[i : i + batch_size]
-        width = int(kept[idx].max())
-        arr = np.full((len(idx), width), pad, dtype=np.int64)
-        for r, j in enumerate(idx):
-            arr[r, : kept[j]] = ids[j]
-        mask = (np.arange(width)[None, :] < kept[idx][:, None]).astype(np.int64)
-        batches.append((idx, torch.from_numpy(arr), torch.from_numpy(mask)))
+        batches.append((idx, *pad_rows([ids[j] for j in idx], pad)))
     return PreparedChunk(batches, lengths)
 
 

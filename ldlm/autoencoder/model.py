@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ldlm.autoencoder.tokenizer import pad_rows
+
 Pooling = Literal["mean", "queries"]
 Size = Literal["tiny", "small", "base"]
 
@@ -200,13 +202,8 @@ class LatentAutoencoder(
         tok = self.decoder_tokenizer
         rows = tok(texts, add_special_tokens=False, truncation=True,
                    max_length=self.config.max_length - 2)["input_ids"]
-        rows = [[tok.bos_token_id, *r, tok.eos_token_id] for r in rows]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
+        ids, mask = pad_rows([[tok.bos_token_id, *r, tok.eos_token_id] for r in rows],
+                             tok.pad_token_id)
         return {"input_ids": ids, "attention_mask": mask}
 
     def forward(

@@ -38,3 +38,17 @@ def ensure_special_tokens(tokenizer) -> None:
         tokenizer.bos_token = tokenizer.eos_token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+
+
+def pad_rows(rows: list[list[int]], pad_id: int):
+    """Right-pad token id rows into (ids, attention mask) int64 tensors of shape (B, T)."""
+    import numpy as np
+    import torch
+
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    width = int(lengths.max())
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : lengths[i]] = row
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    return torch.from_numpy(ids), torch.from_numpy(mask)

@@ -12,7 +12,7 @@ import torch
 
 from ldlm.atomic import atomic_directory
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder, Pooling, Size
-from ldlm.autoencoder.tokenizer import ensure_special_tokens, train_tokenizer
+from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
 from ldlm.data import TextRows
 from ldlm.errors import InputError, first_line
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
@@ -242,12 +242,7 @@ def train_autoencoder(
     started = time.perf_counter()
     for step in range(args.max_steps):
         idx = next(batches)
-        width = max(len(enc[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad_enc, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, i in enumerate(idx):
-            ids[j, : len(enc[i])] = torch.tensor(enc[i])
-            mask[j, : len(enc[i])] = 1
+        ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
         d_mask = dec_all["attention_mask"][idx]
         d_width = int(d_mask.sum(1).max())
         d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
