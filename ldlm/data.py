@@ -3,16 +3,24 @@ or folder, loaded with `datasets`, reduced to the list of usable texts of one co
 
 Rows that are None, not strings or empty after stripping are skipped and counted (a
 blank line in a txt file is not a sample); the caller reports the count.
+
+The texts stay in the dataset's memory-mapped Arrow file and are read on demand
+(`ArrowTexts`): memory does not grow with the row count beyond an index of 8 bytes a row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ldlm.errors import InputError, first_line
+
+_BLOCK = 16384  # rows read from the Arrow column at a time
 
 # file extension -> datasets builder
 _BUILDERS = {
@@ -26,17 +34,78 @@ _BUILDERS = {
 }
 
 
+class ArrowTexts(Sequence):
+    """The kept texts of an Arrow string column, read on demand: `index[i]` is the column row
+    of text i. Integers give a str, slices a list; equal to any sequence of the same texts."""
+
+    def __init__(self, column, index: np.ndarray):
+        self.column, self.index = column, index  # pyarrow ChunkedArray (memory-mapped), (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _take(self, rows: np.ndarray) -> list[str]:
+        if not len(rows):
+            return []
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if 0 <= hi - lo <= 2 * len(rows) + 1024:  # a dense run (the usual case): a zero-copy slice
+            values = self.column.slice(lo, hi - lo).to_pylist()
+            return [values[r - lo] for r in rows.tolist()]
+        import pyarrow as pa
+
+        return self.column.take(pa.array(rows, pa.int64())).to_pylist()
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._take(self.index[i])
+        return self._take(self.index[[i]])[0]
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self.index), _BLOCK):
+            yield from self._take(self.index[start : start + _BLOCK])
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"ArrowTexts({len(self)} texts)"
+
+
+class RowIndex(Sequence):
+    """Dataset row numbers as a compact int64 array that compares like a list of ints."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i].tolist()
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence | np.ndarray) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and bool(np.array_equal(self.rows, np.asarray(other)))
+
+    __hash__ = None
+
+
 @dataclass
 class TextRows:
     """The usable texts of one dataset column, in dataset order."""
 
-    texts: list[str]  # the kept texts
+    texts: Sequence[str]  # the kept texts (a list, or ArrowTexts read on demand)
     source: str  # what the user named: a path or a hub id
     split: str
     column: str
     skipped: int = 0  # rows dropped for being None, empty or not strings
     conditions: list[str] | None = None  # optional second column, aligned with texts
-    source_index: list[int] = field(default_factory=list)  # dataset row of each text
+    source_index: Sequence[int] = field(default_factory=list)  # dataset row of each text
 
     def digest(self) -> str:
         """A content hash of the texts (identifies the data a store was made from)."""
@@ -113,22 +182,35 @@ def load_texts(
                 f"column {col!r} not in DATA {data!r}; columns: "
                 f"{', '.join(ds.column_names)} (use {flag})"
             )
-    column = ds[text_column]
-    conds = ds[condition_column] if condition_column else None
-    texts: list[str] = []
-    kept_conds: list[str] = []
-    index: list[int] = []
-    skipped = 0
-    for i, value in enumerate(column):
-        if limit is not None and len(texts) >= limit:
+    mapped = getattr(ds, "_indices", None) is None  # rows are the Arrow table's rows
+    column = ds.data.column(text_column) if mapped else None
+    if column is None:  # a dataset with an indices mapping: read the column once
+        import pyarrow as pa
+
+        column = pa.chunked_array([pa.array(list(ds[text_column]))])
+    kept: list[np.ndarray] = []
+    found, skipped = 0, 0
+    for start in range(0, len(column), _BLOCK):  # one block of rows in memory at a time
+        values = column.slice(start, _BLOCK).to_pylist()
+        usable = np.fromiter((isinstance(v, str) and bool(v.strip()) for v in values), bool,
+                             len(values))
+        rows = np.flatnonzero(usable) + start
+        if limit is not None and found + len(rows) >= limit:
+            rows = rows[: limit - found]
+            skipped += int(rows[-1] + 1 - start - len(rows)) if len(rows) else len(values)
+            kept.append(rows)
+            found += len(rows)
             break
-        if not isinstance(value, str) or not value.strip():
-            skipped += 1
-            continue
-        texts.append(value)
-        index.append(i)
-        if conds is not None:
-            kept_conds.append(str(conds[i]))
+        skipped += len(values) - len(rows)
+        kept.append(rows)
+        found += len(rows)
+    index = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    texts = ArrowTexts(column, index)  # np.flatnonzero gives int64 already
+    kept_conds = None
+    if condition_column:
+        conds = ds.data.column(condition_column) if mapped else ds[condition_column]
+        kept_conds = [str(c) for c in (conds.take(index).to_pylist() if hasattr(conds, "take")
+                                       else [conds[int(i)] for i in index])]
     if not texts:
         raise InputError(
             f"DATA {data!r} has no usable text in column {text_column!r} of split {split!r} "
@@ -140,6 +222,6 @@ def load_texts(
         split=split,
         column=text_column,
         skipped=skipped,
-        conditions=kept_conds if conds is not None else None,
-        source_index=index,
+        conditions=kept_conds,
+        source_index=RowIndex(index),
     )

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from ldlm.autoencoder import is_autoencoder_dir
+from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
+from ldlm.checkpoints import list_checkpoints
 from ldlm.diffusion import RUN_FILE
-from ldlm.errors import InputError
+from ldlm.errors import InputError, RuntimeFailure
 from ldlm.store import LatentStore, is_store
 from ldlm.stream import MAGIC, read_frames, read_header
 
@@ -28,21 +30,16 @@ def describe(path: str) -> dict:
             "has_stats": "stats_mean" in a,
         }
     p = Path(path)
+    if is_autoencoder_dir(p):
+        return _describe_autoencoder(p, path)
+    ae_checkpoints = list_checkpoints(p, AE_CHECKPOINT) if p.is_dir() else []
+    if ae_checkpoints:
+        # train-autoencoder was stopped before it wrote the model: say so, never "complete"
+        return {"kind": "autoencoder training (unfinished)", "path": path, "finished": False,
+                "checkpoints": [c.name for c in ae_checkpoints],
+                "resume": "rerun train-autoencoder with --resume"}
     if (p / RUN_FILE).is_file() or (p.is_dir() and any(p.glob("checkpoint-*"))):
         return _describe_run(p)
-    if is_autoencoder_dir(p):
-        cfg = json.loads((p / "config.json").read_text())["config"]
-        return {
-            "kind": "autoencoder", "path": path, "latent_space": cfg.get("fingerprint"),
-            "latent_shape": [cfg["latent_tokens"], cfg["latent_dim"]],
-            "pooling": cfg["pooling"], "max_length": cfg["max_length"],
-            "encoder": cfg.get("encoder_source") or f"{cfg['encoder_config']['model_type']} "
-            f"from scratch ({cfg.get('size')})",
-            "decoder": cfg.get("decoder_source") or f"{cfg['decoder_config']['model_type']} "
-            f"from scratch ({cfg.get('size')})",
-            "latent_noise": cfg["latent_noise"],
-            **{k: v for k, v in cfg.get("extra", {}).items()},
-        }
     if p.is_file():
         with open(p, "rb") as fh:
             if fh.read(len(MAGIC)) == MAGIC:
@@ -58,6 +55,26 @@ def describe(path: str) -> dict:
     raise InputError(
         f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder folder or latent file)"
     )
+
+
+def _describe_autoencoder(p: Path, path: str) -> dict:
+    try:
+        cfg = json.loads((p / "config.json").read_text())["config"]
+        return {
+            "kind": "autoencoder", "path": path, "latent_space": cfg.get("fingerprint"),
+            "latent_shape": [cfg["latent_tokens"], cfg["latent_dim"]],
+            "pooling": cfg["pooling"], "max_length": cfg["max_length"],
+            "encoder": cfg.get("encoder_source") or f"{cfg['encoder_config']['model_type']} "
+            f"from scratch ({cfg.get('size')})",
+            "decoder": cfg.get("decoder_source") or f"{cfg['decoder_config']['model_type']} "
+            f"from scratch ({cfg.get('size')})",
+            "latent_noise": cfg["latent_noise"],
+            "checkpoints": [c.name for c in list_checkpoints(p, AE_CHECKPOINT)],
+            **{k: v for k, v in cfg.get("extra", {}).items()},
+        }
+    except (KeyError, TypeError) as exc:
+        raise RuntimeFailure(f"autoencoder {path!r} has a damaged config.json (no {exc}); retrain "
+                             "it or resume its training with --resume") from exc
 
 
 def _describe_run(p: Path) -> dict:

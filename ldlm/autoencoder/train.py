@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from ldlm.atomic import atomic_directory
+from ldlm.atomic import remove_path, replace_path
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder, Pooling, Size
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
+from ldlm.checkpoints import (
+    check_same,
+    find_checkpoint,
+    list_checkpoints,
+    remove_leftovers,
+    write_checkpoint,
+)
 from ldlm.data import TextRows
-from ldlm.errors import InputError, first_line
+from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
 
@@ -50,6 +60,13 @@ class TrainingArgs:
     seed: int = 42
     eval_rows: int = 500  # held-out texts for the reconstruction figures
     eval_batch_size: int = 64
+    checkpointing_steps: int | None = 500  # checkpoint every N steps (None: only at the end)
+    checkpoints_total_limit: int = 3  # checkpoint-<step> folders kept
+    resume: str | None = None  # None, "latest", or a checkpoint folder to continue from
+
+
+# the file that marks a whole train-autoencoder checkpoint, written last
+CHECKPOINT_FILE = "ldlm_autoencoder_checkpoint.json"
 
 
 def _clean(config: dict) -> dict:
@@ -186,15 +203,89 @@ def reconstruct(
     return out
 
 
+def _check_args(args: TrainingArgs) -> None:
+    if args.max_steps < 1 or args.batch_size < 1:
+        raise InputError(
+            f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
+        )
+    if args.learning_rate <= 0:
+        raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
+    if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
+        raise InputError(f"--checkpointing-steps {args.checkpointing_steps} must be at least 1")
+    if args.checkpoints_total_limit < 1:
+        raise InputError(f"--checkpoints-total-limit {args.checkpoints_total_limit} must be at least 1")
+    if args.mixed_precision not in ("fp16", "bf16", "no"):
+        raise InputError(f"--mixed-precision {args.mixed_precision!r} must be fp16, bf16 or no")
+    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
+
+
+def check_training(spec: AutoencoderSpec, args: TrainingArgs) -> None:
+    """Refuse bad options (InputError) before any data is read or model built."""
+    _check_spec(spec)
+    _check_args(args)
+
+
+def _identity(spec: AutoencoderSpec, args: TrainingArgs, rows: TextRows) -> dict:
+    """What a checkpoint must share with the run that resumes it (model, data and its order)."""
+    return {
+        "spec": asdict(spec), "data_digest": rows.digest(), "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
+        "weight_decay": args.weight_decay, "mixed_precision": args.mixed_precision,
+        "seed": args.seed, "eval_rows": args.eval_rows,
+    }
+
+
+def _model_from_checkpoint(ckpt: Path, saved: dict) -> LatentAutoencoder:
+    """The model a checkpoint was made of (weights come later, from accelerate's state)."""
+    from transformers import AutoTokenizer
+
+    try:
+        model = LatentAutoencoder(AutoencoderConfig(**saved["config"]))
+        model.encoder_tokenizer = AutoTokenizer.from_pretrained(ckpt / "encoder_tokenizer")
+        model.decoder_tokenizer = AutoTokenizer.from_pretrained(ckpt / "decoder_tokenizer")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeFailure(
+            f"checkpoint {str(ckpt)!r} is damaged ({first_line(exc)}); resume from an older one "
+            "with --resume-from, or start again with --overwrite"
+        ) from exc
+    return model
+
+
+def save_final(model: LatentAutoencoder, out: Path) -> None:
+    """Write the model into `out` beside its checkpoints: every file goes to a temporary
+    folder first and is renamed into place, config.json last (and the old one is removed
+    first), so `out` is a loadable model only once the whole new model is there."""
+    tmp = out / f".final.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        model.save_pretrained(tmp)
+        (out / "config.json").unlink(missing_ok=True)
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
+            if item.is_dir():
+                replace_path(item, out / item.name)
+            else:
+                os.replace(item, out / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def train_autoencoder(
     rows: TextRows,
     out: str | Path,
     spec: AutoencoderSpec | None = None,
     args: TrainingArgs | None = None,
     reporter: Reporter = SILENT,
+    overwrite: bool = False,
 ) -> tuple[LatentAutoencoder, ReconstructionScores | None]:
-    """Train an autoencoder on `rows` and save it to `out` (atomically).
+    """Train an autoencoder on `rows` and save it to `out`.
 
+    `out` receives rotated `checkpoint-<step>/` folders (accelerate states: weights,
+    optimiser, lr schedule, RNG; plus the config and tokenizers), every
+    `args.checkpointing_steps` and at the end, then the model (`save_pretrained` layout,
+    config.json written last). `args.resume` ("latest" or a checkpoint folder) continues an
+    interrupted run exactly: same data order, same random numbers, same final weights.
+    Without `resume`, a model and checkpoints already in `out` are replaced (the CLI asks for
+    --overwrite first); `overwrite` only refuses to be combined with `resume`.
     Returns the model and its reconstruction scores on a held-out slice of the rows.
     """
     from accelerate import Accelerator
@@ -202,23 +293,30 @@ def train_autoencoder(
 
     spec, args = spec or AutoencoderSpec(), args or TrainingArgs()
     _check_spec(spec)  # every flag is checked before any work starts
-    if args.max_steps < 1 or args.batch_size < 1:
-        raise InputError(
-            f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
-        )
-    if args.learning_rate <= 0:
-        raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
-    if args.mixed_precision not in ("fp16", "bf16", "no"):
-        raise InputError(f"--mixed-precision {args.mixed_precision!r} must be fp16, bf16 or no")
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
-    set_seed(args.seed)
-    train_idx, held_idx = holdout_split(len(rows.texts), args.eval_rows)
-    train_texts = [rows.texts[i] for i in train_idx]
-    held_texts = [rows.texts[i] for i in held_idx]
+    _check_args(args)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; give a folder path")
+    if args.resume and overwrite:
+        raise InputError("--resume and --overwrite contradict each other; drop one")
+    identity = _identity(spec, args, rows)
+    ckpt = find_checkpoint(out, args.resume, CHECKPOINT_FILE) if args.resume else None
+    saved = check_same(ckpt, CHECKPOINT_FILE, identity) if ckpt else None
 
-    reporter.log(f"building the autoencoder ({len(train_texts)} training texts)")
-    model = build_autoencoder(spec, train_texts)
+    set_seed(args.seed)
+    texts = list(rows.texts)  # training tokenises every text anyway
+    train_idx, held_idx = holdout_split(len(texts), args.eval_rows)
+    train_texts = [texts[i] for i in train_idx]
+    held_texts = [texts[i] for i in held_idx]
+
+    if saved is not None:
+        reporter.log(f"resuming from {ckpt} (step {saved['step']})")
+        model = _model_from_checkpoint(ckpt, saved)
+    else:
+        model = build_autoencoder(spec, train_texts)  # logged once built: a failure is one line
+        size = sum(p.numel() for p in model.parameters())
+        reporter.log(f"built the autoencoder ({size / 1e6:.1f}M parameters, "
+                     f"{len(train_texts)} training texts)")
     acc = Accelerator(mixed_precision=args.mixed_precision)
     params = [p for n, p in model.named_parameters()
               if not (model.config.freeze_encoder and n.startswith("encoder."))]
@@ -228,41 +326,69 @@ def train_autoencoder(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(args.warmup_steps, args.max_steps))
     model, opt, sched = acc.prepare(model, opt, sched)
     core: LatentAutoencoder = acc.unwrap_model(model)
+    start, last_loss = 0, None
+    if saved is not None:
+        acc.load_state(str(ckpt))  # weights, optimiser, lr schedule and every RNG
+        start, last_loss = int(saved["step"]), saved.get("loss")
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
+    if saved is None:  # a new run: checkpoints of an earlier one must not mix with its own
+        for old in list_checkpoints(out, CHECKPOINT_FILE):
+            remove_path(old)
+
+    def checkpoint(step: int) -> None:
+        def fill(tmp: Path) -> None:
+            acc.save_state(str(tmp))
+            core.encoder_tokenizer.save_pretrained(tmp / "encoder_tokenizer")
+            core.decoder_tokenizer.save_pretrained(tmp / "decoder_tokenizer")
+
+        record = {**identity, "loss": last_loss, "config": asdict(core.config)}
+        write_checkpoint(out, step, CHECKPOINT_FILE, record, fill, args.checkpoints_total_limit)
 
     enc = core.encoder_tokenizer(train_texts, truncation=True, max_length=spec.max_length)["input_ids"]
     dec_all = core.tokenize_for_decoder(train_texts)  # padded once; batches trim it
     rng = random.Random(args.seed)
     batches = _batches(len(train_texts), min(args.batch_size, len(train_texts)), rng)
+    for _ in range(start):  # the data order goes on where the checkpoint stopped
+        next(batches)
     pad_enc = core.encoder_tokenizer.pad_token_id or 0
 
     model.train()
     if core.config.freeze_encoder:
         core.encoder.eval()
     reporter.start("train-autoencoder", total=args.max_steps, unit="step")
+    reporter.advance(start)
     started = time.perf_counter()
-    for step in range(args.max_steps):
-        idx = next(batches)
-        ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
-        d_mask = dec_all["attention_mask"][idx]
-        d_width = int(d_mask.sum(1).max())
-        d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
-        dev = acc.device
-        with acc.autocast():
-            loss = model(ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
-        if not torch.isfinite(loss):
-            from ldlm.errors import RuntimeFailure
-
-            raise RuntimeFailure(
-                f"loss became {loss.item()} at step {step}; lower --learning-rate "
-                f"({args.learning_rate}) or use --mixed-precision no"
-            )
-        acc.backward(loss)
-        acc.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        reporter.advance(1, loss=round(loss.item(), 4))
-    reporter.stop()
+    try:
+        for step in range(start, args.max_steps):
+            idx = next(batches)
+            ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
+            d_mask = dec_all["attention_mask"][idx]
+            d_width = int(d_mask.sum(1).max())
+            d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
+            dev = acc.device
+            with acc.autocast():
+                loss = model(ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
+            if not torch.isfinite(loss):
+                found = list_checkpoints(out, CHECKPOINT_FILE)
+                keep = f"the last good checkpoint is {str(found[-1])!r}" if found else "no checkpoint yet"
+                raise RuntimeFailure(
+                    f"loss became {loss.item()} at step {step}; {keep}; lower --learning-rate "
+                    f"({args.learning_rate}) or use --mixed-precision no"
+                )
+            acc.backward(loss)
+            acc.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            last_loss = loss.item()
+            reporter.advance(1, loss=round(last_loss, 4))
+            done = step + 1
+            if done == args.max_steps or (args.checkpointing_steps and done % args.checkpointing_steps == 0):
+                checkpoint(done)
+    finally:
+        reporter.stop()
     train_seconds = time.perf_counter() - started
 
     scores = None
@@ -277,10 +403,10 @@ def train_autoencoder(
         "training": {"steps": args.max_steps, "batch_size": args.batch_size,
                      "learning_rate": args.learning_rate, "seed": args.seed,
                      "mixed_precision": args.mixed_precision,
+                     "final_loss": last_loss, "resumed_from_step": start or None,
                      "seconds": round(train_seconds, 1)},
         "reconstruction": scores.as_dict() if scores else None,
     }
     core.to("cpu")
-    with atomic_directory(out) as tmp:
-        core.save_pretrained(tmp)
+    save_final(core, out)
     return core, scores

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
 
 import typer
@@ -14,7 +16,19 @@ from ldlm.errors import LdlmError
 
 DEBUG_ENV = "LDLM_DEBUG"
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The Typer app; once a command is over, a late Ctrl-C no longer turns the finished run
+    into a death by signal while Python shuts down (joining threads, atexit hooks)."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+app = _App(
     name="ldlm",
     help="Latent diffusion language models: train a text autoencoder, encode a corpus to "
     "latents, and decode latents back to text.",

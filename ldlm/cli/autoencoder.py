@@ -7,10 +7,16 @@ from typing import Annotated, Literal
 
 import typer
 
+from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Data, MixedPrecision, Seed, Split, TextColumn
 from ldlm.errors import InputError
+
+
+def _holds_anything(out: Path) -> bool:
+    """True when `out` holds more than the hidden leftovers of a run killed early."""
+    return any(not p.name.startswith((".checkpoint-", ".final.tmp-")) for p in out.iterdir())
 
 
 @command("train-autoencoder")
@@ -44,26 +50,45 @@ def train_autoencoder_cmd(
     eval_rows: Annotated[int, typer.Option(
         help="Held-out texts for the reconstruction figures.")] = 500,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    checkpointing_steps: Annotated[int, typer.Option(
+        help="Write a checkpoint-<step> folder into --out every N steps (and at the end).")] = 500,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --out from its latest checkpoint-<step>.")] = False,
+    resume_from: Annotated[Path | None, typer.Option(
+        help="Continue from this checkpoint folder instead (implies --resume).")] = None,
 ) -> None:
     """Train the text autoencoder that defines the latent space, and report how well it
-    reconstructs held-out texts (exact match, corpus BLEU)."""
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    reconstructs held-out texts (exact match, corpus BLEU).
+
+    Interrupted runs continue exactly with --resume (latest checkpoint in --out) or
+    --resume-from OUT/checkpoint-<step>.
+    """
+    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, check_training, train_autoencoder
     from ldlm.data import load_texts
 
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise InputError(f"--out {str(out)!r} already exists; choose a new folder or pass --overwrite")
-    reporter = RichReporter()
-    rows = load_texts(data, text_column=text_column, split=split)
-    if rows.skipped:
-        reporter.log(f"skipped {rows.skipped} rows that are empty or not text")
+    resuming = resume or resume_from is not None
+    check_output_path(out, "--out", folder=True)
+    if resuming and overwrite:
+        raise InputError("--resume and --overwrite contradict each other; drop one")
+    if out.exists() and not overwrite and not resuming and _holds_anything(out):
+        hint = "pass --resume to continue its checkpoints, " if any(out.glob("checkpoint-*")) else ""
+        raise InputError(f"--out {str(out)!r} already exists; {hint}choose a new folder or pass "
+                         "--overwrite")
     spec = AutoencoderSpec(
         encoder=encoder, decoder=decoder, pooling=pooling, size=size,
         latent_tokens=latent_tokens, latent_dim=latent_dim, max_length=max_length,
         latent_noise=latent_noise,
     )
     args = TrainingArgs(max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-                        mixed_precision=mixed_precision, seed=seed, eval_rows=eval_rows)
-    model, scores = train_autoencoder(rows, out, spec, args, reporter=reporter)
+                        mixed_precision=mixed_precision, seed=seed, eval_rows=eval_rows,
+                        checkpointing_steps=checkpointing_steps,
+                        resume=str(resume_from) if resume_from else ("latest" if resuming else None))
+    check_training(spec, args)  # every flag before the data is read
+    reporter = RichReporter()
+    rows = load_texts(data, text_column=text_column, split=split)
+    if rows.skipped:
+        reporter.log(f"skipped {rows.skipped} rows that are empty or not text")
+    model, scores = train_autoencoder(rows, out, spec, args, reporter=reporter, overwrite=overwrite)
     k, d = model.latent_shape
     typer.echo(f"saved {out} (latent space {model.fingerprint}, latents {k} x {d})")
     if scores:

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Seed, pick_device
@@ -30,20 +31,40 @@ def decode_cmd(
     device: Device = None,
     format: Annotated[Literal["text", "jsonl"], typer.Option(
         help="text: one line per sample; jsonl: one JSON object per sample.")] = "text",
+    out: Annotated[Path | None, typer.Option(
+        help="Write the texts to this file instead of stdout (all of them or, after a failure "
+        "or an interruption, none).")] = None,
 ) -> None:
-    """Turn latents into text: one sample per line on stdout."""
+    """Turn latents into text: one sample per line on stdout (or --out FILE)."""
     from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
 
     args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                       num_beams=num_beams, seed=seed, batch_size=batch_size)
     args.check()
+    if out is not None:
+        check_output_path(out, "--out")
     source = open_latents(latents)
     model = resolve_autoencoder(source, str(autoencoder) if autoencoder else None,
                                 device=pick_device(device))
-    out = sys.stdout
-    for record in decode_latents(source, model, args, reporter=RichReporter()):
+    records = decode_latents(source, model, args, reporter=RichReporter())
+    if out is None:
+        _write(records, sys.stdout, format)
+        return
+    from ldlm.atomic import atomic_file
+
+    with atomic_file(out, "w") as fh:
+        rows = _write(records, fh, format)
+    typer.echo(f"wrote {rows} texts to {out}", err=True)
+
+
+def _write(records, fh, format: str) -> int:
+    """One line per record, flushed as it comes (a pipe sees texts as they are decoded)."""
+    rows = 0
+    for record in records:
         if format == "jsonl":
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
-            out.write(record["text"].replace("\n", " ") + "\n")
-        out.flush()
+            fh.write(record["text"].replace("\n", " ") + "\n")
+        fh.flush()
+        rows += 1
+    return rows

@@ -1,0 +1,84 @@
+"""Rotated `checkpoint-<step>/` folders written atomically, for the stages that train.
+
+A checkpoint is written into a hidden temporary sibling, finished with a small JSON file
+that names what it belongs to, and renamed into place in one step: a folder named
+`checkpoint-<step>` is always whole. `--resume` takes the newest one; leftovers of a
+killed write (hidden `.checkpoint-*.tmp*` folders) are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ldlm.atomic import remove_path, replace_path
+from ldlm.errors import InputError
+
+
+def list_checkpoints(folder: Path, marker: str) -> list[Path]:
+    """The whole checkpoints in `folder` (those holding `marker`), oldest step first."""
+    found = [p for p in Path(folder).glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[-1].isdigit() and (p / marker).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Delete hidden temporary folders a killed run left in `folder`."""
+    for pattern in (".checkpoint-*.tmp*", ".checkpoint-*.old-*", ".final.tmp-*"):
+        for tmp in Path(folder).glob(pattern):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_checkpoint(folder: Path, step: int, marker: str, record: dict,
+                     fill: Callable[[Path], None], keep: int) -> Path:
+    """Write `checkpoint-<step>` atomically: `fill(tmp)` writes the states, then `marker`
+    (the JSON `record`) goes last; the oldest checkpoints beyond `keep` are removed."""
+    target = Path(folder) / f"checkpoint-{step}"
+    tmp = Path(folder) / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        fill(tmp)
+        (tmp / marker).write_text(json.dumps({"step": step, **record}, indent=2))
+        replace_path(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(folder, marker)[:-keep]:
+        remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint
+    return target
+
+
+def find_checkpoint(folder: Path, resume: str, marker: str) -> Path:
+    """The checkpoint to resume from: the newest whole one in `folder` ("latest"), or the
+    folder named (a path, or a name inside `folder`)."""
+    if resume == "latest":
+        found = list_checkpoints(folder, marker)
+        if not found:
+            raise InputError(f"--resume: {str(folder)!r} has no checkpoint-<step> folder; start "
+                             "without --resume")
+        return found[-1]
+    path = Path(resume)
+    if not path.is_dir() and (Path(folder) / resume).is_dir():
+        path = Path(folder) / resume
+    if not (path / marker).is_file():
+        raise InputError(f"--resume-from {resume!r} is not a checkpoint folder of this command (no "
+                         f"{marker}); give a checkpoint-<step> folder")
+    return path
+
+
+def check_same(ckpt: Path, marker: str, identity: dict) -> dict:
+    """The checkpoint's record, after checking it matches `identity` key by key."""
+    try:
+        saved = json.loads((ckpt / marker).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"checkpoint {str(ckpt)!r} has an unreadable {marker}; resume from "
+                         "another checkpoint-<step> with --resume-from") from exc
+    for key, want in identity.items():
+        have = saved.get(key)
+        if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
+            raise InputError(
+                f"checkpoint {str(ckpt)!r} was made with {key} {have!r}, but this run has "
+                f"{want!r}; rerun with the checkpoint's settings or use a new --out"
+            )
+    return saved
