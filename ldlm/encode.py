@@ -17,6 +17,7 @@ import torch
 
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
 from ldlm.autoencoder.tokenizer import pad_rows
+from ldlm.conditions import ConditionSpec
 from ldlm.data import TextRows
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
@@ -77,9 +78,22 @@ def encode_chunk(model: LatentAutoencoder, texts: list[str], batch_size: int,
     return encode_prepared(model, prepared), prepared.lengths
 
 
+def _condition_digest(values: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for v in values:
+        h.update(v.encode("utf-8") + b"\0")
+    return h.hexdigest()[:16]
+
+
 def _identity(rows: TextRows, model: LatentAutoencoder, autoencoder: str, limit: int | None,
-              batch_size: int, chunk_rows: int) -> dict:
+              batch_size: int, chunk_rows: int, spec: ConditionSpec | None = None) -> dict:
+    conditions = {}
+    if spec is not None:
+        conditions = {"condition": spec.to_dict(), "condition_digest": _condition_digest(rows.conditions)}
     return {
+        **conditions,
         "latent_space": model.fingerprint,
         "autoencoder": str(Path(autoencoder).resolve()) if Path(autoencoder).exists() else autoencoder,
         "source": rows.source, "split": rows.split, "column": rows.column, "limit": limit,
@@ -95,11 +109,11 @@ def _check_same(store: LatentStore, want: dict, path: str) -> None:
             f"store {path!r} holds latents of autoencoder {have.get('latent_space')}, not "
             f"{want['latent_space']} ({want['autoencoder']}); use another --store or --overwrite"
         )
-    for key in ("source", "split", "column", "limit", "data_digest"):
-        if have.get(key) != want[key]:
+    for key in ("source", "split", "column", "limit", "data_digest", "condition_digest"):
+        if have.get(key) != want.get(key):
             raise InputError(
                 f"store {path!r} was made from other data ({key} {have.get(key)!r}, now "
-                f"{want[key]!r}); use another --store or --overwrite"
+                f"{want.get(key)!r}); use another --store or --overwrite"
             )
     for key in ("batch_size", "chunk_rows"):
         if have.get(key) != want[key]:
@@ -121,8 +135,14 @@ def encode_dataset(
     device: str | None = None,
     reporter: Reporter = SILENT,
     model: LatentAutoencoder | None = None,
+    condition_type: str = "label",
+    condition_column: str | None = None,
 ) -> EncodeResult:
-    """Encode `rows` with the autoencoder into the store, resuming an interrupted run."""
+    """Encode `rows` with the autoencoder into the store, resuming an interrupted run.
+
+    When `rows.conditions` is set (load_texts(condition_column=...)), each row's condition is
+    stored too, as a label index or as condition token ids (`condition_type`, ldlm.conditions).
+    """
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size} must be at least 1")
     if chunk_rows < 1:
@@ -130,7 +150,10 @@ def encode_dataset(
     path = str(store_path)
     if model is None:
         model = load_autoencoder(autoencoder, device=device)
-    want = _identity(rows, model, str(autoencoder), limit, batch_size, chunk_rows)
+    spec = None
+    if rows.conditions is not None:
+        spec = ConditionSpec.build(rows.conditions, condition_column or "condition", condition_type)
+    want = _identity(rows, model, str(autoencoder), limit, batch_size, chunk_rows, spec)
     n = len(rows.texts)
 
     store = None
@@ -176,8 +199,12 @@ def encode_dataset(
             if writing is not None:
                 writing.result()  # re-raises a failed write here
             start, stop = store.chunk_bounds(chunk)
+            conds = ctexts = None
+            if spec is not None:
+                ctexts = rows.conditions[start:stop]
+                conds = spec.encode(ctexts, strict=False)
             writing = pool.submit(store.write_chunk, chunk, latents, rows.texts[start:stop],
-                                  prepared.lengths)
+                                  prepared.lengths, conds, ctexts)
             encoded += stop - start
             reporter.advance(stop - start)
         if writing is not None:

@@ -5,11 +5,15 @@ Layout
     text     (N,)      the source texts (variable-length UTF-8)
     lengths  (N,)      int32, encoder tokens per row before truncation
     done     (C,)      uint8, 1 when row chunk c is fully written (one tiny chunk each)
+  with --condition-column (ldlm.conditions; the spec is the `condition` attribute):
+    condition       (N,) int32 label indices, or (N, L) int32 condition token ids
+    condition_text  (N,) the conditions as given (variable-length UTF-8)
 Attributes (flat keys, all written in one `update_attributes` call at a time)
     ldlm_format, ldlm_version, latent_space (the autoencoder fingerprint), autoencoder
     (where it was), latent_shape [k, d], dtype, rows, chunk_rows, source, split, column,
     limit, data_digest, skipped_rows, truncated_rows, batch_size, complete, and when complete
-    stats_mean / stats_std (per latent position, shape (k, d), over all rows).
+    stats_mean / stats_std (per latent position, shape (k, d), over all rows); with conditions
+    `condition` (the ConditionSpec as a dict) and condition_digest.
 
 A store is complete only after every chunk is marked done and the statistics are written,
 so an interrupted encode is never mistaken for a finished one. Chunk writes on a local
@@ -85,7 +89,14 @@ class LatentStore:
                 "`ldlm encode`"
             )
         store = cls(path, group)
-        missing = [name for name in ARRAYS[:3] if name not in group.array_keys()]
+        try:
+            keys = set(group.array_keys())
+        except Exception as exc:  # an array's zarr.json is unreadable
+            raise RuntimeFailure(
+                f"store {path!r} has damaged array metadata ({first_line(exc, 80)}); rerun `ldlm "
+                "encode` with --overwrite to rebuild it"
+            ) from exc
+        missing = [name for name in ARRAYS[:3] if name not in keys]
         if missing:
             raise RuntimeFailure(
                 f"store {path!r} lacks array(s) {', '.join(missing)}; rerun `ldlm encode` with "
@@ -132,6 +143,12 @@ class LatentStore:
             "lengths": dict(shape=(n,), chunks=(c,), dtype="int32", fill_value=0),
             "done": dict(shape=(self.num_chunks,), chunks=(1,), dtype="uint8", fill_value=0),
         }
+        spec = a.get("condition")
+        if spec:
+            length = int(spec.get("max_length") or 0) if spec.get("type") == "text" else 0
+            shape, chunks = ((n, length), (c, length)) if length else ((n,), (c,))
+            specs["condition"] = dict(shape=shape, chunks=chunks, dtype="int32", fill_value=0)
+            specs["condition_text"] = dict(shape=(n,), chunks=(c,), dtype=str, fill_value="")
         for name, spec in specs.items():
             if name not in have:
                 self.group.create_array(name, **spec)
@@ -195,8 +212,24 @@ class LatentStore:
     def progress(self) -> tuple[int, int]:
         return int(self.done_chunks().sum()), self.num_chunks
 
+    @property
+    def condition_spec(self):
+        """The ConditionSpec of a store encoded with --condition-column, else None."""
+        from ldlm.conditions import ConditionSpec
+
+        spec = self.attrs.get("condition")
+        return ConditionSpec.from_dict(spec) if spec else None
+
+    def read_conditions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Encoded conditions of rows [start, stop): (n,) or (n, L) int32."""
+        return self.group["condition"][start : self.rows if stop is None else stop]
+
+    def read_condition_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
+        return [str(t) for t in self.group["condition_text"][start : self.rows if stop is None else stop]]
+
     def write_chunk(self, chunk: int, latents: np.ndarray, texts: list[str],
-                    lengths: np.ndarray) -> None:
+                    lengths: np.ndarray, conditions: np.ndarray | None = None,
+                    condition_texts: list[str] | None = None) -> None:
         """Write one whole row chunk, then mark it done (a kill in between redoes it)."""
         start, stop = self.chunk_bounds(chunk)
         if latents.shape != (stop - start, *self.latent_shape):
@@ -205,13 +238,27 @@ class LatentStore:
         self.group["latents"][start:stop] = latents.astype(np.float32, copy=False)
         self.group["text"][start:stop] = np.array(texts, dtype=object)
         self.group["lengths"][start:stop] = lengths.astype(np.int32, copy=False)
+        if conditions is not None:
+            self.group["condition"][start:stop] = conditions.astype(np.int32, copy=False)
+            self.group["condition_text"][start:stop] = np.array(condition_texts, dtype=object)
         self.group["done"][chunk] = 1
 
+    def _read(self, name: str, start: int, stop: int | None):
+        """Rows [start, stop) of array `name`; a damaged array is a one-line RuntimeFailure."""
+        try:
+            return self.group[name][start : self.rows if stop is None else stop]
+        except Exception as exc:
+            raise RuntimeFailure(
+                f"store {self.path!r} has a damaged {name!r} array near rows {start}-"
+                f"{self.rows if stop is None else stop} ({first_line(exc, 80)}); rerun `ldlm encode` "
+                "with --overwrite to rebuild it"
+            ) from exc
+
     def read_latents(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return self.group["latents"][start : self.rows if stop is None else stop]
+        return self._read("latents", start, stop)
 
     def read_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
-        return [str(t) for t in self.group["text"][start : self.rows if stop is None else stop]]
+        return [str(t) for t in self._read("text", start, stop)]
 
     @staticmethod
     def chunk_sums(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,10 @@ RUN_DIR after a run:
 
 Only the store is read: no encoder runs here. Latents are standardised with the store's
 statistics before diffusion; the statistics travel with the run and `sample` restores them.
+
+Conditional runs (--conditional, a store encoded with --condition-column): the denoiser also
+takes each row's condition, replaced by the learned null condition with probability
+`condition_dropout` (classifier-free guidance); ldlm_run.json records the condition spec.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldlm.atomic import replace_path
+from ldlm.atomic import remove_path, replace_path
+from ldlm.conditions import ConditionedDenoiser, drop_conditions
 from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
 from ldlm.errors import InputError, RuntimeFailure, first_line
@@ -39,6 +44,7 @@ CHECKPOINT_FILE = "ldlm_checkpoint.json"
 # what a checkpoint must share with the run that resumes it (the model and the data order)
 RESUME_KEYS = ("arch", "denoiser", "latent_shape", "latent_space", "objective", "schedule",
                "self_condition", "batch_size", "gradient_accumulation_steps", "seed")
+CONDITIONAL_ARCHS = ("mlp", "transformer")
 
 
 @dataclass
@@ -51,6 +57,8 @@ class TrainArgs:
     objective: str = "x0"  # what the denoiser predicts: eps | x0 | v (x0: best FD on E2E)
     schedule: str = "linear"  # noise schedule: linear | scaled-linear | cosine
     self_condition: bool = False  # feed the previous x0 estimate back (training p = 0.5)
+    conditional: bool = False  # the denoiser takes each row's condition (store with conditions)
+    condition_dropout: float = 0.1  # P(condition -> null condition) in training (guidance)
     num_epochs: int = 100  # passes over the training rows (when max_steps is None)
     max_steps: int | None = None  # optimiser steps; overrides num_epochs
     batch_size: int = 16  # latents per device per micro-batch
@@ -101,6 +109,12 @@ class TrainArgs:
             raise InputError(f"--mixed-precision {self.mixed_precision!r} must be fp16, bf16 or no")
         if self.mixed_precision == "fp16" and not torch.cuda.is_available():
             raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
+        if not 0 <= self.condition_dropout < 1 or self.condition_dropout != self.condition_dropout:
+            raise InputError(f"--condition-dropout {self.condition_dropout} must be in [0, 1) (0.1 "
+                             "is usual; 0 trains no unconditional path, so no guidance)")
+        if self.conditional and self.arch not in CONDITIONAL_ARCHS:
+            raise InputError(f"--conditional works with --arch {' or '.join(CONDITIONAL_ARCHS)}, not "
+                             f"{self.arch}; pick one of them")
         if self.hub_model_id and not self.push_to_hub:
             raise InputError(f"--hub-model-id {self.hub_model_id!r} is only used with --push-to-hub; "
                              "add --push-to-hub or drop it")
@@ -118,11 +132,15 @@ class TrainResult:
 class TrainingLatents:
     """Rows [0, n) of a store, in memory when they fit, else read per batch from zarr."""
 
-    def __init__(self, store: LatentStore, n: int, memory_limit_mb: int):
+    def __init__(self, store: LatentStore, n: int, memory_limit_mb: int, conditional: bool = False):
         k, d = store.latent_shape
         self.n, self.store = n, store
         fits = n * k * d * 4 <= memory_limit_mb * 2**20
         self.memory = store.read_latents(0, n).astype(np.float32) if fits else None  # (n, k, d)
+        self.conditions = store.read_conditions(0, n) if conditional else None  # (n,) or (n, L)
+
+    def condition_rows(self, idx: np.ndarray) -> np.ndarray:
+        return self.conditions[np.sort(idx)]
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         idx = np.sort(idx)
@@ -172,13 +190,20 @@ class TrainState:
 
     def __init__(self, generator: torch.Generator):
         self.step, self.generator = 0, generator
+        # losses of the epoch under way and the last epoch's mean: a resumed run reports the
+        # same loss as an uninterrupted one
+        self.losses: list[float] = []
+        self.last_loss: float | None = None
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "generator": self.generator.get_state()}
+        return {"step": self.step, "generator": self.generator.get_state(),
+                "losses": list(self.losses), "last_loss": self.last_loss}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
+        self.losses = [float(x) for x in state.get("losses", [])]
+        self.last_loss = state.get("last_loss")
 
 
 # ----- checkpoints -----------------------------------------------------------------------
@@ -217,7 +242,7 @@ def _check_resumable(ckpt: Path, identity: dict) -> None:
 
 def _rotate(run: Path, keep: int) -> None:
     for old in _checkpoints(run)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint-<step>
 
 
 # ----- the final model -------------------------------------------------------------------
@@ -323,10 +348,15 @@ class _Trainer:
         self.order = DataOrder(n_train, min(args.batch_size, max(1, n_train // procs)), procs, args.seed)
         self.total_steps = args.max_steps or math.ceil(
             args.num_epochs * self.order.per_epoch / args.gradient_accumulation_steps)
-        self.data = TrainingLatents(store, n_train, args.memory_limit_mb)
+        self.spec = store.condition_spec if args.conditional else None
+        if args.conditional and self.spec is None:
+            raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
+                             "`ldlm encode --condition-column COL`, or drop --conditional")
+        self.data = TrainingLatents(store, n_train, args.memory_limit_mb, args.conditional)
         self.standard = Standardiser(*store.stats())
+        cond_options = self.spec.model_options() if self.spec else {}
         self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
-                                      **args.denoiser)
+                                      **{**cond_options, **args.denoiser})
         model = build_denoiser(args.arch, self.config)
         self.noise = make_noise_scheduler(args.schedule, args.objective)
         self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
@@ -349,6 +379,8 @@ class _Trainer:
             "batch_size": args.batch_size, "seed": args.seed,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
         }
+        if args.conditional:  # unconditional checkpoints keep their old identity
+            self.identity["condition_dropout"] = args.condition_dropout
 
     # -- checkpoints
     def save_checkpoint(self) -> Path:
@@ -380,7 +412,13 @@ class _Trainer:
         try:
             sampler = make_sampler("ddim", self.noise.config)
             gen = torch.Generator().manual_seed(seed)
-            z = self.diffusion.sample(self.core, sampler, (n, self.k, self.d), gen, steps,
+            model = self.core
+            if self.spec is not None:  # conditions of the held-out rows (else the first rows), W = 1
+                start = self.store.rows - self.held if self.held else 0
+                pool = self.store.read_conditions(start, start + (self.held or min(n, self.store.rows)))
+                cond = torch.from_numpy(pool[np.arange(n) % len(pool)]).long().to(self.acc.device)
+                model = ConditionedDenoiser(self.core, cond)
+            z = self.diffusion.sample(model, sampler, (n, self.k, self.d), gen, steps,
                                       device=self.acc.device)
         finally:
             self.ema.restore(self.core.parameters())
@@ -415,11 +453,18 @@ class _Trainer:
         total = 0.0
         for micro in range(gas):
             m = self.state.step * gas + micro
-            x = torch.from_numpy(self.data.rows(self.order.batch(m, self.acc.process_index)))
+            idx = self.order.batch(m, self.acc.process_index)
+            x = torch.from_numpy(self.data.rows(idx))
             x0 = self.standard.forward(x.to(device))  # (B, k, d)
+            model = self.model
+            if self.spec is not None:
+                cond = torch.from_numpy(self.data.condition_rows(idx)).long()  # (B,) or (B, L)
+                null = torch.from_numpy(self.spec.null(1)).long()
+                cond = drop_conditions(cond, null, self.args.condition_dropout, self.state.generator)
+                model = ConditionedDenoiser(self.model, cond.to(device))
             with self.acc.accumulate(self.model):
                 with self.acc.autocast():
-                    loss = self.diffusion.loss(self.model, x0, self.state.generator)
+                    loss = self.diffusion.loss(model, x0, self.state.generator)
                 if not torch.isfinite(loss):
                     last = _checkpoints(self.out)
                     keep = f"the last good checkpoint is {str(last[-1])!r}" if last else "no checkpoint yet"
@@ -447,6 +492,8 @@ class _Trainer:
             "stats_mean": mean.ravel().tolist(), "stats_std": std.ravel().tolist(),
             "objective": self.args.objective, "schedule": self.args.schedule,
             "self_condition": self.args.self_condition, "steps": self.state.step,
+            "condition": self.spec.to_dict() if self.spec else None,
+            "condition_dropout": self.args.condition_dropout if self.spec else None,
             "heldout_rows": self.held, "training": asdict(self.args),
         }
 
@@ -473,24 +520,24 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
     gas, per_epoch = args.gradient_accumulation_steps, t.order.per_epoch
     reporter.start("train", total=t.total_steps, unit="step")
     reporter.advance(t.state.step)
-    losses: list[float] = []
-    last_loss = fd = None
+    fd = None
     sampled_at = saved_at = -1
     started = time.perf_counter()
     try:
         while t.state.step < t.total_steps:
             epoch_before = t.state.step * gas // per_epoch
             loss = t.train_step()
-            losses.append(loss)
+            t.state.losses.append(loss)
             lr = t.lr.get_last_lr()[0]
             reporter.advance(1, loss=f"{loss:.4f}")
             t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
             epoch = t.state.step * gas // per_epoch
             if epoch > epoch_before or t.state.step == t.total_steps:
-                last_loss = float(np.mean(losses))
+                t.state.last_loss = float(np.mean(t.state.losses))
                 if t.acc.is_main_process:
-                    _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": last_loss, "lr": lr})
-                losses = []
+                    _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": t.state.last_loss,
+                                          "lr": lr})
+                t.state.losses = []
             if epoch > epoch_before and epoch % args.save_samples_epochs == 0 and t.acc.is_main_process:
                 fd, sampled_at = t.save_samples(epoch), t.state.step
             if (epoch > epoch_before and epoch % args.save_model_epochs == 0) or (
@@ -517,7 +564,7 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
     if args.push_to_hub and t.acc.is_main_process:
         url = push_to_hub(out, args.hub_model_id or out.resolve().name, meta)
         reporter.log(f"pushed to {url}")
-    return TrainResult(out, t.state.step, last_loss, fd)
+    return TrainResult(out, t.state.step, t.state.last_loss, fd)
 
 
 __all__ = ["TrainArgs", "TrainResult", "train_diffusion", "save_run", "find_checkpoint",

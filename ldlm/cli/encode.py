@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -20,7 +20,11 @@ def encode_cmd(
     text_column: TextColumn = "text",
     split: Split = "train",
     condition_column: Annotated[str | None, typer.Option(
-        help="Column to keep beside each text (class label or source text).")] = None,
+        help="Column to keep beside each text as its condition (class label or conditioning "
+        "text), for `ldlm train --conditional`.")] = None,
+    condition_type: Annotated[Literal["label", "text"], typer.Option(
+        help="label: a categorical vocabulary; text: a conditioning text (e.g. E2E's mr column), "
+        "stored as word token ids that the denoiser encodes.")] = "label",
     batch_size: Annotated[int, typer.Option(help="Texts encoded together.")] = 128,
     chunk_rows: Annotated[int, typer.Option(help="Rows per store chunk (resume unit).")] = 4096,
     limit: Annotated[int | None, typer.Option(help="Encode only the first N usable rows.")] = None,
@@ -29,6 +33,15 @@ def encode_cmd(
 ) -> None:
     """Encode a text dataset into a zarr latent store. Interrupted runs resume where they
     stopped when run again with the same arguments."""
+    if condition_column is None and condition_type != "label":
+        from ldlm.errors import InputError
+
+        raise InputError(f"--condition-type {condition_type} needs --condition-column COL; add it "
+                         "or drop --condition-type")
+    if "://" not in store:
+        from ldlm.atomic import check_output_path
+
+        check_output_path(store, "--store", folder=True)
     from ldlm.data import load_texts
     from ldlm.encode import encode_dataset
 
@@ -37,7 +50,8 @@ def encode_cmd(
                       condition_column=condition_column)
     result = encode_dataset(rows, autoencoder, store, batch_size=batch_size, chunk_rows=chunk_rows,
                             limit=limit, overwrite=overwrite, device=pick_device(device),
-                            reporter=reporter)
+                            reporter=reporter, condition_type=condition_type,
+                            condition_column=condition_column)
     if result.skipped:
         reporter.log(f"skipped {result.skipped} rows that are empty or not text")
     if result.truncated:

@@ -77,6 +77,12 @@ def train_cmd(
     self_condition: Annotated[bool, typer.Option(
         "--self-condition", help="Self-conditioning: feed the previous clean-latent estimate back.")
     ] = False,
+    conditional: Annotated[bool, typer.Option(
+        "--conditional", help="Condition the denoiser on each row's condition (a store encoded with "
+        "--condition-column), for `ldlm sample --condition`.")] = False,
+    condition_dropout: Annotated[float, typer.Option(
+        help="With --conditional: probability of training on the null condition instead, so the "
+        "model also samples unconditionally and classifier-free guidance works.")] = 0.1,
     eval_samples: Annotated[int, typer.Option(help="Latents sampled each time samples are saved.")] = 256,
     eval_inference_steps: Annotated[int, typer.Option(help="DDIM steps for those samples.")] = 50,
     resume: Annotated[bool, typer.Option(
@@ -89,11 +95,15 @@ def train_cmd(
     Interrupted runs continue exactly with --resume (latest checkpoint) or --resume-from
     RUN_DIR/checkpoint-<step>.
     """
+    from ldlm.atomic import check_output_path
     from ldlm.train import TrainArgs, train_diffusion
+
+    check_output_path(out, "--out", folder=True)
 
     args = TrainArgs(
         arch=arch, size=size, denoiser=_denoiser_overrides(arch, adaln, denoiser_config),
         objective=objective, schedule=schedule, self_condition=self_condition,
+        conditional=conditional, condition_dropout=condition_dropout,
         num_epochs=num_epochs, max_steps=max_steps, batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
         lr_warmup_steps=lr_warmup_steps, save_samples_epochs=save_samples_epochs,

@@ -2,7 +2,8 @@
 
 The latent (k, d) is flattened to one vector; residual MLP blocks run on a down path of
 shrinking widths, a middle block, then an up path that concatenates the matching skip.
-The timestep embedding is added inside every block.
+The timestep embedding is added inside every block; a condition (a class embedding, or the
+masked mean of an encoded conditioning text) is added to the timestep embedding.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ldlm.denoisers.conditioning import ConditionEncoder, check_condition_options
 from ldlm.denoisers.embeddings import TimestepMLP, timesteps_like
 
 PRESETS = {
@@ -49,8 +51,13 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         time_dim: int = 128,  # timestep embedding width
         dropout: float = 0.0,
         self_condition: bool = False,  # input also takes the previous x0 estimate
+        condition_type: str | None = None,  # None (unconditional) | label | text
+        condition_classes: int = 0,  # label: classes (+1 null row); text: token vocabulary size
+        condition_length: int = 0,  # text: condition tokens
+        condition_layers: int = 2,  # text: layers of the condition encoder
     ):
         super().__init__()
+        check_condition_options(condition_type, condition_classes, condition_length)
         flat = latent_tokens * latent_dim
         widths = tuple(widths)
         self.time = TimestepMLP(time_dim)
@@ -66,15 +73,41 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         self.out = nn.Linear(widths[0], flat)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self.label = self.cond_encoder = None
+        if condition_type == "label":
+            self.label = nn.Embedding(condition_classes + 1, time_dim)  # the last row: null
+        elif condition_type == "text":
+            heads = 4 if time_dim % 4 == 0 else 1
+            self.cond_encoder = ConditionEncoder(condition_classes, condition_length, time_dim, heads,
+                                                 condition_layers, dropout)
+            self.cond_proj = nn.Linear(time_dim, time_dim)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor,
-                self_cond: torch.Tensor | None = None) -> torch.Tensor:
+    def null_condition(self, b: int, device) -> torch.Tensor | None:
+        """The learned null condition for b rows (None for an unconditional denoiser)."""
+        kind = self.config.condition_type
+        if kind == "label":
+            return torch.full((b,), self.config.condition_classes, dtype=torch.long, device=device)
+        if kind == "text":
+            null = torch.zeros(b, self.config.condition_length, dtype=torch.long, device=device)
+            null[:, 0] = 1  # ldlm.conditions.NULL
+            return null
+        return None
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        # cond: label ids (B,) or condition token ids (B, L); None: the null condition
         b, k, d = x_t.shape
         h = x_t.reshape(b, k * d)  # (B, k*d)
         if self.config.self_condition:
             sc = torch.zeros_like(x_t) if self_cond is None else self_cond
             h = torch.cat([h, sc.reshape(b, k * d)], dim=-1)  # (B, 2*k*d)
         temb = self.time(timesteps_like(t, b, x_t.device)).to(h.dtype)  # (B, T)
+        if self.config.condition_type and cond is None:
+            cond = self.null_condition(b, x_t.device)
+        if self.label is not None:
+            temb = temb + self.label(cond.long()).to(h.dtype)
+        elif self.cond_encoder is not None:
+            temb = temb + self.cond_proj(self.cond_encoder.pooled(cond)).to(h.dtype)
         h = self.inp(h)  # (B, W0)
         skips = []
         for i, block in enumerate(self.down):

@@ -1,0 +1,305 @@
+"""Conditional generation: condition stores, conditional training with condition dropout,
+classifier-free guidance, MBR selection, and the errors for bad conditions."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ldlm.cli import app
+from ldlm.conditions import ConditionSpec, Guided, drop_conditions, mbr_pick, tokenize_condition
+from ldlm.errors import InputError
+from ldlm.sample import iter_samples, load_run
+from ldlm.store import LatentStore
+from ldlm.train import TrainArgs, train_diffusion
+from tests.conftest import CORPUS, one_line_error, read_jsonl
+
+runner = CliRunner()
+TINY_MLP = {"widths": [32, 16], "time_dim": 16}
+TINY_TF = {"width": 16, "layers": 1, "heads": 2, "time_dim": 8, "condition_layers": 1}
+FAST = dict(size="tiny", batch_size=16, lr_warmup_steps=1, eval_samples=4, eval_inference_steps=2,
+            save_samples_epochs=1000, save_model_epochs=1000)
+
+
+def _label(text: str) -> str:
+    return "animal" if any(w in text for w in ("cat", "dog", "eagle")) else "other"
+
+
+def _mr(text: str) -> str:
+    return f"name[{text.split()[0]}], size[{'long' if len(text) > 20 else 'short'}]"
+
+
+@pytest.fixture(scope="session")
+def cond_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cond") / "rows.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label", "mr"])
+        for t in CORPUS:
+            w.writerow([t, _label(t), _mr(t)])
+    return path
+
+
+def _encode(tiny_ae, cond_csv, store: Path, column: str, ctype: str) -> Path:
+    from ldlm.data import load_texts
+    from ldlm.encode import encode_dataset
+
+    rows = load_texts(str(cond_csv), condition_column=column)
+    encode_dataset(rows, tiny_ae, store, batch_size=8, chunk_rows=16, condition_type=ctype,
+                   condition_column=column)
+    return store
+
+
+@pytest.fixture(scope="session")
+def label_store(tmp_path_factory, tiny_ae, cond_csv) -> Path:
+    return _encode(tiny_ae, cond_csv, tmp_path_factory.mktemp("cond") / "label.zarr", "label", "label")
+
+
+@pytest.fixture(scope="session")
+def text_store(tmp_path_factory, tiny_ae, cond_csv) -> Path:
+    return _encode(tiny_ae, cond_csv, tmp_path_factory.mktemp("cond") / "text.zarr", "mr", "text")
+
+
+@pytest.fixture(scope="session")
+def label_run(tmp_path_factory, label_store) -> Path:
+    out = tmp_path_factory.mktemp("cond") / "label_run"
+    train_diffusion(label_store, out, TrainArgs(arch="mlp", denoiser=dict(TINY_MLP), conditional=True,
+                                                max_steps=4, **FAST))
+    return out
+
+
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, text_store) -> Path:
+    out = tmp_path_factory.mktemp("cond") / "text_run"
+    train_diffusion(text_store, out, TrainArgs(arch="transformer", denoiser=dict(TINY_TF),
+                                               conditional=True, max_steps=4, **FAST))
+    return out
+
+
+@pytest.fixture(scope="session")
+def plain_run(tmp_path_factory, label_store) -> Path:
+    out = tmp_path_factory.mktemp("cond") / "plain_run"
+    train_diffusion(label_store, out, TrainArgs(arch="mlp", denoiser=dict(TINY_MLP), max_steps=2, **FAST))
+    return out
+
+
+def _clusters(path: Path, rows: int = 256) -> Path:
+    """Synthetic latents (2, 4): class 'up' around +1.5, class 'down' around -1.5."""
+    rng = np.random.default_rng(0)
+    spec = ConditionSpec.build(["up", "down"], "label", "label")
+    store = LatentStore.create(str(path), rows=rows, latent_shape=(2, 4), chunk_rows=64, attributes={
+        "latent_space": "fake-space", "autoencoder": "/no/ae", "condition": spec.to_dict()})
+    labels = np.array(["up", "down"] * (rows // 2))
+    sign = np.where(labels == "up", 1.0, -1.0)[:, None, None]
+    x = (sign * 1.5 + 0.3 * rng.normal(size=(rows, 2, 4))).astype("f4")
+    for c in range(store.num_chunks):
+        a, b = store.chunk_bounds(c)
+        store.write_chunk(c, x[a:b], ["t"] * (b - a), np.zeros(b - a), spec.encode(list(labels[a:b])),
+                          list(labels[a:b]))
+    store.finalize()
+    return path
+
+
+# ----- encoding ---------------------------------------------------------------------------------
+def test_slot_tokens_and_words():
+    assert tokenize_condition("name[The Eagle], customer rating[5 out of 5]") == [
+        "name[The Eagle]", "customer rating[5 out of 5]"]
+    assert tokenize_condition("just words, here") == ["just", "words", ",", "here"]
+    spec = ConditionSpec.build(["a[x], b[y]", "a[z]"], "mr", "text")
+    ids = spec.encode(["a[z], b[y]", "a[new]"])
+    assert ids.shape == (2, 2) and ids[1, 0] == 2  # <unk> for an unseen slot value
+    assert spec.null(1)[0, 0] == 1 and (spec.null(1)[0, 1:] == 0).all()
+    assert ConditionSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_label_store_round_trip(label_store):
+    store = LatentStore.open(label_store)
+    spec = store.condition_spec
+    assert spec.type == "label" and spec.labels == ["animal", "other"]
+    ids = store.read_conditions()
+    texts = store.read_texts()
+    assert ids.shape == (store.rows,)
+    assert [spec.labels[i] for i in ids] == [_label(t) for t in texts]
+    assert store.read_condition_texts()[:3] == [_label(t) for t in texts[:3]]
+
+
+def test_text_store_round_trip(text_store):
+    store = LatentStore.open(text_store)
+    spec = store.condition_spec
+    assert spec.type == "text" and spec.max_length == 2
+    ids = store.read_conditions()
+    assert ids.shape == (store.rows, 2) and (ids >= 3).all()  # every slot known, none padded
+    assert store.read_condition_texts()[0] == _mr(store.read_texts()[0])
+
+
+# ----- guidance ---------------------------------------------------------------------------------
+def _sample(run_dir, conditions=None, scale=1.0, n=6):
+    run = load_run(run_dir)
+    return np.concatenate(list(iter_samples(run, n, 4, "ddim", seed=3, conditions=conditions,
+                                            guidance_scale=scale)))
+
+
+@pytest.mark.parametrize("which", ["label_run", "text_run"])
+def test_guidance_zero_is_unconditional_and_one_is_conditional(which, request):
+    run_dir = request.getfixturevalue(which)
+    run = load_run(run_dir)
+    spec = ConditionSpec.from_dict(run.meta["condition"])
+    values = ["animal"] * 6 if spec.type == "label" else [_mr(t) for t in CORPUS[:6]]
+    cond = spec.encode(values)
+    uncond = _sample(run_dir)  # no condition: the learned null condition
+    np.testing.assert_array_equal(_sample(run_dir, cond, 0.0), uncond)
+    plain = _sample(run_dir, cond, 1.0)
+    guided = _sample(run_dir, cond, 3.0)
+    assert not np.allclose(plain, uncond) and not np.allclose(guided, plain)
+    # W = 1 is the conditional model alone: the same as calling it with the condition
+    model = run.model
+    x, t = torch.randn(6, *run.latent_shape), torch.full((6,), 500)
+    c = torch.from_numpy(cond).long()
+    g = Guided(model, c, model.null_condition(6, "cpu"), 1.0)
+    torch.testing.assert_close(g(x, t), model(x, t, cond=c))
+    g3 = Guided(model, c, model.null_condition(6, "cpu"), 3.0)
+    u, k = model(x, t), model(x, t, cond=c)
+    torch.testing.assert_close(g3(x, t), u + 3.0 * (k - u), rtol=1e-4, atol=1e-5)
+
+
+def test_condition_dropout_trains_the_null_condition(tmp_path):
+    from accelerate.utils import set_seed
+
+    from ldlm.denoisers import build_denoiser
+
+    store = _clusters(tmp_path / "c.zarr", rows=64)
+    null_rows = {}
+    for p in (0.0, 0.5):
+        out = tmp_path / f"run{p}"
+        train_diffusion(store, out, TrainArgs(arch="mlp", denoiser=dict(TINY_MLP), conditional=True,
+                                              condition_dropout=p, max_steps=5, ema_decay=0.0,
+                                              **{**FAST, "lr_warmup_steps": 0}))
+        run = load_run(out)
+        null_rows[p] = run.model.label.weight[-1].detach().clone()
+        set_seed(42)
+        fresh = build_denoiser("mlp", run.model.config)
+        init = fresh.label.weight[-1].detach()
+    torch.testing.assert_close(null_rows[0.0], init)  # never dropped: the null row is untrained
+    assert not torch.allclose(null_rows[0.5], init)
+
+
+def test_drop_conditions_rate():
+    gen = torch.Generator().manual_seed(0)
+    cond = torch.zeros(4000, dtype=torch.long)
+    dropped = drop_conditions(cond, torch.tensor([7]), 0.1, gen)
+    assert set(dropped.unique().tolist()) == {0, 7}
+    assert 0.08 < (dropped == 7).float().mean() < 0.12
+    assert drop_conditions(cond, torch.tensor([7]), 0.0, gen) is cond
+
+
+def test_class_conditional_model_separates_two_clusters(tmp_path):
+    store = _clusters(tmp_path / "c.zarr")
+    out = tmp_path / "run"
+    train_diffusion(store, out, TrainArgs(
+        arch="mlp", size="tiny", denoiser={"widths": [64, 32], "time_dim": 32}, conditional=True,
+        objective="x0", max_steps=300, batch_size=32, learning_rate=3e-3, lr_warmup_steps=10,
+        ema_decay=0.99, eval_samples=4, eval_inference_steps=2, save_samples_epochs=10000,
+        save_model_epochs=10000))
+    run = load_run(out)
+    spec = ConditionSpec.from_dict(run.meta["condition"])
+    for label, sign in (("up", 1), ("down", -1)):
+        x = np.concatenate(list(iter_samples(run, 40, 20, "ddim", seed=0, conditions=spec.encode(
+            [label] * 40), guidance_scale=2.0)))
+        frac = float((np.sign(x.mean(axis=(1, 2))) == sign).mean())
+        assert frac >= 0.9, (label, frac)
+
+
+# ----- the command line -------------------------------------------------------------------------
+def test_cli_encode_train_sample_decode_text_conditions(tmp_path, tiny_ae, cond_csv):
+    store, run, lat = tmp_path / "s.zarr", tmp_path / "run", tmp_path / "x.ldlm"
+    r = runner.invoke(app, ["encode", str(cond_csv), "--autoencoder", str(tiny_ae), "--store", str(store),
+                            "--condition-column", "mr", "--condition-type", "text", "--batch-size", "8"])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["train", str(store), "--out", str(run), "--arch", "transformer", "--size",
+                            "tiny", "--conditional", "--condition-dropout", "0.2", "--max-steps", "3",
+                            "--batch-size", "8", "--eval-samples", "2", "--eval-inference-steps", "2"])
+    assert r.exit_code == 0, r.stderr
+    conds = ["name[the], size[short]", "name[a], size[long]"]
+    r = runner.invoke(app, ["sample", str(run), "--condition", conds[0], "--condition", conds[1],
+                            "--num-samples", "2", "--num-inference-steps", "3", "--scheduler", "ddim",
+                            "--guidance-scale", "2", "--mbr", "3", "--out", str(lat)])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["decode", str(lat), "--format", "jsonl", "--temperature", "0"])
+    assert r.exit_code == 0, r.stderr
+    rows = read_jsonl(r.stdout)
+    assert [x["condition"] for x in rows] == [conds[0]] * 2 + [conds[1]] * 2
+    assert all(x["mbr_candidates"] == 3 and x["text"] == x["mbr_text"] for x in rows)
+
+
+def test_mbr_pick_takes_the_consensus():
+    cands = ["the cat sat on the mat", "a dog barked loudly", "the cat sat on a mat",
+             "the cat sat on the mat ."]
+    assert mbr_pick(cands) in (0, 2, 3) and mbr_pick(["only"]) == 0
+
+
+def test_cli_label_file(label_run, tmp_path):
+    f = tmp_path / "c.txt"
+    f.write_text("animal\n\nother\n")
+    lat = tmp_path / "x.ldlm"
+    r = runner.invoke(app, ["sample", str(label_run), "--condition-file", str(f), "--num-samples", "2",
+                            "--num-inference-steps", "2", "--out", str(lat)])
+    assert r.exit_code == 0, r.stderr
+    from ldlm.stream import read_frames, read_header
+
+    with open(lat, "rb") as fh:
+        header = read_header(fh, "x")
+        meta = [m for _, ms in read_frames(fh, header, "x") for m in ms]
+    assert [m["condition"] for m in meta] == ["animal", "animal", "other", "other"]
+    assert header.extra["guidance_scale"] == 1.0
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--condition", "plant"], "unknown condition label 'plant'"),
+    (["--condition", "animal", "--guidance-scale", "-1"], "--guidance-scale -1.0"),
+    (["--condition", "animal", "--guidance-scale", "nan"], "--guidance-scale nan"),
+    (["--guidance-scale", "2"], "--guidance-scale applies to conditional sampling"),
+    (["--condition", "animal", "--mbr", "0"], "--mbr 0"),
+    (["--condition", "animal", "--condition-file", "x.txt"], "both given"),
+])
+def test_cli_bad_conditions(label_run, tmp_path, extra, needle):
+    r = runner.invoke(app, ["sample", str(label_run), "--num-inference-steps", "2",
+                            "--out", str(tmp_path / "x.ldlm"), *extra])
+    assert needle in one_line_error(r, 2)
+    assert not (tmp_path / "x.ldlm").exists()
+
+
+def test_condition_for_an_unconditional_run(plain_run, tmp_path):
+    r = runner.invoke(app, ["sample", str(plain_run), "--condition", "animal", "--num-inference-steps", "2",
+                            "--out", str(tmp_path / "x.ldlm")])
+    assert "is unconditional" in one_line_error(r, 2)
+
+
+def test_conditional_on_a_store_without_conditions(tiny_store, tmp_path):
+    r = runner.invoke(app, ["train", str(tiny_store), "--out", str(tmp_path / "r"), "--conditional",
+                            "--max-steps", "1"])
+    assert "has no conditions" in one_line_error(r, 2)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"arch": "unet2d"}, "--conditional works with --arch"),
+    ({"condition_dropout": 1.0}, "--condition-dropout 1.0"),
+    ({"condition_dropout": math.nan}, "--condition-dropout nan"),
+])
+def test_bad_train_arguments(kw, needle):
+    with pytest.raises(InputError, match=needle):
+        TrainArgs(conditional=True, **kw).check()
+
+
+def test_unknown_label_from_python(label_run):
+    from ldlm.conditions import encode_for_run
+
+    run = load_run(label_run)
+    with pytest.raises(InputError, match="unknown condition label 'plant'.*animal, other"):
+        encode_for_run(run.meta, run.path, ["plant"])
