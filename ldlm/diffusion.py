@@ -72,6 +72,21 @@ def _bcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.T
     return values.to(like.device)[t.to(like.device).long()].to(like.dtype).reshape(-1, 1, 1)
 
 
+def strength_start(num_inference_steps: int, strength: float) -> int:
+    """Inference steps that SDEdit skips at `strength` (as diffusers' img2img pipelines do):
+    the first (1 - strength) of them; at least one step is left to run."""
+    if not 0 < strength <= 1:
+        raise InputError(f"--strength {strength} must be in (0, 1]: near 0 keeps the input, 1 is "
+                         "plain sampling from noise")
+    run = min(int(num_inference_steps * strength), num_inference_steps)
+    if run < 1:
+        least = -(-10_000 // num_inference_steps) / 10_000  # 1 / steps, rounded up to 4 decimals
+        raise InputError(f"--strength {strength} with {num_inference_steps} inference steps leaves no "
+                         f"step to run; use --strength of at least {least:g} or more "
+                         "--num-inference-steps")
+    return num_inference_steps - run
+
+
 @dataclass
 class Diffusion:
     """An objective on a noise schedule: the training loss and the sampling loop."""
@@ -122,17 +137,30 @@ class Diffusion:
 
     @torch.no_grad()
     def sample(self, model, sampler, shape: tuple[int, int, int], generator: torch.Generator,
-               num_inference_steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
+               num_inference_steps: int, device: torch.device | str = "cpu",
+               init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
         """Run `sampler` from Gaussian noise of `shape` (n, k, d) to latents (n, k, d).
 
         Noise is drawn from `generator` on the CPU, so a seed gives the same latents on any device.
+        With `init` (n, k, d, standardised) and strength < 1: SDEdit (Meng et al. 2022): noise
+        `init` to the timestep that `strength` selects and run only the steps after it.
         """
         n = shape[0]
         sampler.set_timesteps(num_inference_steps, device=device)
         dtype = next(model.parameters()).dtype
-        x = (torch.randn(shape, generator=generator) * sampler.init_noise_sigma).to(device, dtype)
+        noise = torch.randn(shape, generator=generator)
+        timesteps = sampler.timesteps
+        if init is None or strength >= 1:  # strength 1 is plain sampling, bit for bit
+            x = (noise * sampler.init_noise_sigma).to(device, dtype)
+        else:
+            start = strength_start(num_inference_steps, strength) * sampler.order
+            timesteps = timesteps[start:]
+            if hasattr(sampler, "set_begin_index"):
+                sampler.set_begin_index(start)
+            x = sampler.add_noise(init.to(device, torch.float32), noise.to(device),
+                                  timesteps[:1].repeat(n)).to(dtype)
         x0_hat = None
-        for t in sampler.timesteps:
+        for t in timesteps:
             tb = t.expand(n).to(device)
             inp = sampler.scale_model_input(x, t)
             out = model(inp, tb, self_cond=x0_hat if self.self_condition else None)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldlm.conditions import guided
 from ldlm.denoisers import load_denoiser
 from ldlm.diffusion import RUN_FILE, SAMPLERS, Diffusion, Standardiser, make_sampler
 from ldlm.errors import InputError, RuntimeFailure, first_line
@@ -94,10 +95,16 @@ def header_for(run: Run, scheduler: str, num_inference_steps: int, seed: int) ->
 def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000,
                  scheduler: str = "ddpm", seed: int = 42, batch_size: int | None = None,
                  device: str | torch.device = "cpu", reporter: Reporter = SILENT,
+                 init: np.ndarray | None = None, strength: float = 1.0,
+                 conditions: np.ndarray | None = None, guidance_scale: float = 1.0,
                  ) -> Iterator[np.ndarray]:
     """Yield batches of latents (b, k, d) in the store's units, `num_samples` in all.
 
     The same seed and batch size give the same latents (noise comes from one CPU generator).
+    `init` (num_samples, k, d, store units) starts each sample from that latent noised to
+    `strength` (SDEdit, ldlm.variations); strength 1 ignores it and is plain sampling.
+    `conditions` (num_samples,) or (num_samples, L): encoded conditions of a conditional run
+    (ldlm.conditions.encode_for_run), sampled with classifier-free guidance `guidance_scale`.
     """
     check_sample_args(num_samples, num_inference_steps, scheduler, batch_size,
                       run.noise.config.num_train_timesteps)
@@ -109,7 +116,11 @@ def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000
     while done < num_samples:
         n = min(batch_size, num_samples - done)
         sampler = make_sampler(scheduler, run.noise.config)
-        z = run.diffusion.sample(run.model, sampler, (n, k, d), gen, num_inference_steps, device)
+        z_init = None if init is None else run.standard.forward(torch.from_numpy(init[done:done + n]))
+        model = run.model if conditions is None else guided(run.model, conditions[done:done + n],
+                                                            guidance_scale, device)
+        z = run.diffusion.sample(model, sampler, (n, k, d), gen, num_inference_steps, device,
+                                 init=z_init, strength=strength)
         x = run.standard.inverse(z.float()).cpu().numpy()  # (n, k, d)
         if not np.isfinite(x).all():
             raise RuntimeFailure(

@@ -18,8 +18,9 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _write_store(path: str, batches, header, num_samples: int, batch_size: int) -> None:
-    """A latent store with one chunk per batch (texts empty), complete only at the end."""
+def _write_store(path: str, frames, header, num_samples: int, batch_size: int) -> None:
+    """A latent store with one chunk per batch (texts: the source texts of variations, else
+    empty), complete only at the end."""
     import numpy as np
 
     from ldlm.store import LatentStore
@@ -29,9 +30,54 @@ def _write_store(path: str, batches, header, num_samples: int, batch_size: int) 
                                    "latent_space": header.latent_space,
                                    "autoencoder": header.autoencoder, "source": header.extra["run"],
                                    "split": "sample", "column": None, **header.extra})
-    for chunk, x in enumerate(batches):
-        store.write_chunk(chunk, x, [""] * len(x), np.zeros(len(x), np.int32))
+    for chunk, (x, meta) in enumerate(frames):
+        texts = [m.get("source", "") for m in meta] if meta else [""] * len(x)
+        store.write_chunk(chunk, x, texts, np.zeros(len(x), np.int32))
     store.finalize()
+
+
+def _init_texts(init_text, init_file, strength, autoencoder, num_inference_steps) -> list[str] | None:
+    """The texts to start from (None: plain sampling from noise), with the flags checked."""
+    if init_text and init_file is not None:
+        raise InputError("--init-text and --init-file both given; pass one of them")
+    if not init_text and init_file is None:
+        for flag, value in (("--strength", strength), ("--autoencoder", autoencoder)):
+            if value is not None:
+                raise InputError(f"{flag} applies to variations; add --init-text TEXT or --init-file "
+                                 "FILE, or drop it")
+        return None
+    from ldlm.variations import DEFAULT_STRENGTH, check_strength, check_texts, read_init_file
+
+    check_strength(DEFAULT_STRENGTH if strength is None else strength, num_inference_steps)
+    if init_file is not None:
+        return read_init_file(init_file)
+    return check_texts(init_text)
+
+
+def _conditions(condition, condition_file, guidance_scale, mbr, init) -> list[str] | None:
+    """The conditions to sample (None: unconditional), with the flags checked."""
+    if condition and condition_file is not None:
+        raise InputError("--condition and --condition-file both given; pass one of them")
+    if not condition and condition_file is None:
+        for flag, value in (("--guidance-scale", guidance_scale), ("--mbr", mbr)):
+            if value is not None:
+                raise InputError(f"{flag} applies to conditional sampling; add --condition VALUE or "
+                                 "--condition-file FILE, or drop it")
+        return None
+    if init:
+        raise InputError("--condition and --init-text/--init-file cannot be combined; pass one of them")
+    from ldlm.conditions import check_guidance_scale, read_condition_file
+
+    if guidance_scale is not None:
+        check_guidance_scale(guidance_scale)
+    if mbr is not None and mbr < 1:
+        raise InputError(f"--mbr {mbr} must be at least 1 (candidates per sample)")
+    if condition_file is not None:
+        return read_condition_file(condition_file)
+    for i, value in enumerate(condition):
+        if not value.strip():
+            raise InputError(f"--condition number {i + 1} is empty; give a label or a text")
+    return list(condition)
 
 
 @command("sample")
@@ -48,24 +94,75 @@ def sample_cmd(
     device: Device = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Latents denoised together (default: up to 256).")] = None,
+    init_text: Annotated[list[str] | None, typer.Option(
+        help="Start from this text instead of noise (SDEdit variations; repeatable); "
+        "--num-samples variations of each.")] = None,
+    init_file: Annotated[Path | None, typer.Option(
+        help="Start from the texts of this file, one per line.")] = None,
+    strength: Annotated[float | None, typer.Option(
+        help="With --init-text/--init-file: how much to change the text, in (0, 1]; near 0 keeps "
+        "it, 1 is plain sampling (default 0.3).")] = None,
+    autoencoder: Annotated[Path | None, typer.Option(
+        help="With --init-text/--init-file: the autoencoder that encodes them (default: the "
+        "run's).")] = None,
+    condition: Annotated[list[str] | None, typer.Option(
+        help="Generate text about this condition (a class label or a conditioning text) with a "
+        "--conditional run (repeatable); --num-samples per condition.")] = None,
+    condition_file: Annotated[Path | None, typer.Option(
+        help="The conditions of this file, one per line.")] = None,
+    guidance_scale: Annotated[float | None, typer.Option(
+        help="Classifier-free guidance W: uncond + W * (cond - uncond); 1 is plain conditional, "
+        "0 unconditional (default 1).")] = None,
+    mbr: Annotated[int | None, typer.Option(
+        help="With conditions: draw N candidates per sample, decode them and keep the one with the "
+        "highest mean BLEU against the others (minimum Bayes risk).")] = None,
 ) -> None:
-    """Generate latents from noise with a trained run. The same seed and batch size give the
-    same latents."""
+    """Generate latents from noise with a trained run, or variations of given texts
+    (--init-text, --init-file). The same seed and batch size give the same latents."""
     from ldlm.sample import check_sample_args, header_for, iter_samples, load_run
 
     check_sample_args(num_samples, num_inference_steps, scheduler, batch_size)
+    values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file)
+    texts = _init_texts(init_text, init_file, strength, None if values else autoencoder,
+                        num_inference_steps)
+    total = num_samples if texts is None else num_samples * len(texts)
+    if values is not None:
+        total = num_samples * len(values)
     if out is None and stdout_is_terminal():
         raise InputError("stdout is a terminal, not a place for binary latents; pass --out PATH or "
                          "pipe into `ldlm decode`")
+    if out is not None and "://" not in out:
+        from ldlm.atomic import check_output_path
+
+        check_output_path(out, "--out", folder=out.rstrip("/").endswith(".zarr"))
     dev = pick_device(device)
     run = load_run(run_dir, dev)
-    header = header_for(run, scheduler, num_inference_steps, seed)
-    batch_size = batch_size or min(num_samples, 256)
+    batch_size = batch_size or min(total, 256)
     reporter = RichReporter()
-    batches = iter_samples(run, num_samples, num_inference_steps, scheduler, seed, batch_size, dev,
-                           reporter)
+    if values is not None:
+        from ldlm.conditions import encode_for_run, iter_conditional
+
+        encode_for_run(run.meta, run.path, values)  # refuses bad conditions before any work
+        header = header_for(run, scheduler, num_inference_steps, seed)
+        w = 1.0 if guidance_scale is None else guidance_scale
+        header.extra.update({"guidance_scale": w, "mbr": mbr, "conditions": len(values)})
+        frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
+                                  batch_size, dev, reporter, mbr, autoencoder)
+    elif texts is None:
+        header = header_for(run, scheduler, num_inference_steps, seed)
+        frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,
+                                                  seed, batch_size, dev, reporter))
+    else:
+        from ldlm.variations import DEFAULT_STRENGTH, iter_variations, run_autoencoder, variations_header
+
+        strength = DEFAULT_STRENGTH if strength is None else strength
+        model = run_autoencoder(run, autoencoder, dev)
+        header = variations_header(run, scheduler, num_inference_steps, seed, strength, autoencoder)
+        frames = iter_variations(run, model, texts, strength, num_samples, num_inference_steps,
+                                 scheduler, seed, batch_size, dev, reporter)
+    num_samples = total
     if out is not None and out.rstrip("/").endswith(".zarr"):
-        _write_store(out, batches, header, num_samples, batch_size)
+        _write_store(out, frames, header, num_samples, batch_size)
         reporter.log(f"wrote {num_samples} latents to store {out}")
         return
     from ldlm.stream import LatentWriter
@@ -76,13 +173,13 @@ def sample_cmd(
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(out) as fh:
             writer = LatentWriter(fh, header)
-            for x in batches:
-                writer.write(x)
+            for x, meta in frames:
+                writer.write(x, meta)
             writer.close()
         reporter.log(f"wrote {num_samples} latents to {out}")
         return
     writer = LatentWriter(sys.stdout.buffer, header)
-    for x in batches:
-        writer.write(x)
+    for x, meta in frames:
+        writer.write(x, meta)
         sys.stdout.buffer.flush()
     writer.close()

@@ -1,0 +1,78 @@
+"""ldlm interpolate"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ldlm.cli.app import command
+from ldlm.cli.console import RichReporter
+from ldlm.cli.options import Device, Seed, pick_device
+
+# the defaults of ldlm.variations (not imported here: it loads torch; a test checks they agree)
+INTERPOLATION_STRENGTH = 0.2
+INTERPOLATION_STEPS = 50
+
+
+@command("interpolate")
+def interpolate_cmd(
+    text_a: Annotated[str, typer.Argument(help="The text at t = 0.")],
+    text_b: Annotated[str, typer.Argument(help="The text at t = 1.")],
+    autoencoder: Annotated[Path | None, typer.Option(
+        help="Autoencoder folder (default with --run: the run's).")] = None,
+    run: Annotated[Path | None, typer.Option(
+        help="RUN_DIR of `ldlm train`: re-noise and denoise every point with it (SDEdit).")] = None,
+    steps: Annotated[int, typer.Option(help="Points along the path, both texts included.")] = 5,
+    strength: Annotated[float | None, typer.Option(
+        help=f"With --run: re-noising strength in (0, 1] (default {INTERPOLATION_STRENGTH}).")] = None,
+    num_inference_steps: Annotated[int | None, typer.Option(
+        help=f"With --run: denoising steps of the full schedule (default {INTERPOLATION_STEPS}).")] = None,
+    scheduler: Annotated[Literal["ddpm", "ddim", "dpm-solver"] | None, typer.Option(
+        help="With --run: sampler (default dpm-solver).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per text.")] = 100,
+    temperature: Annotated[float, typer.Option(
+        help="Decoding temperature; 0 (greedy) shows the latent path, not sampling noise.")] = 0.0,
+    seed: Seed = 42,
+    device: Device = None,
+    format: Annotated[Literal["text", "jsonl"], typer.Option(
+        help="text: one line per point; jsonl: {index, t, text} per point.")] = "text",
+    out: Annotated[str | None, typer.Option(
+        help="Write the latents to this latent file instead of decoding them (for `ldlm decode`).")] = None,
+) -> None:
+    """Texts along the spherical path between the latents of TEXT_A and TEXT_B."""
+    from ldlm.decode import DecodeArgs
+    from ldlm.errors import InputError
+    from ldlm.variations import check_interpolation, decode_rows, interpolate
+
+    check_interpolation(text_a, text_b, steps)
+    args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    args.check()
+    if run is None:
+        for flag, value in (("--strength", strength), ("--num-inference-steps", num_inference_steps),
+                            ("--scheduler", scheduler)):
+            if value is not None:
+                raise InputError(f"{flag} applies to re-noising with a run; add --run RUN_DIR or drop it")
+    strength = INTERPOLATION_STRENGTH if strength is None else strength
+    num_inference_steps = num_inference_steps or INTERPOLATION_STEPS
+    scheduler = scheduler or "dpm-solver"
+    reporter = RichReporter()
+    result, model = interpolate(text_a, text_b, autoencoder, steps, run, strength, num_inference_steps,
+                                scheduler, seed, pick_device(device), reporter)
+    if out is not None:
+        from ldlm.stream import write_latent_file
+
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_latent_file(out, result.header, result.latents, result.meta)
+        reporter.log(f"wrote {steps} latents to {out}")
+        return
+    for record in decode_rows(result, model, args):
+        if format == "jsonl":
+            sys.stdout.write(json.dumps({"index": record["index"], "t": record["t"],
+                                         "text": record["text"]}, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(record["text"].replace("\n", " ") + "\n")
+        sys.stdout.flush()
