@@ -1,4 +1,9 @@
-"""Sessions: `nox -s tests` (the test suite), `nox -s lint` (ruff)."""
+"""Sessions: `nox -s tests` (the test suite), `nox -s lint` (ruff), `nox -s bench` (benchmarks).
+
+`nox -s bench` runs the quickstart into .bench/quickstart (reused when there) and the fast
+benchmarks on its artefacts, about 15 minutes on 2 CPU cores; `nox -s bench -- full` adds the
+E2E-scale ones (hours on a CPU; see benchmarks/README.md for each one's command and figures).
+"""
 
 import nox
 
@@ -21,3 +26,26 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "ldlm", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.install(TORCH)
+    session.install("-e", ".[eval]")
+    env = {"HF_HUB_OFFLINE": "1"}
+    qs = ".bench/quickstart"
+    ae, store, run = f"{qs}/autoencoder", f"{qs}/latents.zarr", f"{qs}/run"
+    refs = "ldlm/corpus/e2e_refs.txt"
+    session.run("ldlm", "quickstart", "--out", qs, env=env)
+    session.run("python", "benchmarks/encode_throughput.py", ae, "--data", refs, "--column", "text",
+                "--rows", "4096", env=env)
+    session.run("python", "benchmarks/decode_throughput.py", ae, store, env=env)
+    session.run("python", "benchmarks/train_throughput.py", store, "--objective", "x0", env=env)
+    session.run("python", "benchmarks/samplers.py", run, store, env=env)
+    session.run("python", "benchmarks/reconstruction.py", ae, "--data", "ldlm/corpus/e2e_heldout.txt",
+                "--column", "text", env=env)
+    if "full" in session.posargs:
+        e2e = "../shared/data/e2e"
+        session.run("python", "benchmarks/ar_comparison.py", "--data", f"{e2e}/trainset.csv",
+                    "--workdir", ".bench/ar_comparison", env=env)
+        session.run("python", "benchmarks/load.py", "--work", ".bench/load", env=env)

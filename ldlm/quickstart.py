@@ -1,29 +1,46 @@
 """The built-in default run: every stage on the corpus shipped with ldlm, in one folder.
 
-    OUT/autoencoder/     train-autoencoder on the built-in E2E references
-    OUT/latents.zarr     encode of the same texts
-    OUT/reconstructions.jsonl   decode of the store's first rows beside their originals
+    OUT/autoencoder/      train-autoencoder on the built-in E2E references
+    OUT/latents.zarr      encode of the same texts
+    OUT/run/              train: the denoiser on those latents
+    OUT/samples.ldlm      sample: new latents from noise (DPM-Solver, 20 steps)
+    OUT/samples.txt       decode: one generated text per line
+    OUT/evaluation.json   evaluate: the texts against held-out references, beside human texts
 
-A stage whose artefact is already there and complete is not run again, so a rerun after
-an interruption continues, and the user can go on from any artefact with the normal
-commands (`ldlm encode`, `ldlm decode`, `ldlm info`).
+A stage whose artefact is already there and complete is not run again, so a rerun after an
+interruption continues, and the user can go on from any artefact with the normal commands
+(`ldlm sample OUT/run | ldlm decode`, `ldlm evaluate OUT/samples.txt ...`, `ldlm info`).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldlm.atomic import atomic_file
 from ldlm.autoencoder import is_autoencoder_dir, load_autoencoder
 from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
-from ldlm.corpus import E2E_REFS
+from ldlm.corpus import E2E_HELDOUT, E2E_REFS
 from ldlm.data import load_texts
-from ldlm.decode import DecodeArgs, decode_latents, open_latents
 from ldlm.encode import encode_dataset
-from ldlm.metrics import ReconstructionScores, reconstruction_scores
+from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.progress import SILENT, Reporter
+from ldlm.stream import write_latent_file
+
+SAMPLER = "dpm-solver"
+SAMPLER_STEPS = 20
+
+
+@dataclass
+class QuickstartSettings:
+    """The budget of each stage (defaults: under 10 minutes on 2 CPU cores)."""
+
+    size: str = "small"  # autoencoder preset
+    autoencoder_steps: int = 1000  # train-autoencoder optimiser steps (batch 64)
+    diffusion_steps: int = 3000  # train optimiser steps (batch 256)
+    num_samples: int = 500  # texts generated and scored
+    seed: int = 42
 
 
 @dataclass
@@ -32,45 +49,95 @@ class QuickstartResult:
     latent_space: str
     latent_shape: tuple[int, int]
     rows: int
-    heldout: dict | None  # reconstruction on the autoencoder's held-out slice
-    sample: ReconstructionScores  # reconstruction of the store's first rows
-    examples: list[dict]  # {"reference", "text"}
+    reconstruction: dict | None  # the autoencoder's held-out reconstruction scores
+    samples: list[str]  # generated texts
+    evaluation: Evaluation  # the samples against held-out references, human texts beside
+    paths: dict[str, Path] = field(default_factory=dict)
 
 
-def run_quickstart(out: str | Path = "ldlm-quickstart", *, size: str = "small",
-                   max_steps: int = 1200, examples: int = 200,
-                   reporter: Reporter = SILENT) -> QuickstartResult:
-    """Train an autoencoder on the built-in corpus, encode it, reconstruct from the store."""
+def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
+    if is_autoencoder_dir(out):
+        reporter.log(f"reusing {out}")
+        return load_autoencoder(out)
+    model, _ = train_autoencoder(
+        rows, out, AutoencoderSpec(size=s.size),
+        TrainingArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=2e-3,
+                     eval_rows=200, seed=s.seed),
+        reporter=reporter,
+    )
+    return model
+
+
+def _diffusion(store: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
+    from ldlm.diffusion import RUN_FILE
+    from ldlm.train import TrainArgs, train_diffusion
+
+    if (out / RUN_FILE).exists():
+        reporter.log(f"reusing {out}")
+        return
+    never = 10**9  # no periodic samples or epoch checkpoints: step checkpoints for resume
+    resume = "latest" if any(out.glob("checkpoint-*")) else None
+    train_diffusion(store, out, TrainArgs(
+        max_steps=s.diffusion_steps, batch_size=256, learning_rate=1e-3, lr_warmup_steps=200,
+        save_samples_epochs=never, save_model_epochs=never, checkpointing_steps=500,
+        checkpoints_total_limit=1, eval_rows=0, seed=s.seed, resume=resume,
+    ), reporter)
+
+
+def _sample(run: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
+    from ldlm.sample import sample_latents
+
+    if out.exists():
+        return
+    latents, header = sample_latents(run, s.num_samples, SAMPLER_STEPS, SAMPLER, seed=s.seed,
+                                     device="cpu", reporter=reporter)
+    write_latent_file(out, header, latents)
+
+
+def _decode(model, latents: Path, out: Path, reporter: Reporter) -> list[str]:
+    from ldlm.decode import DecodeArgs, decode_latents, open_latents
+
+    if out.exists():
+        return out.read_text(encoding="utf-8").splitlines()
+    records = decode_latents(open_latents(str(latents)), model,
+                             DecodeArgs(temperature=0.0, max_new_tokens=64), reporter=reporter)
+    texts = [r["text"].replace("\n", " ") for r in records]
+    with atomic_file(out, "w") as fh:
+        fh.write("".join(t + "\n" for t in texts))
+    return texts
+
+
+def _evaluate(texts: list[str], train: list[str], out: Path, s: QuickstartSettings,
+              reporter: Reporter) -> Evaluation:
+    if out.exists():
+        return Evaluation.from_dict(json.loads(out.read_text()))
+    references = load_texts(str(E2E_HELDOUT)).texts
+    result = evaluate_texts(texts, references=references, train_texts=train,
+                            num_samples=min(len(texts), len(references) // 2), seeds=1,
+                            reporter=reporter)
+    with atomic_file(out, "w") as fh:
+        json.dump(result.as_dict(), fh, indent=2)
+    return result
+
+
+def run_quickstart(out: str | Path = "ldlm-quickstart", settings: QuickstartSettings | None = None,
+                   *, reporter: Reporter = SILENT) -> QuickstartResult:
+    """Train an autoencoder and a denoiser on the built-in corpus, generate, decode, evaluate."""
+    s = settings or QuickstartSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {"autoencoder": out / "autoencoder", "store": out / "latents.zarr", "run": out / "run",
+             "latents": out / "samples.ldlm", "texts": out / "samples.txt",
+             "evaluation": out / "evaluation.json"}
     rows = load_texts(str(E2E_REFS))
-    ae_dir = out / "autoencoder"
-    if is_autoencoder_dir(ae_dir):
-        reporter.log(f"reusing {ae_dir}")
-        model = load_autoencoder(ae_dir)
-    else:
-        model, _ = train_autoencoder(
-            rows, ae_dir, AutoencoderSpec(size=size),
-            TrainingArgs(max_steps=max_steps, batch_size=64, learning_rate=2e-3, eval_rows=200),
-            reporter=reporter,
-        )
-    store_path = out / "latents.zarr"
-    result = encode_dataset(rows, ae_dir, store_path, reporter=reporter, model=model)
-
-    source = open_latents(str(store_path))
-    records = []
-    for record in decode_latents(source, model, DecodeArgs(temperature=0.0, max_new_tokens=64),
-                                 reporter=reporter):
-        records.append(record)
-        if len(records) == examples:
-            break
-    reporter.stop()  # the decode loop was left early: close its progress bar
-    with atomic_file(out / "reconstructions.jsonl", "w") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    scores = reconstruction_scores([r["reference"] for r in records], [r["text"] for r in records])
+    model = _autoencoder(rows, paths["autoencoder"], s, reporter)
+    result = encode_dataset(rows, paths["autoencoder"], paths["store"], reporter=reporter, model=model)
+    _diffusion(paths["store"], paths["run"], s, reporter)
+    _sample(paths["run"], paths["latents"], s, reporter)
+    texts = _decode(model, paths["latents"], paths["texts"], reporter)
+    evaluation = _evaluate(texts, rows.texts, paths["evaluation"], s, reporter)
     return QuickstartResult(
-        out=out, latent_space=model.fingerprint, latent_shape=model.latent_shape,
-        rows=result.rows, heldout=model.config.extra.get("reconstruction"), sample=scores,
-        examples=[{"reference": r["reference"], "text": r["text"]} for r in records[:5]],
+        out=out, latent_space=model.fingerprint, latent_shape=model.latent_shape, rows=result.rows,
+        reconstruction=model.config.extra.get("reconstruction"), samples=texts,
+        evaluation=evaluation, paths=paths,
     )

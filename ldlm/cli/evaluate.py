@@ -1,0 +1,173 @@
+"""ldlm evaluate"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ldlm.atomic import check_output_path
+from ldlm.cli.app import command
+from ldlm.cli.console import RichReporter
+from ldlm.cli.options import Device, Split, pick_device
+from ldlm.errors import InputError
+
+
+@command("evaluate")
+def evaluate_cmd(
+    generated: Annotated[str, typer.Argument(
+        help="Generated texts: a file with one text per line, `ldlm decode --format jsonl` "
+        "output (its 'reference' / 'condition' fields are used), or '-' for stdin.")] = "-",
+    references: Annotated[str | None, typer.Option(
+        help="Human texts of the same kind (file or hub dataset): the MAUVE yardstick, and "
+        "the source of the reference row.")] = None,
+    train: Annotated[str | None, typer.Option(
+        help="The training texts (file or hub dataset): memorisation and copy rate.")] = None,
+    human: Annotated[str | None, typer.Option(
+        help="Held-out human texts for the reference row (default: references not used as "
+        "the yardstick).")] = None,
+    column: Annotated[str, typer.Option(
+        "--text-column", "--column", help="Text column of --references, --train and --human.")] = "text",
+    split: Split = "train",
+    num_samples: Annotated[int | None, typer.Option(
+        help="N texts per side per repeat (default: all generated, at most half the references).")] = None,
+    seeds: Annotated[int, typer.Option(
+        help="Repeats: each draws new random subsets of N texts (seeds 0..S-1).")] = 3,
+    mauve_features: Annotated[str, typer.Option(
+        help="MAUVE feature model: minilm (offline all-MiniLM-L6-v2), a hub id (gpt2-large, as "
+        "the papers) or a local folder; none skips MAUVE.")] = "minilm",
+    ppl_model: Annotated[str | None, typer.Option(
+        help="Causal LM (hub id or folder) for generative perplexity; omitted: no perplexity.")] = None,
+    paired: Annotated[bool, typer.Option(
+        help="Also corpus BLEU of text i against its references (line i of --references, or "
+        "the --group-column group of item i). JSON lines with a 'reference' field get BLEU "
+        "against it without this flag.")] = False,
+    group_column: Annotated[str | None, typer.Option(
+        help="With --paired: group --references by this column (E2E: mr); the generated text "
+        "for each group is its record's 'condition', else line i is the i-th distinct group.")] = None,
+    latents: Annotated[str | None, typer.Option(
+        help="Generated latents (latent file or store) for the latent Frechet distance.")] = None,
+    reference_latents: Annotated[str | None, typer.Option(
+        help="Reference latents (a store from `ldlm encode`) for the latent Frechet distance.")] = None,
+    tokenize: Annotated[Literal["words", "cased-words", "whitespace"], typer.Option(
+        help="Tokens of the n-gram metrics: words (lowercased words and punctuation), "
+        "cased-words, or whitespace.")] = "words",
+    reference_row: Annotated[bool, typer.Option(
+        help="Score held-out human texts beside the model.")] = True,
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass of the feature model.")] = 64,
+    device: Device = None,
+    format: Annotated[Literal["table", "json"], typer.Option(
+        help="table: a table on stdout; json: only JSON on stdout.")] = "table",
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the JSON result to this file.")] = None,
+) -> None:
+    """Score generated texts: MAUVE, diversity, memorisation, copies, perplexity, BLEU, latent FD.
+
+    N generated texts are scored against N references, repeated over seeds (mean ± std),
+    beside a row of held-out human texts scored the same way.
+    """
+    from ldlm.data import load_texts
+    from ldlm.evaluate import evaluate_texts
+    from ldlm.evaluation.inputs import paired_groups, read_generated, read_latents
+
+    if json_out is not None:
+        check_output_path(json_out, "--json")
+    if group_column and not paired:
+        raise InputError("--group-column only applies with --paired; add --paired or drop it")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size} must be at least 1")
+    gen = read_generated(generated)
+    refs = load_texts(references, text_column=column, split=split, condition_column=group_column) \
+        if references else None
+    if group_column and refs is None:
+        raise InputError("--group-column needs --references (the file that holds that column)")
+    train_rows = load_texts(train, text_column=column, split=split).texts if train else None
+    human_rows = load_texts(human, text_column=column, split=split).texts if human else None
+    pairs = None
+    if paired:
+        pairs = paired_groups(gen, refs.texts if refs else None, refs.conditions if refs else None)
+    elif gen.references is not None:  # decoded from a store: BLEU against the source texts
+        pairs = paired_groups(gen, None, None)
+    lat = ref_lat = None
+    if (latents is None) != (reference_latents is None):
+        raise InputError("the latent Frechet distance needs both --latents and --reference-latents")
+    if latents is not None:
+        lat, space = read_latents(latents, "--latents")
+        ref_lat, ref_space = read_latents(reference_latents, "--reference-latents")
+        if space and ref_space and space != ref_space:
+            raise InputError(f"--latents live in latent space {space} but --reference-latents in "
+                             f"{ref_space}; the distance needs latents of one autoencoder")
+    result = evaluate_texts(
+        gen.texts, refs.texts if refs else None, train_rows, num_samples=num_samples, seeds=seeds,
+        mauve_features=mauve_features, ppl_model=ppl_model, paired_references=pairs,
+        human_texts=human_rows, reference_row=reference_row, latents=lat,
+        reference_latents=ref_lat, tokenize=tokenize, batch_size=batch_size,
+        device=pick_device(device), reporter=RichReporter())
+    payload = result.as_dict()
+    payload["inputs"] = {"generated": generated, "references": references, "train": train,
+                         "human": human, "column": column, "split": split}
+    if json_out is not None:
+        from ldlm.atomic import atomic_file
+
+        with atomic_file(json_out, "w") as fh:
+            json.dump(payload, fh, indent=2, ensure_ascii=False)
+    if format == "json":
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    Console(file=sys.stdout, highlight=False, soft_wrap=False).print(render_table(result))
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def render_table(result):
+    """The evaluation as a rich table: one row per metric, model beside reference."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ldlm.evaluate import LABELS
+
+    repeats = len(result.seeds)
+    title = (f"N = {result.num_samples} texts per side, {repeats} repeat{'s' if repeats > 1 else ''}"
+             + (" (mean ± std)" if repeats > 1 else ""))
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    rows = list(result.rows)
+    headers = {"model": "generated", "reference": "human reference"}
+    for row in rows:
+        table.add_column(headers.get(row, row), justify="right")
+
+    def cell(row: str, key: str) -> str:
+        s = result.summary(row, key)
+        if s is None:
+            return "-"
+        digits = 1 if key in ("perplexity", "words") else 3
+        return f"{s[0]:.{digits}f}" + (f" ± {s[1]:.{digits}f}" if repeats > 1 else "")
+
+    for key, label in LABELS.items():
+        if not any(result.summary(row, key) for row in rows):
+            continue
+        if key == "mauve":
+            label = f"MAUVE ({result.mauve_features})"
+        elif key == "perplexity":
+            label = f"Gen PPL ({result.ppl_model})"
+        elif key in ("diversity", "distinct_1", "distinct_2"):
+            label = f"{label} ({result.tokenize} tokens)"
+        elif key == "mem_4gram":
+            label = f"Mem (4-grams in train, {result.tokenize} tokens)"
+        elif key == "copy_rate":
+            label = "Copy rate (exact train copies)"
+        table.add_row(escape(label), *(cell(row, key) for row in rows))
+    if result.bleu:
+        b = result.bleu
+        table.add_row(escape(f"BLEU (paired, {b['pairs']} texts, {b['references_per_text']:.1f} refs each)"),
+                      f"{b['bleu']:.2f}", *(["-"] * (len(rows) - 1)))
+    if result.latent_fd:
+        f = result.latent_fd
+        table.add_row(f"latent FD ({f['latents']} vs {f['reference_latents']} latents)",
+                      f"{f['fd']:.4g}", *(["-"] * (len(rows) - 1)))
+    return table

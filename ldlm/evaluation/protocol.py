@@ -1,0 +1,323 @@
+"""The field's protocol: N generated texts against N references, repeated over seeds.
+
+Each repeat (one seed) draws, without replacement, N texts from the generated pool and a
+random order of the reference pool: its first N texts are the yardstick MAUVE compares
+against, the next N (disjoint) are the "reference" row, human texts scored exactly like
+the model's (or N texts drawn from `human_texts` when given). Every metric is reported as
+the mean and standard deviation over the repeats. Features and perplexities are computed
+once per distinct text and reused by every repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ldlm.errors import InputError
+from ldlm.evaluation import models
+from ldlm.metrics import (
+    Tokenization,
+    corpus_bleu,
+    distinct_n,
+    diversity,
+    frechet_distance,
+    memorisation,
+    train_ngrams,
+)
+from ldlm.progress import SILENT, Reporter
+
+# metric key -> label shown in tables (in this order)
+LABELS = {
+    "mauve": "MAUVE",
+    "diversity": "Div",
+    "distinct_1": "dist-1",
+    "distinct_2": "dist-2",
+    "mem_4gram": "Mem (4-gram)",
+    "copy_rate": "Copy rate",
+    "perplexity": "Gen PPL",
+    "words": "Words/text",
+}
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate_texts` measured; `as_dict()` is the JSON the CLI prints."""
+
+    num_samples: int  # N texts per side per repeat
+    seeds: list[int]  # one repeat per seed
+    rows: dict[str, dict[str, list[float]]]  # "model" / "reference" -> metric -> one value per seed
+    counts: dict[str, int]  # pool sizes: generated, references, human, train
+    mauve_features: str | None = None  # the feature model MAUVE used, in words
+    tokenize: str = "words"  # how the n-gram metrics cut texts into tokens
+    ppl_model: str | None = None  # the causal LM of the perplexities
+    bleu: dict | None = None  # paired corpus BLEU over all generated texts
+    latent_fd: dict | None = None  # Frechet distance between latent sets
+    notes: list[str] = field(default_factory=list)  # what was skipped and why
+
+    def summary(self, row: str, metric: str) -> tuple[float, float] | None:
+        """(mean, std) of one metric over the repeats (std 0.0 for one repeat), or None."""
+        values = self.rows.get(row, {}).get(metric)
+        if not values:
+            return None
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        return float(np.mean(values)), std
+
+    def as_dict(self) -> dict:
+        rows = {}
+        for row, metrics in self.rows.items():
+            rows[row] = {}
+            for key, values in metrics.items():
+                mean, std = self.summary(row, key)
+                rows[row][key] = {"mean": mean, "std": std, "values": values}
+        return {"num_samples": self.num_samples, "seeds": self.seeds, "counts": self.counts,
+                "mauve_features": self.mauve_features, "tokenize": self.tokenize,
+                "ppl_model": self.ppl_model, "rows": rows, "bleu": self.bleu,
+                "latent_fd": self.latent_fd, "notes": self.notes}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Evaluation:
+        """Rebuild an evaluation from `as_dict()` output (e.g. a saved JSON file)."""
+        rows = {row: {key: list(m["values"]) for key, m in metrics.items()}
+                for row, metrics in d["rows"].items()}
+        return cls(num_samples=d["num_samples"], seeds=list(d["seeds"]), rows=rows,
+                   counts=dict(d.get("counts", {})), mauve_features=d.get("mauve_features"),
+                   tokenize=d.get("tokenize", "words"), ppl_model=d.get("ppl_model"),
+                   bleu=d.get("bleu"), latent_fd=d.get("latent_fd"), notes=list(d.get("notes", [])))
+
+    def __str__(self) -> str:
+        parts = []
+        for row in self.rows:
+            figures = []
+            for key in LABELS:
+                s = self.summary(row, key)
+                if s is not None:
+                    figures.append(f"{LABELS[key]} {s[0]:.3f}" + (f"±{s[1]:.3f}" if len(self.seeds) > 1
+                                                                  else ""))
+            parts.append(f"{row}: " + ", ".join(figures))
+        if self.bleu:
+            parts.append(f"BLEU {self.bleu['bleu']:.2f}")
+        if self.latent_fd:
+            parts.append(f"latent FD {self.latent_fd['fd']:.4g}")
+        return f"N={self.num_samples} x {len(self.seeds)} seeds; " + "; ".join(parts)
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise InputError(f"--seeds {seeds} must be at least 1 (the number of repeats)")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise InputError("seeds is empty; give at least one seed")
+    return out
+
+
+def _check_pool(texts: Sequence[str] | None, what: str) -> list[str] | None:
+    if texts is None:
+        return None
+    texts = list(texts)
+    if not texts:
+        raise InputError(f"{what} is empty; give at least one text")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InputError(f"{what} item {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
+    return texts
+
+
+def _choose_n(num_samples: int | None, gen: list[str], refs: list[str] | None,
+              human: list[str] | None, split_refs: bool) -> int:
+    """N: as given (checked against every pool), else all generated texts, capped by the
+    references (by half of them when they also give the reference row) and the human texts."""
+    if num_samples is None:
+        n = len(gen)
+        if refs is not None:
+            n = min(n, max(len(refs) // 2, 1) if split_refs else len(refs))
+        if human is not None:
+            n = min(n, len(human))
+        return n
+    if num_samples < 2:
+        raise InputError(f"--num-samples {num_samples} must be at least 2")
+    for pool, what in ((gen, "GENERATED"), (refs, "--references"), (human, "--human")):
+        if pool is not None and len(pool) < num_samples:
+            raise InputError(f"--num-samples {num_samples} but {what} holds only {len(pool)} texts; "
+                             f"lower --num-samples to at most {len(pool)} or give more texts")
+    return num_samples
+
+
+def _features_for(texts: list[str], needed: set[int], spec: str, batch_size: int, device: str,
+                  reporter: Reporter) -> dict[int, np.ndarray]:
+    order = sorted(needed)
+    feats = models.text_features([texts[i] for i in order], spec, batch_size, device,
+                                 reporter=reporter)
+    return dict(zip(order, feats, strict=True))
+
+
+def evaluate_texts(
+    generated: Sequence[str],
+    references: Sequence[str] | None = None,
+    train_texts: Sequence[str] | None = None,
+    *,
+    num_samples: int | None = None,
+    seeds: int | Sequence[int] = 3,
+    mauve_features: str | None = models.MINILM,
+    ppl_model: str | None = None,
+    paired_references: Sequence[Sequence[str]] | None = None,
+    human_texts: Sequence[str] | None = None,
+    reference_row: bool = True,
+    latents: np.ndarray | None = None,
+    reference_latents: np.ndarray | None = None,
+    tokenize: Tokenization = "words",
+    num_buckets: int | Literal["auto"] = "auto",
+    batch_size: int = 64,
+    device: str = "cpu",
+    reporter: Reporter = SILENT,
+) -> Evaluation:
+    """Score generated texts the way the field reports them (see the module docstring).
+
+    generated: the model's texts; references: human texts of the same distribution (the
+    MAUVE yardstick and, unless `human_texts` is given, the source of the reference row);
+    train_texts: the training texts (memorisation, copy rate); paired_references: per
+    generated text, its references (corpus BLEU over all pairs); latents /
+    reference_latents: (n, ...) arrays for the latent Frechet distance.
+    mauve_features None (or "none") skips MAUVE; ppl_model None skips perplexity.
+    Default N: every generated text, capped by the references (half of them when they also
+    give the reference row).
+    """
+    gen = _check_pool(generated, "GENERATED")
+    refs = _check_pool(references, "references")
+    human = _check_pool(human_texts, "human texts")
+    if tokenize not in ("words", "cased-words", "whitespace"):
+        raise InputError(f"tokenize {tokenize!r} is not one of words, cased-words, whitespace")
+    if mauve_features in (None, "none", ""):
+        mauve_features = None
+    notes: list[str] = []
+    seed_list = _seed_list(seeds)
+    n = _choose_n(num_samples, gen, refs, human if reference_row else None,
+                  split_refs=reference_row and human is None)
+
+    # the draws of every repeat, fixed before anything is computed
+    plans = []
+    for s in seed_list:
+        rng = np.random.default_rng(s)
+        plan = {"gen": np.sort(rng.choice(len(gen), n, replace=False))}
+        if refs is not None:
+            perm = rng.permutation(len(refs))
+            plan["yard"] = perm[:n]
+            if reference_row and human is None and len(refs) >= 2 * n:
+                plan["human"] = perm[n:2 * n]
+        if reference_row and human is not None:
+            plan["human"] = rng.choice(len(human), n, replace=False)
+        plans.append(plan)
+    human_pool = human if human is not None else refs
+    has_human = all("human" in p for p in plans) and human_pool is not None
+    if reference_row and refs is not None and not has_human:
+        notes.append(f"no reference row: it needs {2 * n} references (N for the yardstick, N "
+                     f"for the row), got {len(refs)}; lower --num-samples or give --human")
+    if mauve_features is not None and refs is None:
+        notes.append("no MAUVE: it needs references")
+    if mauve_features is not None and refs is not None and n < 100:
+        notes.append(f"MAUVE on {n} texts per side is noisy; the field uses 1,000 or more")
+
+    pools = {"model": ("gen", gen)}
+    if has_human:
+        pools["reference"] = ("human", human_pool)
+
+    # features: once per distinct text of each pool
+    feats: dict[str, dict[int, np.ndarray]] = {}
+    feature_name = None
+    if mauve_features is not None and refs is not None:
+        feature_name = models.load_feature_model(mauve_features, device=device).describe()
+        need = {"gen": set(), "yard": set(), "human": set()}
+        for p in plans:
+            for key in need:
+                if key in p:
+                    need[key].update(int(i) for i in p[key])
+        feats["gen"] = _features_for(gen, need["gen"], mauve_features, batch_size, device, reporter)
+        if human is None:  # the reference row comes from the references: one pass for both
+            feats["yard"] = feats["human"] = _features_for(
+                refs, need["yard"] | need["human"], mauve_features, batch_size, device, reporter)
+        else:
+            feats["yard"] = _features_for(refs, need["yard"], mauve_features, batch_size, device,
+                                          reporter)
+            if has_human:
+                feats["human"] = _features_for(human, need["human"], mauve_features, batch_size,
+                                               device, reporter)
+
+    nll = {}
+    if ppl_model is not None:
+        for key, (plan_key, pool) in pools.items():
+            used = sorted({int(i) for p in plans for i in p[plan_key]})
+            values = models.text_nll([pool[i] for i in used], ppl_model, batch_size=16,
+                                     device=device, reporter=reporter)
+            nll[key] = {i: (values[0][j], values[1][j]) for j, i in enumerate(used)}
+
+    grams = train_set = None
+    if train_texts is not None:
+        train_texts = _check_pool(train_texts, "training texts")
+        grams = train_ngrams(train_texts, 4, tokenize)
+        train_set = {t.strip() for t in train_texts}
+
+    rows: dict[str, dict[str, list[float]]] = {key: {} for key in pools}
+    for r, (s, plan) in enumerate(zip(seed_list, plans, strict=True)):
+        reporter.log(f"repeat {r + 1}/{len(plans)} (seed {s}): scoring {n} texts per side")
+        for key, (plan_key, pool) in pools.items():
+            idx = [int(i) for i in plan[plan_key]]
+            texts = [pool[i] for i in idx]
+            m = rows[key]
+            if feats:
+                p = np.stack([feats[plan_key][i] for i in idx])
+                q = np.stack([feats["yard"][int(i)] for i in plan["yard"]])
+                m.setdefault("mauve", []).append(
+                    models.mauve_from_features(p, q, seed=s, num_buckets=num_buckets))
+            m.setdefault("diversity", []).append(diversity(texts, tokenize))
+            m.setdefault("distinct_1", []).append(distinct_n(texts, 1, tokenize))
+            m.setdefault("distinct_2", []).append(distinct_n(texts, 2, tokenize))
+            if grams is not None:
+                mem = memorisation(texts, tokenize=tokenize, train_grams=grams, train_set=train_set)
+                m.setdefault("mem_4gram", []).append(mem["mem_4gram"])
+                m.setdefault("copy_rate", []).append(mem["copy_rate"])
+            if nll:
+                pairs = [nll[key][i] for i in idx]
+                m.setdefault("perplexity", []).append(
+                    models.perplexity_of(np.array([a for a, _ in pairs]), np.array([c for _, c in pairs])))
+            m.setdefault("words", []).append(float(np.mean([len(tokenize_words(t)) for t in texts])))
+
+    bleu = None
+    if paired_references is not None:
+        paired = [list(r) for r in paired_references]
+        if len(paired) != len(gen):
+            raise InputError(f"{len(gen)} generated texts but {len(paired)} reference groups; "
+                             "paired BLEU needs one group per generated text, in order")
+        if any(not r for r in paired):
+            first = next(i for i, r in enumerate(paired) if not r)
+            raise InputError(f"generated text {first} has no reference; every paired text needs one")
+        bleu = {"bleu": corpus_bleu(gen, paired), "pairs": len(gen),
+                "references_per_text": float(np.mean([len(r) for r in paired]))}
+
+    fd = None
+    if (latents is None) != (reference_latents is None):
+        raise InputError("the latent Frechet distance needs both latents and reference latents")
+    if latents is not None:
+        a, b = np.asarray(latents), np.asarray(reference_latents)
+        try:
+            fd = {"fd": frechet_distance(a, b), "latents": len(a), "reference_latents": len(b)}
+        except ValueError as exc:
+            raise InputError(f"latent Frechet distance: {exc}") from exc
+
+    counts = {"generated": len(gen)}
+    for name, pool in (("references", refs), ("human", human), ("train", train_texts)):
+        if pool is not None:
+            counts[name] = len(pool)
+    return Evaluation(num_samples=n, seeds=seed_list, rows=rows, counts=counts,
+                      mauve_features=feature_name, tokenize=tokenize, ppl_model=ppl_model,
+                      bleu=bleu, latent_fd=fd, notes=notes)
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Whitespace words (for the mean length shown beside the metrics)."""
+    return text.split()
+
+
