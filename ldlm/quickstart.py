@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ldlm.atomic import atomic_file
+from ldlm.atomic import atomic_file, check_output_path
 from ldlm.autoencoder import is_autoencoder_dir, load_autoencoder
 from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
 from ldlm.corpus import E2E_HELDOUT, E2E_REFS
@@ -59,10 +59,12 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
     if is_autoencoder_dir(out):
         reporter.log(f"reusing {out}")
         return load_autoencoder(out)
+    resume = "latest" if any(out.glob("checkpoint-*")) else None  # an interrupted run
     model, _ = train_autoencoder(
         rows, out, AutoencoderSpec(size=s.size),
         TrainingArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=2e-3,
-                     eval_rows=200, seed=s.seed),
+                     eval_rows=200, seed=s.seed, checkpointing_steps=250,
+                     checkpoints_total_limit=1, resume=resume),
         reporter=reporter,
     )
     return model
@@ -125,6 +127,7 @@ def run_quickstart(out: str | Path = "ldlm-quickstart", settings: QuickstartSett
     """Train an autoencoder and a denoiser on the built-in corpus, generate, decode, evaluate."""
     s = settings or QuickstartSettings()
     out = Path(out)
+    check_output_path(out, "--out", folder=True)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"autoencoder": out / "autoencoder", "store": out / "latents.zarr", "run": out / "run",
              "latents": out / "samples.ldlm", "texts": out / "samples.txt",

@@ -294,11 +294,10 @@ CASES = [
     ("sample-out-read-only", ["sample", "{run}", "--num-inference-steps", "2", "--out",
                               "/proc/sys/s.ldlm"], 2, ["/proc/sys", "writable folder"], None),
     # quickstart
-    # (ldlm/cli/quickstart.py is not checked up front: the OSError line of the error table)
-    ("quickstart-out-under-file", ["quickstart", "--out", "{a_file}/qs"], 1,
-     ["a_file", "check the path"], None),
-    ("quickstart-out-read-only", ["quickstart", "--out", "/proc/sys/qs"], 1,
-     ["/proc/sys", "check the path"], None),
+    ("quickstart-out-under-file", ["quickstart", "--out", "{a_file}/qs"], 2,
+     ["a_file", "not a folder"], None),
+    ("quickstart-out-read-only", ["quickstart", "--out", "/proc/sys/qs"], 2,
+     ["/proc/sys", "writable folder"], None),
 ]
 
 
