@@ -37,8 +37,8 @@ class QuickstartSettings:
     """The budget of each stage (defaults: under 10 minutes on 2 CPU cores)."""
 
     size: str = "small"  # autoencoder preset
-    autoencoder_steps: int = 1000  # train-autoencoder optimiser steps (batch 64)
-    diffusion_steps: int = 3000  # train optimiser steps (batch 256)
+    autoencoder_steps: int = 800  # train-autoencoder optimiser steps (batch 64)
+    diffusion_steps: int = 2500  # train optimiser steps (batch 256)
     num_samples: int = 500  # texts generated and scored
     seed: int = 42
 

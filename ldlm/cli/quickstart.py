@@ -16,8 +16,8 @@ from ldlm.cli.console import RichReporter
 def quickstart_cmd(
     out: Annotated[Path, typer.Option(help="Folder for every stage's artefact.")] = Path(
         "ldlm-quickstart"),
-    autoencoder_steps: Annotated[int, typer.Option(min=1, help="Autoencoder training steps.")] = 900,
-    diffusion_steps: Annotated[int, typer.Option(min=1, help="Denoiser training steps.")] = 3000,
+    autoencoder_steps: Annotated[int, typer.Option(min=1, help="Autoencoder training steps.")] = 800,
+    diffusion_steps: Annotated[int, typer.Option(min=1, help="Denoiser training steps.")] = 2500,
     num_samples: Annotated[int, typer.Option(min=2, max=500,
                                              help="Texts to generate and score.")] = 500,
     show: Annotated[int, typer.Option(min=0, help="Generated texts to print.")] = 10,
