@@ -25,6 +25,19 @@ def check_condition_options(condition_type: str | None, classes: int, length: in
         raise InputError(f"condition_length {length} must be at least 1 for text conditions")
 
 
+def null_condition(config, b: int, device) -> torch.Tensor | None:
+    """The learned null condition for b rows of a denoiser with this config (None when it is
+    unconditional): the extra label id, or a token row holding only the NULL token."""
+    kind = config.condition_type
+    if kind == "label":
+        return torch.full((b,), config.condition_classes, dtype=torch.long, device=device)
+    if kind == "text":
+        null = torch.zeros(b, config.condition_length, dtype=torch.long, device=device)
+        null[:, 0] = 1  # ldlm.conditions.NULL
+        return null
+    return None
+
+
 class ConditionEncoder(nn.Module):
     """Token ids (B, L) -> encoded tokens (B, L, W) and the padding mask (B, L) (True = pad)."""
 

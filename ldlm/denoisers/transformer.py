@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ldlm.denoisers.conditioning import ConditionEncoder, check_condition_options
+from ldlm.denoisers.conditioning import ConditionEncoder, check_condition_options, null_condition
 from ldlm.denoisers.embeddings import TimestepMLP, sinusoidal_embedding, timesteps_like
 from ldlm.errors import InputError
 
@@ -114,14 +114,7 @@ class TransformerDenoiser(ModelMixin, ConfigMixin):
 
     def null_condition(self, b: int, device) -> torch.Tensor | None:
         """The learned null condition for b rows (None for an unconditional denoiser)."""
-        kind = self.config.condition_type
-        if kind == "label":
-            return torch.full((b,), self.config.condition_classes, dtype=torch.long, device=device)
-        if kind == "text":
-            null = torch.zeros(b, self.config.condition_length, dtype=torch.long, device=device)
-            null[:, 0] = 1  # ldlm.conditions.NULL
-            return null
-        return None
+        return null_condition(self.config, b, device)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, self_cond: torch.Tensor | None = None,
                 cond: torch.Tensor | None = None) -> torch.Tensor:
