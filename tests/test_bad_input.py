@@ -24,6 +24,7 @@ from ldlm.cli import app
 from ldlm.store import LatentStore
 from ldlm.stream import StreamHeader, write_latent_file
 from tests.conftest import CORPUS
+from tests.test_train_sample import make_store
 
 runner = CliRunner()
 READ_ONLY = Path("/proc/sys")  # read-only for root as well (EACCES / EROFS on create)
@@ -41,19 +42,6 @@ class World:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _fake_store(path: Path, complete: bool = True) -> Path:
-    rng = np.random.default_rng(0)
-    store = LatentStore.create(str(path), rows=40, latent_shape=(4, 16), chunk_rows=16,
-                               attributes={"latent_space": "fake-space", "autoencoder": "/no/ae"})
-    x = rng.normal(size=(40, 4, 16)).astype("f4")
-    for c in range(store.num_chunks if complete else 1):
-        a, b = store.chunk_bounds(c)
-        store.write_chunk(c, x[a:b], ["t"] * (b - a), np.zeros(b - a))
-    if complete:
-        store.finalize()
-    return path
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_ae, other_ae) -> World:
     from ldlm.data import load_texts
@@ -66,7 +54,7 @@ def world(tmp_path_factory, tiny_ae, other_ae) -> World:
     corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     store = root / "a.zarr"
     encode_dataset(load_texts(str(corpus)), tiny_ae, store, batch_size=8, chunk_rows=16)
-    fake = _fake_store(root / "c.zarr")
+    fake = make_store(root / "c.zarr", rows=40)
     run = root / "run_c"
     train_diffusion(fake, run, TrainArgs(
         size="tiny", denoiser={"widths": [16, 8], "time_dim": 8}, max_steps=2, batch_size=8,
@@ -74,7 +62,7 @@ def world(tmp_path_factory, tiny_ae, other_ae) -> World:
     w = World(root, Path(tiny_ae), Path(other_ae), store, run)
     f = w.files
     f["corpus"] = corpus
-    f["incomplete"] = _fake_store(root / "incomplete.zarr", complete=False)
+    f["incomplete"] = make_store(root / "incomplete.zarr", rows=40, complete=False)
     f["no_latents"] = root / "no_latents.zarr"
     shutil.copytree(store, f["no_latents"])
     shutil.rmtree(f["no_latents"] / "latents")

@@ -40,6 +40,7 @@ from ldlm.store import LatentStore, is_store
 from ldlm.stream import read_frames, read_header
 from ldlm.train import CHECKPOINT_FILE as RUN_MARKER
 from tests.conftest import CORPUS, one_line_error
+from tests.test_train_sample import make_store
 
 
 def error_line(result, code: int) -> str:
@@ -255,18 +256,6 @@ def test_train_autoencoder_killed_ten_times_resumes_to_the_same_loss(tmp_path, c
 
 
 # ----- train ---------------------------------------------------------------------------------
-def _fake_store(path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    store = LatentStore.create(str(path), rows=60, latent_shape=(4, 16), chunk_rows=16,
-                               attributes={"latent_space": "fake-space", "autoencoder": "/no/ae"})
-    x = (rng.normal(size=(60, 4, 16)) * 2 + 1).astype("f4")
-    for c in range(store.num_chunks):
-        a, b = store.chunk_bounds(c)
-        store.write_chunk(c, x[a:b], ["t"] * (b - a), np.zeros(b - a))
-    store.finalize()
-    return path
-
-
 def _check_run_folder(run: Path) -> None:
     from ldlm.sample import load_run
 
@@ -286,7 +275,7 @@ def _final_loss(proc: Proc) -> float:
 @pytest.mark.slow
 def test_train_killed_ten_times_resumes_to_the_same_model(tmp_path):
     rng = random.Random(SEED + 2)
-    store = _fake_store(tmp_path / "fake.zarr")
+    store = make_store(tmp_path / "fake.zarr")
     steps, every = 60, 5
     common = ["train", store, *TRAIN_ARGS, "--max-steps", steps, "--checkpointing-steps", every,
               "--out"]
@@ -364,7 +353,7 @@ def _kill_output(tmp_path: Path, rng: random.Random, args: list, out: Path, name
 @pytest.mark.slow
 def test_sample_out_is_whole_or_absent(tmp_path):
     rng = random.Random(SEED + 3)
-    store = _fake_store(tmp_path / "fake.zarr")
+    store = make_store(tmp_path / "fake.zarr")
     run = tmp_path / "run"
     run_ldlm(["train", store, *TRAIN_ARGS, "--max-steps", "4", "--out", run], tmp_path / "logs")
     args = ["sample", run, "--num-samples", "20000", "--num-inference-steps", "8", "--scheduler",
