@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ldlm.atomic import remove_path, replace_path
+from ldlm.distributed import Ranks
 from ldlm.errors import InputError
 
 
@@ -32,20 +33,33 @@ def remove_leftovers(folder: Path) -> None:
 
 
 def write_checkpoint(folder: Path, step: int, marker: str, record: dict,
-                     fill: Callable[[Path], None], keep: int) -> Path:
+                     fill: Callable[[Path], None], keep: int, group: Ranks | None = None) -> Path:
     """Write `checkpoint-<step>` atomically: `fill(tmp)` writes the states, then `marker`
-    (the JSON `record`) goes last; the oldest checkpoints beyond `keep` are removed."""
+    (the JSON `record`) goes last; the oldest checkpoints beyond `keep` are removed.
+
+    Under a multi-process launch (`group`), every process calls this: each one's `fill`
+    writes its share (accelerate's `save_state` writes the model once and one RNG file per
+    process), and only the main process touches the folders.
+    """
+    group = group or Ranks()
     target = Path(folder) / f"checkpoint-{step}"
     tmp = Path(folder) / f".checkpoint-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if group.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    group.wait()
     try:
         fill(tmp)
-        (tmp / marker).write_text(json.dumps({"step": step, **record}, indent=2))
-        replace_path(tmp, target)
+        group.wait()
+        if group.is_main:
+            (tmp / marker).write_text(json.dumps({"step": step, **record}, indent=2))
+            replace_path(tmp, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for old in list_checkpoints(folder, marker)[:-keep]:
-        remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint
+        if group.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if group.is_main:
+        for old in list_checkpoints(folder, marker)[:-keep]:
+            remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint
+    group.wait()
     return target
 
 

@@ -24,6 +24,7 @@ from ldlm.checkpoints import (
     write_checkpoint,
 )
 from ldlm.data import TextRows
+from ldlm.distributed import cpu_only, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -317,14 +318,24 @@ def train_autoencoder(
         size = sum(p.numel() for p in model.parameters())
         reporter.log(f"built the autoencoder ({size / 1e6:.1f}M parameters, "
                      f"{len(train_texts)} training texts)")
-    acc = Accelerator(mixed_precision=args.mixed_precision)
-    params = [p for n, p in model.named_parameters()
-              if not (model.config.freeze_encoder and n.startswith("encoder."))]
+    acc = Accelerator(cpu=cpu_only(), mixed_precision=args.mixed_precision)
+    group = ranks()  # one process, or this process's place under `accelerate launch`
+    if not group.is_main:
+        reporter = SILENT
+    if group.count > 1:
+        _check_same_tokenizers(model)
     if model.config.freeze_encoder:
         model.encoder.requires_grad_(False)
+    pooler = getattr(model.encoder, "pooler", None)
+    if pooler is not None:  # a BERT-style pooler never reaches the loss (DDP refuses idle weights)
+        pooler.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(args.warmup_steps, args.max_steps))
-    model, opt, sched = acc.prepare(model, opt, sched)
+    # not prepared: accelerate's wrapper steps it once per process, which would shift the
+    # schedule under a launch; registered, so checkpoints keep it
+    model, opt = acc.prepare(model, opt)
+    acc.register_for_checkpointing(sched)
     core: LatentAutoencoder = acc.unwrap_model(model)
     start, last_loss = 0, None
     if saved is not None:
@@ -332,24 +343,31 @@ def train_autoencoder(
         start, last_loss = int(saved["step"]), saved.get("loss")
 
     out.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(out)
-    if saved is None:  # a new run: checkpoints of an earlier one must not mix with its own
-        for old in list_checkpoints(out, CHECKPOINT_FILE):
-            remove_path(old)
+    if group.is_main:
+        remove_leftovers(out)
+        if saved is None:  # a new run: checkpoints of an earlier one must not mix with its own
+            for old in list_checkpoints(out, CHECKPOINT_FILE):
+                remove_path(old)
+    group.wait()
 
     def checkpoint(step: int) -> None:
         def fill(tmp: Path) -> None:
             acc.save_state(str(tmp))
-            core.encoder_tokenizer.save_pretrained(tmp / "encoder_tokenizer")
-            core.decoder_tokenizer.save_pretrained(tmp / "decoder_tokenizer")
+            if group.is_main:
+                core.encoder_tokenizer.save_pretrained(tmp / "encoder_tokenizer")
+                core.decoder_tokenizer.save_pretrained(tmp / "decoder_tokenizer")
 
         record = {**identity, "loss": last_loss, "config": asdict(core.config)}
-        write_checkpoint(out, step, CHECKPOINT_FILE, record, fill, args.checkpoints_total_limit)
+        write_checkpoint(out, step, CHECKPOINT_FILE, record, fill, args.checkpoints_total_limit, group)
 
     enc = core.encoder_tokenizer(train_texts, truncation=True, max_length=spec.max_length)["input_ids"]
     dec_all = core.tokenize_for_decoder(train_texts)  # padded once; batches trim it
     rng = random.Random(args.seed)
-    batches = _batches(len(train_texts), min(args.batch_size, len(train_texts)), rng)
+    if len(train_texts) < group.count:
+        raise InputError(f"{len(train_texts)} training texts cannot be shared by {group.count} "
+                         "processes; give more texts or launch fewer processes")
+    # every process draws the same global batch of batch_size x processes and takes its share
+    batches = _batches(len(train_texts), min(args.batch_size * group.count, len(train_texts)), rng)
     for _ in range(start):  # the data order goes on where the checkpoint stopped
         next(batches)
     pad_enc = core.encoder_tokenizer.pad_token_id or 0
@@ -362,7 +380,7 @@ def train_autoencoder(
     started = time.perf_counter()
     try:
         for step in range(start, args.max_steps):
-            idx = next(batches)
+            idx = next(batches)[group.index :: group.count]
             ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
             d_mask = dec_all["attention_mask"][idx]
             d_width = int(d_mask.sum(1).max())
@@ -390,6 +408,9 @@ def train_autoencoder(
     finally:
         reporter.stop()
     train_seconds = time.perf_counter() - started
+    if not group.is_main:  # the main process scores and saves the model
+        group.wait()
+        return core, None
 
     scores = None
     core.eval()
@@ -409,4 +430,21 @@ def train_autoencoder(
     }
     core.to("cpu")
     save_final(core, out)
+    group.wait()
     return core, scores
+
+
+def _check_same_tokenizers(model: LatentAutoencoder) -> None:
+    """Every process of a launch built its tokenizers from the same texts: refuse to train
+    if they differ (the ranks would feed the shared model different token ids)."""
+    import hashlib
+    import json
+
+    from accelerate.utils import gather_object
+
+    vocab = {name: sorted(tok.get_vocab().items())
+             for name, tok in (("encoder", model.encoder_tokenizer), ("decoder", model.decoder_tokenizer))}
+    digest = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
+    if len(set(gather_object([digest]))) != 1:
+        raise RuntimeFailure("the processes of this launch built different tokenizers from the same "
+                             "texts; train the autoencoder in one process, then launch encode and train")

@@ -89,6 +89,10 @@ def train_autoencoder_cmd(
     if rows.skipped:
         reporter.log(f"skipped {rows.skipped} rows that are empty or not text")
     model, scores = train_autoencoder(rows, out, spec, args, reporter=reporter, overwrite=overwrite)
+    from ldlm.distributed import ranks
+
+    if not ranks().is_main:  # under `accelerate launch`, the main process speaks for all
+        return
     k, d = model.latent_shape
     typer.echo(f"saved {out} (latent space {model.fingerprint}, latents {k} x {d})")
     if scores:

@@ -1,0 +1,71 @@
+"""Runs split over processes by `accelerate launch` (one process per GPU, or CPU processes
+talking over gloo). ldlm has no distribution layer of its own: each process learns its rank
+and device from accelerate's `PartialState`; a plain single-process run skips all of it.
+
+    accelerate launch --num-processes 2 -m ldlm encode corpus.txt --autoencoder AE --store S
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def launched() -> bool:
+    """True inside a multi-process launch (`accelerate launch`, torchrun: WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@dataclass
+class Ranks:
+    """This process's place in the launch: index (0 is the main process), count, device."""
+
+    index: int = 0
+    count: int = 1
+    device: str | None = None  # the process's own device under a launch (cuda:<local rank>)
+    state: object = None  # accelerate's PartialState, None when run alone
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def wait(self) -> None:
+        """Block until every process gets here (no-op when run alone)."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def total(self, value: int) -> int:
+        """The sum of `value` over all processes."""
+        if self.state is None:
+            return value
+        from accelerate.utils import gather_object
+
+        return int(sum(gather_object([int(value)])))
+
+    def pick_device(self, device: str | None) -> str | None:
+        """Under a launch, a generic device ("cuda" or none) becomes this process's own GPU."""
+        if self.state is not None and device in (None, "cuda"):
+            return self.device
+        return device
+
+
+def cpu_only() -> bool:
+    """A launch on a machine without CUDA: the processes talk over gloo on the CPU.
+
+    accelerate only picks gloo when told the run is on the CPU (`--cpu` alone makes its
+    launcher start a single process, so CPU launches use `--multi_gpu`, its torchrun launcher,
+    or torchrun itself); ldlm tells it whenever no GPU is there.
+    """
+    import torch
+
+    return launched() and not torch.cuda.is_available()
+
+
+def ranks() -> Ranks:
+    """This process's Ranks (initialising the process group on first use under a launch)."""
+    if not launched():
+        return Ranks()
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cpu_only())
+    return Ranks(state.process_index, state.num_processes, str(state.device), state)
