@@ -35,10 +35,12 @@ from ldlm.atomic import remove_path, replace_path
 from ldlm.conditions import ConditionedDenoiser, drop_conditions
 from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
+from ldlm.distributed import cpu_only
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.store import LatentStore
 from ldlm.stream import StreamHeader, write_latent_file
+from ldlm.streaming import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, megabytes, window_chunks
 
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
 # what a checkpoint must share with the run that resumes it (the model and the data order)
@@ -78,7 +80,8 @@ class TrainArgs:
     eval_rows: int = 1000  # held-out rows at most (never more than 5% of the store)
     eval_samples: int = 256  # latents sampled each time samples are saved
     eval_inference_steps: int = 50  # DDIM steps for those samples
-    memory_limit_mb: int = 2048  # load the store in memory up to this size, else read per batch
+    memory_limit_mb: int = 2048  # load the training rows in memory up to this size, else stream them
+    shuffle_window_chunks: int = 16  # streaming: chunks shuffled together (more: better mix, more memory)
     resume: str | None = None  # None, "latest", or a checkpoint folder
     push_to_hub: bool = False  # upload RUN_DIR to the hub after the local save
     hub_model_id: str | None = None  # hub repo (default: the RUN_DIR folder name)
@@ -93,6 +96,9 @@ class TrainArgs:
         }
         if self.max_steps is not None:
             positive["--max-steps"] = self.max_steps
+        positive["--shuffle-window-chunks"] = self.shuffle_window_chunks
+        if self.memory_limit_mb < 0:
+            raise InputError(f"--memory-limit-mb {self.memory_limit_mb} must be >= 0 (0 streams any store)")
         if self.checkpointing_steps is not None:
             positive["--checkpointing-steps"] = self.checkpointing_steps
         for flag, value in positive.items():
@@ -130,14 +136,24 @@ class TrainResult:
 
 # ----- data ------------------------------------------------------------------------------
 class TrainingLatents:
-    """Rows [0, n) of a store, in memory when they fit, else read per batch from zarr."""
+    """Rows [0, n) of a store, in memory when they fit, else read per batch from zarr (training
+    streams stores that do not fit instead: `ldlm.streaming`)."""
 
     def __init__(self, store: LatentStore, n: int, memory_limit_mb: int, conditional: bool = False):
-        k, d = store.latent_shape
         self.n, self.store = n, store
-        fits = n * k * d * 4 <= memory_limit_mb * 2**20
-        self.memory = store.read_latents(0, n).astype(np.float32) if fits else None  # (n, k, d)
+        fits = self.fits(store, n, memory_limit_mb)
+        self.memory = store.read_latents(0, n).astype(np.float32, copy=False) if fits else None  # (n, k, d)
         self.conditions = store.read_conditions(0, n) if conditional else None  # (n,) or (n, L)
+
+    @staticmethod
+    def fits(store: LatentStore, n: int, memory_limit_mb: int) -> bool:
+        k, d = store.latent_shape
+        return n * k * d * 4 <= memory_limit_mb * 2**20
+
+    def batch(self, order: DataOrder, micro: int, rank: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Rows (B, k, d) and conditions ((B,) / (B, L), or None) of micro-batch `micro` of `rank`."""
+        idx = order.batch(micro, rank)
+        return self.rows(idx), None if self.conditions is None else self.condition_rows(idx)
 
     def condition_rows(self, idx: np.ndarray) -> np.ndarray:
         return self.conditions[np.sort(idx)]
@@ -338,6 +354,7 @@ class _Trainer:
             raise InputError(f"store {store.path!r} has no rows to train on; encode more texts")
         _release_accelerator_state(args.mixed_precision)
         self.acc = Accelerator(
+            cpu=cpu_only(),  # gloo between CPU processes under a launch without GPUs
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with="tensorboard" if _has_tensorboard() else None,
@@ -345,14 +362,30 @@ class _Trainer:
         )
         set_seed(args.seed)
         procs = self.acc.num_processes
-        self.order = DataOrder(n_train, min(args.batch_size, max(1, n_train // procs)), procs, args.seed)
+        batch = min(args.batch_size, max(1, n_train // procs))
+        self.streaming = not TrainingLatents.fits(store, n_train, args.memory_limit_mb)
+        if self.streaming:  # whole chunks in shuffled windows, a bounded number in memory
+            chunk_bytes = store.chunk_rows * self.k * self.d * 4
+            window = window_chunks(args.shuffle_window_chunks, chunk_bytes, batch, store.chunk_rows,
+                                   args.memory_limit_mb)
+            self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, procs, args.seed, window)
+        else:
+            self.order = DataOrder(n_train, batch, procs, args.seed)
         self.total_steps = args.max_steps or math.ceil(
             args.num_epochs * self.order.per_epoch / args.gradient_accumulation_steps)
         self.spec = store.condition_spec if args.conditional else None
         if args.conditional and self.spec is None:
             raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
                              "`ldlm encode --condition-column COL`, or drop --conditional")
-        self.data = TrainingLatents(store, n_train, args.memory_limit_mb, args.conditional)
+        if self.streaming:
+            self.data = ChunkStream(store, self.order, self.acc.process_index, args.conditional)
+            if self.acc.is_main_process:
+                held, size = WINDOWS_RESIDENT * self.order.window * chunk_bytes, n_train * self.k * self.d * 4
+                reporter.log(f"streaming {n_train} training rows ({megabytes(size)} > "
+                             f"--memory-limit-mb {args.memory_limit_mb}) in shuffled windows of "
+                             f"{self.order.window} chunks, at most {megabytes(held)} of them in memory")
+        else:
+            self.data = TrainingLatents(store, n_train, args.memory_limit_mb, args.conditional)
         self.standard = Standardiser(*store.stats())
         cond_options = self.spec.model_options() if self.spec else {}
         self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
@@ -362,16 +395,18 @@ class _Trainer:
         self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
         opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate,
                                 weight_decay=args.weight_decay)
-        # the prepared lr scheduler steps once per process per optimiser step
-        lr = get_scheduler(args.lr_scheduler, opt, num_warmup_steps=args.lr_warmup_steps * procs,
-                           num_training_steps=self.total_steps * procs)
-        self.model, self.opt, self.lr = self.acc.prepare(model, opt, lr)
+        # stepped once per optimiser step, whatever the number of processes (accelerate's
+        # prepared scheduler steps once per process, so a resume on another count would shift
+        # the schedule); checkpointed as a registered object
+        self.lr = get_scheduler(args.lr_scheduler, opt, num_warmup_steps=args.lr_warmup_steps,
+                                num_training_steps=self.total_steps)
+        self.model, self.opt = self.acc.prepare(model, opt)
         self.core = self.acc.unwrap_model(self.model)
         self.ema = EMAModel(self.core.parameters(), decay=args.ema_decay, use_ema_warmup=True,
                             power=0.75, model_cls=denoiser_class(args.arch), model_config=self.core.config)
         self.ema.to(self.acc.device)
         self.state = TrainState(torch.Generator().manual_seed(args.seed + self.acc.process_index))
-        self.acc.register_for_checkpointing(self.ema, self.state)
+        self.acc.register_for_checkpointing(self.ema, self.state, self.lr)
         self.identity = {
             "arch": args.arch, "denoiser": self.config, "latent_shape": [self.k, self.d],
             "latent_space": store.latent_space, "objective": args.objective,
@@ -391,6 +426,9 @@ class _Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
         self.acc.wait_for_everyone()
         self.acc.save_state(str(tmp))
+        if not self.acc.is_main_process:  # the main process's generator is in TrainState
+            torch.save(self.state.generator.get_state(), tmp / f"noise_generator_{self.acc.process_index}.pt")
+        self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             (tmp / CHECKPOINT_FILE).write_text(json.dumps({"step": step, **self.identity}, indent=2))
             replace_path(tmp, target)
@@ -402,6 +440,13 @@ class _Trainer:
         _check_resumable(ckpt, self.identity)
         self.acc.load_state(str(ckpt))
         self.ema.to(self.acc.device)
+        rank = self.acc.process_index
+        if rank:  # TrainState brought the main process's noise generator: take this rank's own
+            own = ckpt / f"noise_generator_{rank}.pt"
+            if own.is_file():
+                self.state.generator.set_state(torch.load(own))
+            else:  # saved by fewer processes: a fresh stream, distinct per rank and step
+                self.state.generator.manual_seed(self.args.seed + rank + 1_000_003 * self.state.step)
 
     # -- samples from the EMA weights
     def ema_sample(self, n: int, steps: int, seed: int) -> np.ndarray:
@@ -453,12 +498,12 @@ class _Trainer:
         total = 0.0
         for micro in range(gas):
             m = self.state.step * gas + micro
-            idx = self.order.batch(m, self.acc.process_index)
-            x = torch.from_numpy(self.data.rows(idx))
+            rows, conds = self.data.batch(self.order, m, self.acc.process_index)
+            x = torch.from_numpy(rows)
             x0 = self.standard.forward(x.to(device))  # (B, k, d)
             model = self.model
             if self.spec is not None:
-                cond = torch.from_numpy(self.data.condition_rows(idx)).long()  # (B,) or (B, L)
+                cond = torch.from_numpy(conds).long()  # (B,) or (B, L)
                 null = torch.from_numpy(self.spec.null(1)).long()
                 cond = drop_conditions(cond, null, self.args.condition_dropout, self.state.generator)
                 model = ConditionedDenoiser(self.model, cond.to(device))
@@ -476,8 +521,11 @@ class _Trainer:
                 if self.acc.sync_gradients:
                     self.acc.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
                 self.opt.step()
-                self.lr.step()
+                if self.acc.sync_gradients:
+                    self.lr.step()
                 self.opt.zero_grad(set_to_none=True)
+            if self.acc.num_processes > 1:  # report the mean over every process's batch
+                loss = self.acc.gather(loss.detach()[None]).mean()
             total += loss.item() / gas
         self.ema.step(self.core.parameters())
         self.state.step += 1
@@ -510,6 +558,8 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
                          "choose another folder")
     ckpt = find_checkpoint(out, args.resume) if args.resume else None
     t = _Trainer(store, out, args, reporter)  # validates everything before RUN_DIR is made
+    if not t.acc.is_main_process:  # under a launch, the main process reports for all
+        reporter = t.reporter = SILENT
     out.mkdir(parents=True, exist_ok=True)
     if ckpt is not None:
         t.load_checkpoint(ckpt)
@@ -546,6 +596,8 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
                 saved_at = t.state.step
     finally:
         reporter.stop()
+        if t.streaming:
+            t.data.close()  # the chunk reader's thread and windows
     if saved_at != t.state.step:
         t.save_checkpoint()
     if t.acc.is_main_process and sampled_at != t.state.step:

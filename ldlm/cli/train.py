@@ -85,6 +85,13 @@ def train_cmd(
         "model also samples unconditionally and classifier-free guidance works.")] = 0.1,
     eval_samples: Annotated[int, typer.Option(help="Latents sampled each time samples are saved.")] = 256,
     eval_inference_steps: Annotated[int, typer.Option(help="DDIM steps for those samples.")] = 50,
+    memory_limit_mb: Annotated[int, typer.Option(
+        help="Load the training latents in memory up to this size; a larger store is streamed "
+        "chunk by chunk.")] = 2048,
+    shuffle_window_chunks: Annotated[int, typer.Option(
+        help="When streaming: store chunks whose rows are shuffled together. More mixes batches "
+        "better (rows of one chunk were encoded together) and holds more in memory (about 3 "
+        "windows, lowered to fit --memory-limit-mb).")] = 16,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the run in RUN_DIR from its latest checkpoint-<step>.")] = False,
     resume_from: Annotated[Path | None, typer.Option(
@@ -109,7 +116,8 @@ def train_cmd(
         lr_warmup_steps=lr_warmup_steps, save_samples_epochs=save_samples_epochs,
         save_model_epochs=save_model_epochs, checkpointing_steps=checkpointing_steps,
         mixed_precision=mixed_precision, seed=seed, eval_samples=eval_samples,
-        eval_inference_steps=eval_inference_steps,
+        eval_inference_steps=eval_inference_steps, memory_limit_mb=memory_limit_mb,
+        shuffle_window_chunks=shuffle_window_chunks,
         resume=str(resume_from) if resume_from else ("latest" if resume else None),
         push_to_hub=push_to_hub, hub_model_id=hub_model_id,
     )
@@ -118,4 +126,7 @@ def train_cmd(
     loss = f", loss {result.loss:.4f}" if result.loss is not None else ""
     fd = (f", latent Frechet distance {result.frechet_distance:.4f}"
           if result.frechet_distance is not None else "")
-    typer.echo(f"saved {out} ({arch}, {result.steps} steps{loss}{fd})")
+    from ldlm.distributed import ranks
+
+    if ranks().is_main:  # under `accelerate launch`, the main process speaks for all
+        typer.echo(f"saved {out} ({arch}, {result.steps} steps{loss}{fd})")
