@@ -18,7 +18,7 @@ import torch
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
-from ldlm.store import LatentStore, is_store
+from ldlm.store import LatentStore, is_store, is_url, store_location
 from ldlm.stream import StreamHeader, read_frames, read_header
 
 
@@ -47,7 +47,8 @@ def open_latents(path: str | None, stdin: BinaryIO | None = None) -> LatentSourc
         fh = stdin if stdin is not None else sys.stdin.buffer
         name = "stdin"
     else:
-        if is_store(path):
+        path = store_location(path)  # file:// -> a local path
+        if is_url(path) or is_store(path):  # at a URL only a store can be read
             store = LatentStore.open(path)
             return LatentSource(path, store.latent_space, store.latent_shape,
                                 store.attrs.get("autoencoder"), _store_frames(store), store.rows)

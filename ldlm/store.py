@@ -17,35 +17,156 @@ Attributes (flat keys, all written in one `update_attributes` call at a time)
 
 A store is complete only after every chunk is marked done and the statistics are written,
 so an interrupted encode is never mistaken for a finished one. Chunk writes on a local
-file system are atomic (zarr writes a temporary file and renames it).
+file system are atomic (zarr writes a temporary file and renames it); on an object store
+(s3://, gs://, ... through fsspec) each chunk is one object, and a PUT is atomic too.
+
+Where a store lives: a local path or any fsspec URL (`store_location`). `file://` URLs
+become local paths, so the local guarantees above hold for them; `memory://` lives inside
+one process; `s3://` and `gs://` need s3fs / gcsfs and read their credentials and endpoint
+from the usual places (AWS_* variables and ~/.aws, AWS_ENDPOINT_URL; gcloud credentials).
+Extra fsspec options come from fsspec's own configuration (FSSPEC_S3_<OPTION>=... variables
+or ~/.config/fsspec/*.json).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ldlm.errors import InputError, RuntimeFailure, first_line
+from ldlm.errors import InputError, LdlmError, RuntimeFailure, first_line
 
 FORMAT = "ldlm-latent-store"
 VERSION = 1
 ARRAYS = ("latents", "text", "lengths", "done")
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+_LOCAL_SCHEMES = ("file://", "local://")
+# packages that provide a protocol, as `pip install` names them, with the ldlm extra that has it
+_EXTRAS = {"s3fs": "s3", "gcsfs": "gcs"}
+
+
+def is_url(path: str | Path) -> bool:
+    """True for a store on a non-local fsspec file system (memory://, s3://, gs://, ...)."""
+    path = str(path)
+    return "://" in path and not path.startswith(_LOCAL_SCHEMES)
+
+
+def _protocols(url: str) -> list[str]:
+    """The protocols of a URL, also of a chained one ("simplecache::s3://b/x")."""
+    return [part.split("://", 1)[0] for part in url.split("::") if "://" in part]
+
+
+def check_protocol(url: str) -> None:
+    """Refuse a URL whose protocol fsspec does not know or whose package is not installed."""
+    import fsspec
+    from fsspec.registry import known_implementations
+
+    for protocol in _protocols(url):
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as exc:
+            module = known_implementations.get(protocol, {}).get("class", "")
+            package = module.split(".", 1)[0]
+            if not package or package == "fsspec":
+                raise InputError(f"store {url!r}: {protocol}:// URLs need a package that is not "
+                                 f"installed ({first_line(exc, 120)}); install it or use a local "
+                                 "path") from exc
+            extra = f" (or pip install 'ldlm[{_EXTRAS[package]}]')" if package in _EXTRAS else ""
+            raise InputError(f"store {url!r} needs the fsspec package {package} for {protocol}:// "
+                             f"URLs, which is not installed; pip install {package}{extra}") from exc
+        except ValueError as exc:
+            raise InputError(f"store {url!r}: fsspec knows no protocol {protocol!r}; give a local "
+                             "path or a URL such as s3://bucket/latents.zarr") from exc
+
+
+def store_location(path: str | Path) -> str:
+    """Where a store lives, as the library opens it: a file:// URL becomes its local path
+    (so that local writes stay atomic); another URL is checked (InputError when fsspec cannot
+    open its protocol) and returned as it is; a path is returned as a string."""
+    path = str(path)
+    for scheme in _LOCAL_SCHEMES:
+        if path.startswith(scheme):
+            return path[len(scheme):] or "."
+    if is_url(path):
+        check_protocol(path)
+    return path
+
+
+def _access_hint(url: str) -> str:
+    protocols = _protocols(url)
+    if "s3" in protocols or "s3a" in protocols:
+        return ("check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or "
+                "~/.aws), the endpoint (AWS_ENDPOINT_URL for an S3-compatible server), the bucket "
+                "and the network")
+    if "gs" in protocols or "gcs" in protocols:
+        return ("check the credentials (GOOGLE_APPLICATION_CREDENTIALS or `gcloud auth "
+                "application-default login`), the bucket and the network")
+    return "check the URL, the credentials and the network"
+
+
+@contextmanager
+def _remote(path: str, action: str) -> Iterator[None]:
+    """Turn a failure to reach a store at a URL into one line: a missing bucket is an
+    InputError, anything else (credentials, network) a RuntimeFailure that says what to check.
+    Local paths and ldlm's own errors pass through unchanged."""
+    if not is_url(path):
+        yield
+        return
+    try:
+        yield
+    except LdlmError:
+        raise
+    except FileNotFoundError as exc:  # s3fs / gcsfs: the bucket does not exist
+        raise InputError(f"cannot {action} store {path!r} ({first_line(exc, 120)}); check the URL, "
+                         "and create the bucket first if it is new") from exc
+    except Exception as exc:
+        raise RuntimeFailure(f"cannot {action} store {path!r} ({type(exc).__name__}: "
+                             f"{first_line(exc, 120)}); {_access_hint(path)}") from exc
+
+
+def _fs(url: str):
+    """The fsspec file system of a URL and the store's root on it."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url)
+    return fs, root.rstrip("/")
+
+
+def store_exists(path: str | Path) -> bool:
+    """True when something is at `path`: a non-empty folder or a file, or any object under a URL."""
+    path = store_location(path)
+    if is_url(path):
+        with _remote(path, "reach"):
+            fs, root = _fs(path)
+            return bool(fs.exists(root))
+    p = Path(path)
+    return p.exists() and (p.is_file() or any(p.iterdir()))
+
+
+def _has_group(path: str) -> bool:
+    """True when `path` (local, or a URL) has a zarr.json at its root."""
+    if is_url(path):
+        with _remote(path, "reach"):
+            fs, root = _fs(path)
+            return bool(fs.exists(f"{root}/zarr.json"))
+    return (Path(path) / "zarr.json").is_file()
 
 
 def _zarr_group(path: str, mode: str):
     import zarr
 
     try:
-        return zarr.open_group(store=path, mode=mode)
+        with _remote(path, "open"):
+            return zarr.open_group(store=path, mode=mode)
     except FileNotFoundError as exc:
         raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it") from exc
+    except LdlmError:
+        raise
     except Exception as exc:
         first = first_line(exc)
         raise InputError(
@@ -54,15 +175,19 @@ def _zarr_group(path: str, mode: str):
         ) from exc
 
 
-def is_store(path: str) -> bool:
-    """True when `path` holds a zarr group with ldlm store attributes."""
-    if not _is_url(path) and not (Path(path) / "zarr.json").is_file():
+def is_store(path: str | Path) -> bool:
+    """True when `path` holds a zarr group with ldlm store attributes.
+
+    A URL whose protocol cannot be opened is an InputError, and one that cannot be reached a
+    RuntimeFailure, rather than False: "not a store" would hide the reason."""
+    path = store_location(path)
+    if not _has_group(path):
         return False
     try:
         import zarr
 
         return zarr.open_group(store=path, mode="r").attrs.get("ldlm_format") == FORMAT
-    except Exception:
+    except Exception:  # the group's zarr.json is there (reached) but unreadable: not a store
         return False
 
 
@@ -78,8 +203,12 @@ class LatentStore:
     def open(cls, path: str | Path, *, require_complete: bool = True,
              writable: bool = False) -> LatentStore:
         """Open a store; refuses anything that is not a (complete) ldlm store."""
-        path = str(path)
-        if not _is_url(path) and not Path(path).exists():
+        path = store_location(path)
+        if not is_url(path) and not Path(path).exists():
+            raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it")
+        if is_url(path) and not _has_group(path):
+            if store_exists(path):
+                raise InputError(f"{path!r} is not a zarr group; give a store written by `ldlm encode`")
             raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it")
         group = _zarr_group(path, "r+" if writable else "r")
         attrs = dict(group.attrs)
@@ -116,7 +245,7 @@ class LatentStore:
         """Create an empty store of `rows` rows (replacing whatever ldlm store is there)."""
         import zarr
 
-        path = str(path)
+        path = store_location(path)
         remove_store(path)
         k, d = latent_shape
         attrs = {
@@ -124,9 +253,10 @@ class LatentStore:
             "latent_shape": [k, d], "dtype": "float32", "chunk_rows": chunk_rows,
             "complete": False, **attributes,
         }
-        group = zarr.open_group(store=path, mode="w", attributes=attrs)
-        store = cls(path, group)
-        store.ensure_arrays()
+        with _remote(path, "create"):
+            group = zarr.open_group(store=path, mode="w", attributes=attrs)
+            store = cls(path, group)
+            store.ensure_arrays()
         return store
 
     def ensure_arrays(self) -> None:
@@ -159,7 +289,8 @@ class LatentStore:
         return dict(self.group.attrs)
 
     def update_attributes(self, values: dict) -> None:
-        self.group.update_attributes(values)
+        with _remote(self.path, "write to"):
+            self.group.update_attributes(values)
 
     @property
     def rows(self) -> int:
@@ -205,9 +336,10 @@ class LatentStore:
 
     def done_chunks(self) -> np.ndarray:
         """Boolean mask (C,) of chunks whose rows are all written."""
-        if "done" not in self.group.array_keys():
-            return np.zeros(self.num_chunks, dtype=bool)
-        return self.group["done"][:].astype(bool)
+        with _remote(self.path, "read"):
+            if "done" not in self.group.array_keys():
+                return np.zeros(self.num_chunks, dtype=bool)
+            return self.group["done"][:].astype(bool)
 
     def progress(self) -> tuple[int, int]:
         return int(self.done_chunks().sum()), self.num_chunks
@@ -235,23 +367,30 @@ class LatentStore:
         if latents.shape != (stop - start, *self.latent_shape):
             raise ValueError(f"chunk {chunk} expects {(stop - start, *self.latent_shape)}, "
                              f"got {latents.shape}")
-        self.group["latents"][start:stop] = latents.astype(np.float32, copy=False)
-        self.group["text"][start:stop] = np.array(texts, dtype=object)
-        self.group["lengths"][start:stop] = lengths.astype(np.int32, copy=False)
-        if conditions is not None:
-            self.group["condition"][start:stop] = conditions.astype(np.int32, copy=False)
-            self.group["condition_text"][start:stop] = np.array(condition_texts, dtype=object)
-        self.group["done"][chunk] = 1
+        with _remote(self.path, "write to"):
+            self.group["latents"][start:stop] = latents.astype(np.float32, copy=False)
+            self.group["text"][start:stop] = np.array(texts, dtype=object)
+            self.group["lengths"][start:stop] = lengths.astype(np.int32, copy=False)
+            if conditions is not None:
+                self.group["condition"][start:stop] = conditions.astype(np.int32, copy=False)
+                self.group["condition_text"][start:stop] = np.array(condition_texts, dtype=object)
+            self.group["done"][chunk] = 1  # last: a chunk is done only once all of it is written
 
     def _read(self, name: str, start: int, stop: int | None):
         """Rows [start, stop) of array `name`; a damaged array is a one-line RuntimeFailure."""
         try:
             return self.group[name][start : self.rows if stop is None else stop]
         except Exception as exc:
+            rows = f"{start}-{self.rows if stop is None else stop}"
+            if is_url(self.path):  # a network or credentials failure looks the same from here
+                raise RuntimeFailure(
+                    f"cannot read {name!r} rows {rows} of store {self.path!r} ({type(exc).__name__}: "
+                    f"{first_line(exc, 80)}); {_access_hint(self.path)}; if it persists, rerun "
+                    "`ldlm encode` with --overwrite"
+                ) from exc
             raise RuntimeFailure(
-                f"store {self.path!r} has a damaged {name!r} array near rows {start}-"
-                f"{self.rows if stop is None else stop} ({first_line(exc, 80)}); rerun `ldlm encode` "
-                "with --overwrite to rebuild it"
+                f"store {self.path!r} has a damaged {name!r} array near rows {rows} "
+                f"({first_line(exc, 80)}); rerun `ldlm encode` with --overwrite to rebuild it"
             ) from exc
 
     def read_latents(self, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -306,14 +445,15 @@ class LatentStore:
 
 def remove_store(path: str) -> None:
     """Delete an existing store at `path`, refusing to delete anything that is not zarr."""
-    if _is_url(path):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(path)
-        if fs.exists(root):
-            if not fs.exists(f"{root.rstrip('/')}/zarr.json"):
-                raise InputError(f"{path!r} exists and is not a zarr store; refusing to replace it")
-            fs.rm(root, recursive=True)
+    path = store_location(path)
+    if is_url(path):
+        with _remote(path, "replace"):
+            fs, root = _fs(path)
+            if fs.exists(root):
+                if not fs.exists(f"{root}/zarr.json"):
+                    raise InputError(f"{path!r} exists and is not a zarr store; refusing to replace "
+                                     "it (choose another --store)")
+                fs.rm(root, recursive=True)
         return
     p = Path(path)
     if not p.exists():

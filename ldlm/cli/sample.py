@@ -131,7 +131,14 @@ def sample_cmd(
     if out is None and stdout_is_terminal():
         raise InputError("stdout is a terminal, not a place for binary latents; pass --out PATH or "
                          "pipe into `ldlm decode`")
-    if out is not None and "://" not in out:
+    if out is not None:
+        from ldlm.store import is_url, store_location
+
+        out = store_location(out)  # file:// -> a local path; an uninstalled protocol is refused here
+        if is_url(out) and not out.rstrip("/").endswith(".zarr"):
+            raise InputError(f"--out {out!r}: latent files are written to local paths; give a path, "
+                             "or a URL ending in .zarr for a latent store")
+    if out is not None and not is_url(out):
         from ldlm.atomic import check_output_path
 
         check_output_path(out, "--out", folder=out.rstrip("/").endswith(".zarr"))
