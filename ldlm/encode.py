@@ -19,9 +19,10 @@ from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
 from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.conditions import ConditionSpec
 from ldlm.data import TextRows
+from ldlm.distributed import Ranks, ranks
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
-from ldlm.store import LatentStore, is_store
+from ldlm.store import LatentStore, is_store, store_exists, store_location
 
 
 @dataclass
@@ -147,23 +148,31 @@ def encode_dataset(
         raise InputError(f"--batch-size {batch_size} must be at least 1")
     if chunk_rows < 1:
         raise InputError(f"--chunk-rows {chunk_rows} must be at least 1")
-    path = str(store_path)
+    path = store_location(store_path)  # file:// -> local path; a URL's protocol checked
+    group = ranks()  # under `accelerate launch`: this process's rank, else a single process
+    if not group.is_main:
+        reporter = SILENT
     if model is None:
-        model = load_autoencoder(autoencoder, device=device)
+        model = load_autoencoder(autoencoder, device=group.pick_device(device))
     spec = None
     if rows.conditions is not None:
         spec = ConditionSpec.build(rows.conditions, condition_column or "condition", condition_type)
     want = _identity(rows, model, str(autoencoder), limit, batch_size, chunk_rows, spec)
     n = len(rows.texts)
 
+    if not group.is_main:  # the main process opens or creates the store, the others follow
+        group.wait()
+        return _encode_share(rows, model, LatentStore.open(path, require_complete=False, writable=True),
+                             batch_size, spec, group, reporter)
     store = None
     if not overwrite and is_store(path):
         store = LatentStore.open(path, require_complete=False, writable=True)
         _check_same(store, want, path)
         if store.complete:
+            group.wait()
             return EncodeResult(store, n, 0, rows.skipped, int(store.attrs.get("truncated_rows", 0)))
         store.ensure_arrays()
-    elif not overwrite and Path(path).exists() and "://" not in path and any(Path(path).iterdir()):
+    elif not overwrite and store_exists(path):
         raise InputError(
             f"--store {path!r} exists and is not an ldlm store; choose another path or pass "
             "--overwrite to replace a zarr store"
@@ -172,10 +181,29 @@ def encode_dataset(
         store = LatentStore.create(path, rows=n, latent_shape=model.latent_shape,
                                    chunk_rows=chunk_rows, attributes=want)
 
+    group.wait()
+    return _encode_share(rows, model, store, batch_size, spec, group, reporter)
+
+
+def _encode_share(rows: TextRows, model: LatentAutoencoder, store: LatentStore, batch_size: int,
+                  spec: ConditionSpec | None, group: Ranks, reporter: Reporter) -> EncodeResult:
+    """Encode this process's unfinished chunks; the main process then completes the store.
+
+    Run alone, a process owns every chunk. Under a launch of P processes, process r owns the
+    r-th of P contiguous runs of chunks: ranks never write the same chunk, a rerun redoes only
+    the chunks not marked done (with any P), and the statistics are summed in chunk order once
+    every process is done, so the store is the one a single process writes.
+    """
+    n, chunk_rows = len(rows.texts), store.chunk_rows
+    if store.complete:  # a rank that arrives after the main process found the store finished
+        return EncodeResult(store, n, 0, rows.skipped, int(store.attrs.get("truncated_rows", 0)))
     done = store.done_chunks()
-    pending = [c for c in range(store.num_chunks) if not done[c]]
-    reporter.start("encode", total=n, unit="rows")
-    reporter.advance(int(sum(min(chunk_rows, n - c * chunk_rows) for c in np.flatnonzero(done))))
+    mine = np.array_split(np.arange(store.num_chunks), group.count)[group.index]
+    pending = [int(c) for c in mine if not done[c]]
+    share = sum(min(chunk_rows, n - int(c) * chunk_rows) for c in mine)
+    reporter.start("encode" if group.count == 1 else f"encode (process 1 of {group.count})",
+                   total=share, unit="rows")
+    reporter.advance(share - sum(min(chunk_rows, n - c * chunk_rows) for c in pending))
     model.eval()
     encoded = 0
     sums: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # statistics of the chunks written now
@@ -210,7 +238,12 @@ def encode_dataset(
         if writing is not None:
             writing.result()
     reporter.stop()
-    truncated = int(np.count_nonzero(store.array("lengths")[:] > model.config.max_length))
-    store.update_attributes({"truncated_rows": truncated})
-    store.finalize(sums)
-    return EncodeResult(store, n, encoded, rows.skipped, truncated)
+    group.wait()
+    encoded = group.total(encoded)
+    if group.is_main:
+        truncated = int(np.count_nonzero(store.array("lengths")[:] > model.config.max_length))
+        store.update_attributes({"truncated_rows": truncated})
+        store.finalize(sums)  # the other processes' chunks are read back for the statistics
+    group.wait()
+    store = LatentStore.open(store.path)  # metadata as the main process left it
+    return EncodeResult(store, n, encoded, rows.skipped, int(store.attrs.get("truncated_rows", 0)))

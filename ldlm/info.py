@@ -10,13 +10,14 @@ from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
 from ldlm.diffusion import RUN_FILE
 from ldlm.errors import InputError, RuntimeFailure
-from ldlm.store import LatentStore, is_store
+from ldlm.store import LatentStore, is_store, is_url, store_location
 from ldlm.stream import MAGIC, read_frames, read_header
 
 
 def describe(path: str) -> dict:
     """A JSON-able description of the artefact at `path`."""
-    if is_store(path):
+    path = store_location(path)  # file:// -> a local path
+    if is_url(path) or is_store(path):  # at a URL only a store can be described
         store = LatentStore.open(path, require_complete=False)
         a = store.attrs
         done, total = store.progress()
@@ -28,6 +29,7 @@ def describe(path: str) -> dict:
             "source": a.get("source"), "split": a.get("split"), "column": a.get("column"),
             "skipped_rows": a.get("skipped_rows"), "truncated_rows": a.get("truncated_rows"),
             "has_stats": "stats_mean" in a,
+            **_describe_conditions(a.get("condition")),
         }
     p = Path(path)
     if is_autoencoder_dir(p):
@@ -100,3 +102,14 @@ def _describe_run(p: Path) -> dict:
         if fds:
             facts["last_frechet_distance"] = fds[-1]["frechet_distance"]
     return facts
+
+
+def _describe_conditions(spec: dict | None) -> dict:
+    """The condition a store keeps per row (encode --condition-column), if any."""
+    if not spec:
+        return {}
+    labels = spec.get("labels") or []
+    kind = spec.get("type")
+    detail = (f"{len(labels)} labels" if kind == "label"
+              else f"text, up to {spec.get('max_length')} tokens")
+    return {"condition": f"{spec.get('column')} ({detail})"}

@@ -127,6 +127,9 @@ def test_label_store_round_trip(label_store):
     assert ids.shape == (store.rows,)
     assert [spec.labels[i] for i in ids] == [_label(t) for t in texts]
     assert store.read_condition_texts()[:3] == [_label(t) for t in texts[:3]]
+    from ldlm.info import describe
+
+    assert describe(str(label_store))["condition"].endswith("(2 labels)")
 
 
 def test_text_store_round_trip(text_store):
@@ -136,6 +139,9 @@ def test_text_store_round_trip(text_store):
     ids = store.read_conditions()
     assert ids.shape == (store.rows, 2) and (ids >= 3).all()  # every slot known, none padded
     assert store.read_condition_texts()[0] == _mr(store.read_texts()[0])
+    from ldlm.info import describe
+
+    assert describe(str(text_store))["condition"].endswith("(text, up to 2 tokens)")
 
 
 # ----- guidance ---------------------------------------------------------------------------------

@@ -38,7 +38,10 @@ def encode_cmd(
 
         raise InputError(f"--condition-type {condition_type} needs --condition-column COL; add it "
                          "or drop --condition-type")
-    if "://" not in store:
+    from ldlm.store import is_url, store_location
+
+    store = store_location(store)  # file:// -> a local path; an uninstalled protocol is refused here
+    if not is_url(store):
         from ldlm.atomic import check_output_path
 
         check_output_path(store, "--store", folder=True)
@@ -52,6 +55,10 @@ def encode_cmd(
                             limit=limit, overwrite=overwrite, device=pick_device(device),
                             reporter=reporter, condition_type=condition_type,
                             condition_column=condition_column)
+    from ldlm.distributed import ranks
+
+    if not ranks().is_main:  # under `accelerate launch`, the main process speaks for all
+        return
     if result.skipped:
         reporter.log(f"skipped {result.skipped} rows that are empty or not text")
     if result.truncated:
