@@ -31,11 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldlm.atomic import remove_path, replace_path
+from ldlm.atomic import replace_path
+from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers, write_checkpoint
+from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.conditions import ConditionedDenoiser, drop_conditions
 from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
-from ldlm.distributed import cpu_only
+from ldlm.distributed import cpu_only, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.store import LatentStore
@@ -43,9 +45,6 @@ from ldlm.stream import StreamHeader, write_latent_file
 from ldlm.streaming import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, megabytes, window_chunks
 
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
-# what a checkpoint must share with the run that resumes it (the model and the data order)
-RESUME_KEYS = ("arch", "denoiser", "latent_shape", "latent_space", "objective", "schedule",
-               "self_condition", "batch_size", "gradient_accumulation_steps", "seed")
 CONDITIONAL_ARCHS = ("mlp", "transformer")
 
 
@@ -224,41 +223,12 @@ class TrainState:
 
 # ----- checkpoints -----------------------------------------------------------------------
 def _checkpoints(run: Path) -> list[Path]:
-    found = [p for p in run.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+    return list_checkpoints(run, CHECKPOINT_FILE)
 
 
 def find_checkpoint(run: Path, resume: str) -> Path:
-    """The checkpoint to resume: the latest in RUN_DIR, or the folder named."""
-    if resume == "latest":
-        found = _checkpoints(run)
-        if not found:
-            raise InputError(f"--resume: {str(run)!r} has no checkpoint-* folder; start without "
-                             "--resume")
-        return found[-1]
-    path = Path(resume)
-    if not path.is_dir() and (run / resume).is_dir():
-        path = run / resume
-    if not (path / CHECKPOINT_FILE).is_file():
-        raise InputError(f"--resume-from {resume!r} is not an ldlm checkpoint folder (no "
-                         f"{CHECKPOINT_FILE}); give a checkpoint-<step> folder of a run")
-    return path
-
-
-def _check_resumable(ckpt: Path, identity: dict) -> None:
-    saved = json.loads((ckpt / CHECKPOINT_FILE).read_text())
-    for key in RESUME_KEYS:
-        have, want = saved.get(key), identity[key]
-        if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
-            raise InputError(
-                f"checkpoint {str(ckpt)!r} was trained with {key} {have!r}, but this run has "
-                f"{want!r}; rerun with the checkpoint's settings or start a new --out"
-            )
-
-
-def _rotate(run: Path, keep: int) -> None:
-    for old in _checkpoints(run)[:-keep]:
-        remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint-<step>
+    """The checkpoint to resume: the latest in RUN_DIR ("latest"), or the folder named."""
+    return find_checkpoint_in(run, resume, CHECKPOINT_FILE)
 
 
 # ----- the final model -------------------------------------------------------------------
@@ -407,6 +377,7 @@ class _Trainer:
         self.ema.to(self.acc.device)
         self.state = TrainState(torch.Generator().manual_seed(args.seed + self.acc.process_index))
         self.acc.register_for_checkpointing(self.ema, self.state, self.lr)
+        # what a checkpoint must share with the run that resumes it (the model, the data order)
         self.identity = {
             "arch": args.arch, "denoiser": self.config, "latent_shape": [self.k, self.d],
             "latent_space": store.latent_space, "objective": args.objective,
@@ -419,25 +390,18 @@ class _Trainer:
 
     # -- checkpoints
     def save_checkpoint(self) -> Path:
-        step = self.state.step
-        target = self.out / f"checkpoint-{step}"
-        tmp = self.out / f".checkpoint-{step}.tmp"
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
-        if not self.acc.is_main_process:  # the main process's generator is in TrainState
-            torch.save(self.state.generator.get_state(), tmp / f"noise_generator_{self.acc.process_index}.pt")
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            (tmp / CHECKPOINT_FILE).write_text(json.dumps({"step": step, **self.identity}, indent=2))
-            replace_path(tmp, target)
-            _rotate(self.out, self.args.checkpoints_total_limit)
-        self.acc.wait_for_everyone()
-        return target
+        rank = self.acc.process_index
+
+        def fill(tmp: Path) -> None:
+            self.acc.save_state(str(tmp))
+            if rank:  # the main process's noise generator is in TrainState
+                torch.save(self.state.generator.get_state(), tmp / f"noise_generator_{rank}.pt")
+
+        return write_checkpoint(self.out, self.state.step, CHECKPOINT_FILE, self.identity, fill,
+                                self.args.checkpoints_total_limit, ranks())
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        _check_resumable(ckpt, self.identity)
+        check_same(ckpt, CHECKPOINT_FILE, self.identity)
         self.acc.load_state(str(ckpt))
         self.ema.to(self.acc.device)
         rank = self.acc.process_index
@@ -561,6 +525,8 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
     if not t.acc.is_main_process:  # under a launch, the main process reports for all
         reporter = t.reporter = SILENT
     out.mkdir(parents=True, exist_ok=True)
+    if t.acc.is_main_process:
+        remove_leftovers(out)  # hidden temporary folders of a killed run
     if ckpt is not None:
         t.load_checkpoint(ckpt)
         reporter.log(f"resumed from {ckpt} (step {t.state.step})")
