@@ -49,3 +49,4 @@ def bench(session: nox.Session) -> None:
         session.run("python", "benchmarks/ar_comparison.py", "--data", f"{e2e}/trainset.csv",
                     "--workdir", ".bench/ar_comparison", env=env)
         session.run("python", "benchmarks/load.py", "--work", ".bench/load", env=env)
+        session.run("python", "benchmarks/streaming.py", env={**env, "OMP_NUM_THREADS": "1"})

@@ -53,7 +53,7 @@ class TrainingArgs:
     """How to train it."""
 
     max_steps: int = 3000  # optimiser steps
-    batch_size: int = 64  # texts per step
+    batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
     learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay
     warmup_steps: int = 100  # linear warmup steps
     weight_decay: float = 0.01

@@ -43,7 +43,7 @@ def train_autoencoder_cmd(
     latent_noise: Annotated[float, typer.Option(
         help="Std of Gaussian noise on latents while training the decoder.")] = 0.1,
     max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 3000,
-    batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Texts per step, per process.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     mixed_precision: MixedPrecision = "no",
     seed: Seed = 42,
