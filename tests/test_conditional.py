@@ -204,11 +204,13 @@ def test_drop_conditions_rate():
     assert drop_conditions(cond, torch.tensor([7]), 0.0, gen) is cond
 
 
-def test_class_conditional_model_separates_two_clusters(tmp_path):
+@pytest.mark.parametrize("film", [False, True])
+def test_class_conditional_model_separates_two_clusters(tmp_path, film):
     store = _clusters(tmp_path / "c.zarr")
     out = tmp_path / "run"
     train_diffusion(store, out, TrainArgs(
-        arch="mlp", size="tiny", denoiser={"widths": [64, 32], "time_dim": 32}, conditional=True,
+        arch="mlp", size="tiny", denoiser={"widths": [64, 32], "time_dim": 32, "film": film},
+        conditional=True,
         objective="x0", max_steps=300, batch_size=32, learning_rate=3e-3, lr_warmup_steps=10,
         ema_decay=0.99, eval_samples=4, eval_inference_steps=2, save_samples_epochs=10000,
         save_model_epochs=10000))

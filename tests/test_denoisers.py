@@ -69,6 +69,20 @@ def test_transformer_adaln_and_width_check():
         tiny("transformer", heads=3)
 
 
+def test_mlp_film_scales_by_the_embedding_and_is_the_cli_adaln():
+    from ldlm.cli.train import _denoiser_overrides
+
+    model = tiny("mlp", film=True)
+    block = model.down[0]
+    assert block.time.out_features == 2 * block.norm.normalized_shape[0]  # scale and shift
+    x = torch.randn(3, 4, 16)
+    torch.nn.init.normal_(model.out.weight)  # the output layer starts at zero
+    a, b = model(x, torch.tensor([1, 1, 1])), model(x, torch.tensor([900, 900, 900]))
+    assert a.shape == (3, 4, 16) and not torch.allclose(a, b)  # the timestep reaches the output
+    assert _denoiser_overrides("mlp", True, None) == {"film": True}
+    assert _denoiser_overrides("transformer", True, None) == {"adaln": True}
+
+
 def test_factory_errors():
     with pytest.raises(InputError, match="Unknown denoiser type 'dit'"):
         denoiser_config("dit", (4, 16))

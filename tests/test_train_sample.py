@@ -233,7 +233,7 @@ def test_cli_train_sample_and_bad_inputs(fake_store, tmp_path, monkeypatch):
         (["train", str(fake_store), "--out", new, "--max-steps", "0"], "--max-steps 0"),
         (["train", str(fake_store), "--out", new, "--batch-size", "0"], "--batch-size 0"),
         (["train", str(fake_store), "--out", new, "--num-epochs", "-1"], "--num-epochs -1"),
-        (["train", str(fake_store), "--out", new, "--adaln"], "--adaln is a transformer option"),
+        (["train", str(fake_store), "--out", new, "--arch", "unet2d", "--adaln"], "--adaln is an option"),
         (["train", str(fake_store), "--out", new, "--resume"], "has no checkpoint"),
         (["train", str(fake_store), "--out", str(run), *CLI_TINY], "already holds a run"),
         (["train", str(fake_store), "--out", str(run), "--arch", "transformer", "--resume", *CLI_TINY],

@@ -25,10 +25,10 @@ def _denoiser_overrides(arch: str, adaln: bool, denoiser_config: str | None) -> 
         if not isinstance(overrides, dict):
             raise InputError(f"--denoiser-config {denoiser_config!r} must be a JSON object")
     if adaln:
-        if arch != "transformer":
-            raise InputError(f"--adaln is a transformer option, not one of --arch {arch}; drop it "
-                             "or use --arch transformer")
-        overrides["adaln"] = True
+        if arch not in ("transformer", "mlp"):
+            raise InputError(f"--adaln is an option of --arch transformer or mlp, not {arch}; drop "
+                             "it or use --arch transformer or mlp")
+        overrides["adaln" if arch == "transformer" else "film"] = True
     return overrides
 
 
@@ -44,7 +44,8 @@ def train_cmd(
     denoiser_config: Annotated[str | None, typer.Option(
         help="JSON object of denoiser options over the preset, e.g. '{\"layers\": 6}'.")] = None,
     adaln: Annotated[bool, typer.Option(
-        "--adaln", help="Transformer: timestep by adaLN-Zero modulation instead of concatenation.")
+        "--adaln", help="The timestep (and condition) scale and shift each block's normalised "
+        "input: adaLN-Zero in the transformer, FiLM in the MLP (better for --conditional).")
     ] = False,
     objective: Annotated[Literal["eps", "x0", "v"], typer.Option(
         help="What the denoiser predicts: the noise, the clean latent, or v (x0 gave the best "

@@ -24,18 +24,27 @@ PRESETS = {
 
 
 class ResBlock(nn.Module):
-    """x + MLP(LayerNorm(x) + time), width preserved."""
+    """x + MLP(LayerNorm(x) + time), width preserved; with `film`, the embedding (timestep and
+    condition) scales and shifts the normalised input instead: LayerNorm(x) * (1 + a) + b."""
 
-    def __init__(self, width: int, time_dim: int, dropout: float):
+    def __init__(self, width: int, time_dim: int, dropout: float, film: bool = False):
         super().__init__()
+        self.film = film
         self.norm = nn.LayerNorm(width)
-        self.time = nn.Linear(time_dim, width)
+        self.time = nn.Linear(time_dim, 2 * width if film else width)
+        if film:  # starts as the plain shift: scale 1
+            nn.init.zeros_(self.time.weight[:width])
+            nn.init.zeros_(self.time.bias[:width])
         self.fc1 = nn.Linear(width, 2 * width)
         self.fc2 = nn.Linear(2 * width, width)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.norm(x) + self.time(temb)  # (B, W)
+        if self.film:
+            scale, shift = self.time(temb).chunk(2, dim=-1)  # (B, W) each
+            h = self.norm(x) * (1 + scale) + shift
+        else:
+            h = self.norm(x) + self.time(temb)  # (B, W)
         return x + self.fc2(self.drop(nn.functional.silu(self.fc1(h))))
 
 
@@ -55,6 +64,7 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         condition_classes: int = 0,  # label: classes (+1 null row); text: token vocabulary size
         condition_length: int = 0,  # text: condition tokens
         condition_layers: int = 2,  # text: layers of the condition encoder
+        film: bool = False,  # blocks scale and shift by the embedding (FiLM) instead of adding it
     ):
         super().__init__()
         check_condition_options(condition_type, condition_classes, condition_length)
@@ -62,11 +72,11 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
         widths = tuple(widths)
         self.time = TimestepMLP(time_dim)
         self.inp = nn.Linear(flat * (2 if self_condition else 1), widths[0])
-        self.down = nn.ModuleList(ResBlock(w, time_dim, dropout) for w in widths)
+        self.down = nn.ModuleList(ResBlock(w, time_dim, dropout, film) for w in widths)
         self.down_proj = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.mid = ResBlock(widths[-1], time_dim, dropout)
+        self.mid = ResBlock(widths[-1], time_dim, dropout, film)
         self.up_proj = nn.ModuleList(nn.Linear(2 * w, w) for w in reversed(widths))
-        self.up = nn.ModuleList(ResBlock(w, time_dim, dropout) for w in reversed(widths))
+        self.up = nn.ModuleList(ResBlock(w, time_dim, dropout, film) for w in reversed(widths))
         self.up_out = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[::-1][:-1], widths[::-1][1:],
                                                                    strict=True))
         self.out_norm = nn.LayerNorm(widths[0])
