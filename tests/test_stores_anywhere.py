@@ -25,6 +25,7 @@ from ldlm.sample import sample_latents
 from ldlm.store import LatentStore, is_store, remove_store, store_location
 from ldlm.train import TrainArgs, train_diffusion
 from tests.conftest import one_line_error
+from tests.test_encode import _Interrupting
 
 runner = CliRunner()
 TINY_TRAIN = dict(arch="mlp", denoiser={"widths": [16, 8], "time_dim": 8}, size="tiny", batch_size=8,
@@ -92,22 +93,6 @@ def test_training_streams_from_a_memory_store(memory_url, tiny_ae, corpus_file, 
     encode_dataset(load_texts(str(corpus_file)), tiny_ae, memory_url, batch_size=8, chunk_rows=16)
     trained = train_diffusion(memory_url, tmp_path / "run", TrainArgs(**TINY_TRAIN, memory_limit_mb=0))
     assert trained.steps == 2 and np.isfinite(trained.loss)
-
-
-class _Interrupting:
-    """Wraps the model; raises KeyboardInterrupt on the n-th encode call."""
-
-    def __init__(self, model, n):
-        self.model, self.n, self.calls = model, n, 0
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def encode(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.n:
-            raise KeyboardInterrupt
-        return self.model.encode(*args, **kwargs)
 
 
 def test_interrupted_encode_on_memory_store_resumes(memory_url, tiny_store, tiny_ae, corpus_file):
