@@ -258,16 +258,56 @@ def mbr_pick(candidates: list[str]) -> int:
     return int(np.argmax(scores))
 
 
+def slot_values(condition: str) -> list[str]:
+    """The values of a structured condition: 'name[The Eagle], food[Thai]' -> ['The Eagle', 'Thai'];
+    [] for any other text."""
+    if not _SLOTS.fullmatch(condition):
+        return []
+    return [v.strip() for _, v in _SLOT.findall(condition) if v.strip()]
+
+
+def _mentions(text: str, value: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, flags=re.IGNORECASE) is not None
+
+
+def slot_errors(text: str, condition: str, known: set[str]) -> int:
+    """How far a text strays from a structured condition: the condition's values it does not
+    state, plus the other `known` values (of the run's slot vocabulary) it states anyway."""
+    own = {v.lower() for v in slot_values(condition)}
+    missing = sum(not _mentions(text, v) for v in own)
+    extra = sum(_mentions(text, v) for v in known - own)
+    return missing + extra
+
+
+def known_slot_values(spec: ConditionSpec) -> set[str]:
+    """Every slot value of a text spec's vocabulary, lower-cased (empty for labels or words)."""
+    return {v.lower() for token in spec.vocab for v in slot_values(token)}
+
+
+def rerank_slot_values(meta: dict, run_path, mbr: int | None) -> set[str]:
+    """The known slot values `--rerank-slots` checks candidates against; InputError when the
+    run's conditions are not structured texts or no --mbr candidates are drawn."""
+    spec = run_condition_spec(meta, run_path)
+    known = known_slot_values(spec) if spec is not None else set()
+    if not mbr or not known:
+        raise InputError("--rerank-slots needs --mbr N and a run conditioned on structured texts "
+                         "(key[value], ... such as E2E's MRs); add --mbr or drop --rerank-slots")
+    return known
+
+
 def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scale: float = 1.0,
                      num_inference_steps: int = 50, scheduler: str = "ddim", seed: int = 42,
                      batch_size: int | None = None, device="cpu", reporter=None, mbr: int | None = None,
-                     autoencoder=None, max_new_tokens: int = 100):
+                     autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False):
     """Yield (latents (b, k, d), meta) for `num_samples` samples of each condition in `values`,
     row i * num_samples + j being sample j of condition i; meta rows are {"condition": value}.
 
     mbr N: draw N candidates per sample, decode them greedily with the run's autoencoder (or
     `autoencoder`, a LatentAutoencoder or a path) and keep the one with the highest mean BLEU
     against the others; meta then also holds its text ("mbr_text").
+    rerank_slots (with mbr, structured conditions `key[value], ...`): first keep the candidates
+    with the fewest `slot_errors` (values missing, other known values stated), then the MBR
+    choice among them, as E2E systems rerank their beams (TGen's slot-error reranker).
     """
     from ldlm.progress import SILENT
     from ldlm.sample import iter_samples
@@ -276,6 +316,7 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     if mbr is not None and mbr < 1:
         raise InputError(f"--mbr {mbr} must be at least 1 (candidates per sample)")
     conds = encode_for_run(run.meta, run.path, values)  # (n_cond,) or (n_cond, L)
+    known = rerank_slot_values(run.meta, run.path, mbr) if rerank_slots else set()
     draws = num_samples * (mbr or 1)
     model = None
     if mbr:
@@ -300,7 +341,11 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
         texts = model.generate(torch.from_numpy(x), max_new_tokens=max_new_tokens, temperature=0.0)
         keep, meta = [], []
         for g in range(0, len(x), mbr):
-            best = g + mbr_pick(texts[g:g + mbr])
+            group = list(range(g, g + mbr))
+            if known:  # the candidates closest to the condition, then MBR among them
+                errors = [slot_errors(texts[i], rows[done], known) for i in group]
+                group = [i for i, e in zip(group, errors, strict=True) if e == min(errors)]
+            best = group[mbr_pick([texts[i] for i in group])]
             keep.append(best)
             meta.append({"condition": rows[done], "mbr_text": texts[best], "mbr_candidates": mbr})
             done += 1
@@ -309,5 +354,6 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
 
 __all__ = ["ConditionSpec", "Guided", "ConditionedDenoiser", "drop_conditions", "check_guidance_scale",
            "read_condition_file", "tokenize_condition", "run_condition_spec", "encode_for_run", "guided",
-           "mbr_pick", "iter_conditional",
+           "mbr_pick", "iter_conditional", "slot_values", "slot_errors", "known_slot_values",
+           "rerank_slot_values",
            "PAD", "NULL", "UNK"]

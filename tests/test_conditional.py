@@ -13,7 +13,16 @@ import torch
 from typer.testing import CliRunner
 
 from ldlm.cli import app
-from ldlm.conditions import ConditionSpec, Guided, drop_conditions, mbr_pick, tokenize_condition
+from ldlm.conditions import (
+    ConditionSpec,
+    Guided,
+    drop_conditions,
+    known_slot_values,
+    mbr_pick,
+    slot_errors,
+    slot_values,
+    tokenize_condition,
+)
 from ldlm.errors import InputError
 from ldlm.sample import iter_samples, load_run
 from ldlm.store import LatentStore
@@ -236,13 +245,26 @@ def test_cli_encode_train_sample_decode_text_conditions(tmp_path, tiny_ae, cond_
     conds = ["name[the], size[short]", "name[a], size[long]"]
     r = runner.invoke(app, ["sample", str(run), "--condition", conds[0], "--condition", conds[1],
                             "--num-samples", "2", "--num-inference-steps", "3", "--scheduler", "ddim",
-                            "--guidance-scale", "2", "--mbr", "3", "--out", str(lat)])
+                            "--guidance-scale", "2", "--mbr", "3", "--rerank-slots", "--out", str(lat)])
     assert r.exit_code == 0, r.stderr
     r = runner.invoke(app, ["decode", str(lat), "--format", "jsonl", "--temperature", "0"])
     assert r.exit_code == 0, r.stderr
     rows = read_jsonl(r.stdout)
     assert [x["condition"] for x in rows] == [conds[0]] * 2 + [conds[1]] * 2
     assert all(x["mbr_candidates"] == 3 and x["text"] == x["mbr_text"] for x in rows)
+
+
+def test_slot_errors_count_missing_and_foreign_values():
+    mr = "name[Alimentum], area[city centre], near[Burger King]"
+    assert slot_values(mr) == ["Alimentum", "city centre", "Burger King"]
+    assert slot_values("a plain text") == []
+    spec = ConditionSpec.build([mr, "name[The Eagle], area[riverside], food[Italian]"], "mr", "text")
+    known = known_slot_values(spec)
+    assert known == {"alimentum", "city centre", "burger king", "the eagle", "riverside", "italian"}
+    assert slot_errors("Alimentum is near Burger King in the City Centre.", mr, known) == 0
+    # misses the name and Burger King, states two values of other conditions
+    assert slot_errors("The Eagle is an Italian place near the city centre.", mr, known) == 4
+    assert slot_errors("Alimentums are near Burger Kings", mr, known) == 3  # whole words only
 
 
 def test_mbr_pick_takes_the_consensus():
@@ -273,6 +295,8 @@ def test_cli_label_file(label_run, tmp_path):
     (["--condition", "animal", "--guidance-scale", "nan"], "--guidance-scale nan"),
     (["--guidance-scale", "2"], "--guidance-scale applies to conditional sampling"),
     (["--condition", "animal", "--mbr", "0"], "--mbr 0"),
+    (["--condition", "animal", "--mbr", "2", "--rerank-slots"], "--rerank-slots needs"),
+    (["--rerank-slots"], "--rerank-slots applies to conditional sampling"),
     (["--condition", "animal", "--condition-file", "x.txt"], "both given"),
 ])
 def test_cli_bad_conditions(label_run, tmp_path, extra, needle):

@@ -54,12 +54,14 @@ def _init_texts(init_text, init_file, strength, autoencoder, num_inference_steps
     return check_texts(init_text)
 
 
-def _conditions(condition, condition_file, guidance_scale, mbr, init) -> list[str] | None:
+def _conditions(condition, condition_file, guidance_scale, mbr, init,
+                rerank_slots: bool = False) -> list[str] | None:
     """The conditions to sample (None: unconditional), with the flags checked."""
     if condition and condition_file is not None:
         raise InputError("--condition and --condition-file both given; pass one of them")
     if not condition and condition_file is None:
-        for flag, value in (("--guidance-scale", guidance_scale), ("--mbr", mbr)):
+        for flag, value in (("--guidance-scale", guidance_scale), ("--mbr", mbr),
+                            ("--rerank-slots", rerank_slots or None)):
             if value is not None:
                 raise InputError(f"{flag} applies to conditional sampling; add --condition VALUE or "
                                  "--condition-file FILE, or drop it")
@@ -116,13 +118,18 @@ def sample_cmd(
     mbr: Annotated[int | None, typer.Option(
         help="With conditions: draw N candidates per sample, decode them and keep the one with the "
         "highest mean BLEU against the others (minimum Bayes risk).")] = None,
+    rerank_slots: Annotated[bool, typer.Option(
+        "--rerank-slots", help="With --mbr and structured conditions (key[value], ...): keep the "
+        "candidates that miss the fewest of the condition's values and state the fewest other "
+        "known values, then the MBR choice among them.")] = False,
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
     from ldlm.sample import check_sample_args, header_for, iter_samples, load_run
 
     check_sample_args(num_samples, num_inference_steps, scheduler, batch_size)
-    values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file)
+    values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file,
+                         rerank_slots)
     texts = _init_texts(init_text, init_file, strength, None if values else autoencoder,
                         num_inference_steps)
     total = num_samples if texts is None else num_samples * len(texts)
@@ -150,11 +157,17 @@ def sample_cmd(
         from ldlm.conditions import encode_for_run, iter_conditional
 
         encode_for_run(run.meta, run.path, values)  # refuses bad conditions before any work
+        if rerank_slots:
+            from ldlm.conditions import rerank_slot_values
+
+            rerank_slot_values(run.meta, run.path, mbr)
         header = header_for(run, scheduler, num_inference_steps, seed)
         w = 1.0 if guidance_scale is None else guidance_scale
-        header.extra.update({"guidance_scale": w, "mbr": mbr, "conditions": len(values)})
+        header.extra.update({"guidance_scale": w, "mbr": mbr, "rerank_slots": rerank_slots,
+                             "conditions": len(values)})
         frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
-                                  batch_size, dev, reporter, mbr, autoencoder)
+                                  batch_size, dev, reporter, mbr, autoencoder,
+                                  rerank_slots=rerank_slots)
     elif texts is None:
         header = header_for(run, scheduler, num_inference_steps, seed)
         frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,
