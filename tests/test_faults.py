@@ -197,7 +197,7 @@ def test_encode_killed_ten_times_resumes_to_the_clean_store(tmp_path, tiny_ae):
     _same_store(clean, store)
     info = run_ldlm(["info", store, "--json"], tmp_path / "logs")
     assert json.loads(info.stdout)["complete"] is True
-    assert killed >= KILLS - 2, f"only {killed} of {KILLS} kills landed before the end"
+    assert killed >= KILLS // 2, f"only {killed} of {KILLS} kills landed before the end"
     _record("encode", killed)
 
 
