@@ -69,3 +69,15 @@ def ranks() -> Ranks:
 
     state = PartialState(cpu=cpu_only())
     return Ranks(state.process_index, state.num_processes, str(state.device), state)
+
+
+def check_mixed_precision(value: str) -> None:
+    """Refuse a --mixed-precision accelerate cannot run here (one line, InputError)."""
+    import torch
+
+    from ldlm.errors import InputError
+
+    if value not in ("fp16", "bf16", "no"):
+        raise InputError(f"--mixed-precision {value!r} must be fp16, bf16 or no")
+    if value == "fp16" and not torch.cuda.is_available():
+        raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")

@@ -37,7 +37,7 @@ from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.conditions import ConditionedDenoiser, drop_conditions
 from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
-from ldlm.distributed import cpu_only, ranks
+from ldlm.distributed import check_mixed_precision, cpu_only, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.store import LatentStore
@@ -110,10 +110,7 @@ class TrainArgs:
             raise InputError(f"--learning-rate {self.learning_rate} must be > 0")
         if self.lr_warmup_steps < 0:
             raise InputError(f"--lr-warmup-steps {self.lr_warmup_steps} must be >= 0")
-        if self.mixed_precision not in ("fp16", "bf16", "no"):
-            raise InputError(f"--mixed-precision {self.mixed_precision!r} must be fp16, bf16 or no")
-        if self.mixed_precision == "fp16" and not torch.cuda.is_available():
-            raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
+        check_mixed_precision(self.mixed_precision)
         if not 0 <= self.condition_dropout < 1 or self.condition_dropout != self.condition_dropout:
             raise InputError(f"--condition-dropout {self.condition_dropout} must be in [0, 1) (0.1 "
                              "is usual; 0 trains no unconditional path, so no guidance)")

@@ -24,7 +24,7 @@ from ldlm.checkpoints import (
     write_checkpoint,
 )
 from ldlm.data import TextRows
-from ldlm.distributed import cpu_only, ranks
+from ldlm.distributed import check_mixed_precision, cpu_only, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -215,10 +215,7 @@ def _check_args(args: TrainingArgs) -> None:
         raise InputError(f"--checkpointing-steps {args.checkpointing_steps} must be at least 1")
     if args.checkpoints_total_limit < 1:
         raise InputError(f"--checkpoints-total-limit {args.checkpoints_total_limit} must be at least 1")
-    if args.mixed_precision not in ("fp16", "bf16", "no"):
-        raise InputError(f"--mixed-precision {args.mixed_precision!r} must be fp16, bf16 or no")
-    if args.mixed_precision == "fp16" and not torch.cuda.is_available():
-        raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")
+    check_mixed_precision(args.mixed_precision)
 
 
 def check_training(spec: AutoencoderSpec, args: TrainingArgs) -> None:
