@@ -111,7 +111,7 @@ def generate(args) -> dict:
     hyps: list[str] = []
     frames = iter_conditional(run, mrs, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
                               args.batch_size, "cpu", mbr=args.mbr, autoencoder=ae,
-                              rerank_slots=args.rerank_slots)
+                              rerank_slots=args.rerank_slots, noise_scale=args.noise_scale)
     for x, meta in frames:
         if args.mbr and args.num_beams == 1:
             hyps += [m["mbr_text"] for m in meta]
@@ -123,7 +123,7 @@ def generate(args) -> dict:
         "split": args.split, "mrs": len(mrs), "references": sum(len(r) for r in refs),
         "bleu": round(corpus_bleu(hyps, refs), 2), "slot_recall": round(slot_recall(mrs, hyps), 4),
         "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "steps": args.steps,
-        "mbr": args.mbr, "rerank_slots": args.rerank_slots,
+        "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
         "num_beams": args.num_beams, "seed": args.seed, "seconds": round(seconds, 1),
         "run": str(args.run), "run_steps": run.meta.get("steps"), "scorer": scorer(),
     }
@@ -236,6 +236,7 @@ def main() -> None:
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--mbr", type=int, default=None)
     g.add_argument("--rerank-slots", action="store_true")
+    g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--batch-size", type=int, default=250)
     g.add_argument("--seed", type=int, default=42)

@@ -298,7 +298,8 @@ def rerank_slot_values(meta: dict, run_path, mbr: int | None) -> set[str]:
 def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scale: float = 1.0,
                      num_inference_steps: int = 50, scheduler: str = "ddim", seed: int = 42,
                      batch_size: int | None = None, device="cpu", reporter=None, mbr: int | None = None,
-                     autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False):
+                     autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False,
+                     noise_scale: float = 1.0):
     """Yield (latents (b, k, d), meta) for `num_samples` samples of each condition in `values`,
     row i * num_samples + j being sample j of condition i; meta rows are {"condition": value}.
 
@@ -308,6 +309,8 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     rerank_slots (with mbr, structured conditions `key[value], ...`): first keep the candidates
     with the fewest `slot_errors` (values missing, other known values stated), then the MBR
     choice among them, as E2E systems rerank their beams (TGen's slot-error reranker).
+    noise_scale: multiplies the starting noise (ldlm.diffusion.Diffusion.sample); on E2E, 0 to
+    0.3 with guidance 1 gave far higher BLEU than 1 (benchmarks/README.md).
     """
     from ldlm.progress import SILENT
     from ldlm.sample import iter_samples
@@ -331,7 +334,8 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     if mbr:  # whole candidate groups per batch
         batch = max(mbr, batch // mbr * mbr)
     frames = iter_samples(run, len(expanded), num_inference_steps, scheduler, seed, batch, device,
-                          reporter or SILENT, conditions=expanded, guidance_scale=guidance_scale)
+                          reporter or SILENT, conditions=expanded, guidance_scale=guidance_scale,
+                          noise_scale=noise_scale)
     done = 0  # output rows yielded
     for x in frames:
         if not mbr:

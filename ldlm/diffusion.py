@@ -12,6 +12,7 @@ without it (no gradient) and feed that estimate back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,6 +71,13 @@ def make_sampler(name: str, config):
 def _bcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped (B, 1, 1) on like's device and dtype."""
     return values.to(like.device)[t.to(like.device).long()].to(like.dtype).reshape(-1, 1, 1)
+
+
+def check_noise_scale(scale: float) -> None:
+    if not (math.isfinite(scale) and scale >= 0):
+        raise InputError(f"--noise-scale {scale} must be a finite number >= 0 (1: the model's own "
+                         "distribution, below 1: likelier samples, 0: deterministic with ddim or "
+                         "dpm-solver)")
 
 
 def strength_start(num_inference_steps: int, strength: float) -> int:
@@ -138,10 +146,14 @@ class Diffusion:
     @torch.no_grad()
     def sample(self, model, sampler, shape: tuple[int, int, int], generator: torch.Generator,
                num_inference_steps: int, device: torch.device | str = "cpu",
-               init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
+               init: torch.Tensor | None = None, strength: float = 1.0,
+               noise_scale: float = 1.0) -> torch.Tensor:
         """Run `sampler` from Gaussian noise of `shape` (n, k, d) to latents (n, k, d).
 
         Noise is drawn from `generator` on the CPU, so a seed gives the same latents on any device.
+        `noise_scale` multiplies that starting noise (check_noise_scale): below 1 the samples
+        concentrate on the likelier latents, and 0 with ddim or dpm-solver is one deterministic
+        sample per condition. A sampler's own step noise (ddpm) is left as it is.
         With `init` (n, k, d, standardised) and strength < 1: SDEdit (Meng et al. 2022): noise
         `init` to the timestep that `strength` selects and run only the steps after it.
         """
@@ -149,6 +161,8 @@ class Diffusion:
         sampler.set_timesteps(num_inference_steps, device=device)
         dtype = next(model.parameters()).dtype
         noise = torch.randn(shape, generator=generator)
+        if noise_scale != 1:  # 1 keeps plain sampling bit for bit
+            noise = noise * noise_scale
         timesteps = sampler.timesteps
         if init is None or strength >= 1:  # strength 1 is plain sampling, bit for bit
             x = (noise * sampler.init_noise_sigma).to(device, dtype)

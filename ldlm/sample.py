@@ -18,7 +18,7 @@ import torch
 
 from ldlm.conditions import guided
 from ldlm.denoisers import load_denoiser
-from ldlm.diffusion import RUN_FILE, SAMPLERS, Diffusion, Standardiser, make_sampler
+from ldlm.diffusion import RUN_FILE, SAMPLERS, Diffusion, Standardiser, check_noise_scale, make_sampler
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
 from ldlm.stream import StreamHeader
@@ -97,7 +97,7 @@ def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000
                  device: str | torch.device = "cpu", reporter: Reporter = SILENT,
                  init: np.ndarray | None = None, strength: float = 1.0,
                  conditions: np.ndarray | None = None, guidance_scale: float = 1.0,
-                 ) -> Iterator[np.ndarray]:
+                 noise_scale: float = 1.0) -> Iterator[np.ndarray]:
     """Yield batches of latents (b, k, d) in the store's units, `num_samples` in all.
 
     The same seed and batch size give the same latents (noise comes from one CPU generator).
@@ -105,9 +105,11 @@ def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000
     `strength` (SDEdit, ldlm.variations); strength 1 ignores it and is plain sampling.
     `conditions` (num_samples,) or (num_samples, L): encoded conditions of a conditional run
     (ldlm.conditions.encode_for_run), sampled with classifier-free guidance `guidance_scale`.
+    `noise_scale` multiplies the starting noise (Diffusion.sample); 1 is plain sampling.
     """
     check_sample_args(num_samples, num_inference_steps, scheduler, batch_size,
                       run.noise.config.num_train_timesteps)
+    check_noise_scale(noise_scale)
     batch_size = batch_size or min(num_samples, 256)
     k, d = run.latent_shape
     gen = torch.Generator().manual_seed(seed)
@@ -120,7 +122,7 @@ def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000
         model = run.model if conditions is None else guided(run.model, conditions[done:done + n],
                                                             guidance_scale, device)
         z = run.diffusion.sample(model, sampler, (n, k, d), gen, num_inference_steps, device,
-                                 init=z_init, strength=strength)
+                                 init=z_init, strength=strength, noise_scale=noise_scale)
         x = run.standard.inverse(z.float()).cpu().numpy()  # (n, k, d)
         if not np.isfinite(x).all():
             raise RuntimeFailure(

@@ -160,6 +160,42 @@ def _sample(run_dir, conditions=None, scale=1.0, n=6):
                                             guidance_scale=scale)))
 
 
+def test_noise_scale_one_is_plain_sampling_and_zero_is_deterministic(text_run):
+    run = load_run(text_run)
+    spec = ConditionSpec.from_dict(run.meta["condition"])
+    cond = spec.encode([_mr(t) for t in CORPUS[:6]])
+
+    def draw(seed, scale, conditions=cond):
+        return np.concatenate(list(iter_samples(run, len(conditions), 4, "ddim", seed=seed,
+                                                conditions=conditions, noise_scale=scale)))
+
+    np.testing.assert_array_equal(draw(3, 1.0), _sample(text_run, cond, 1.0))
+    np.testing.assert_array_equal(draw(3, 0.0), draw(4, 0.0))  # no noise: the seed is irrelevant
+    assert not np.allclose(draw(3, 0.0), draw(3, 1.0))
+    same = spec.encode([_mr(CORPUS[0])] * 64)  # one condition: a smaller scale, a tighter spread
+    assert draw(3, 0.3, same).std(0).mean() < draw(3, 1.0, same).std(0).mean()
+    with pytest.raises(InputError, match="--noise-scale -0.5"):
+        next(iter_samples(run, 2, 2, "ddim", noise_scale=-0.5))
+
+
+def test_cli_noise_scale_is_recorded_and_zero_ignores_the_seed(text_run, tmp_path):
+    outs = []
+    for seed in ("1", "2"):
+        out = str(tmp_path / f"{seed}.ldlm")
+        r = runner.invoke(app, ["sample", str(text_run), "--condition", _mr(CORPUS[0]), "--num-samples",
+                                "2", "--num-inference-steps", "3", "--scheduler", "dpm-solver",
+                                "--noise-scale", "0", "--seed", seed, "--out", out])
+        assert r.exit_code == 0, r.stderr
+        r = runner.invoke(app, ["decode", out, "--format", "jsonl", "--temperature", "0"])
+        assert r.exit_code == 0, r.stderr
+        outs.append([x["text"] for x in read_jsonl(r.stdout)])
+    assert outs[0] == outs[1] and outs[0][0] == outs[0][1]
+    from ldlm.stream import read_header
+
+    with open(tmp_path / "1.ldlm", "rb") as fh:
+        assert read_header(fh, "1.ldlm").extra["noise_scale"] == 0.0
+
+
 @pytest.mark.parametrize("which", ["label_run", "text_run"])
 def test_guidance_zero_is_unconditional_and_one_is_conditional(which, request):
     run_dir = request.getfixturevalue(which)
@@ -298,6 +334,9 @@ def test_cli_label_file(label_run, tmp_path):
     (["--condition", "animal", "--mbr", "2", "--rerank-slots"], "--rerank-slots needs"),
     (["--rerank-slots"], "--rerank-slots applies to conditional sampling"),
     (["--condition", "animal", "--condition-file", "x.txt"], "both given"),
+    (["--condition", "animal", "--noise-scale", "-1"], "--noise-scale -1.0 must be a finite number"),
+    (["--noise-scale", "inf"], "--noise-scale inf must be a finite number"),
+    (["--init-text", "a cat", "--noise-scale", "0.5"], "--noise-scale 0.5 applies to sampling from noise"),
 ])
 def test_cli_bad_conditions(label_run, tmp_path, extra, needle):
     r = runner.invoke(app, ["sample", str(label_run), "--num-inference-steps", "2",

@@ -118,6 +118,10 @@ def sample_cmd(
     mbr: Annotated[int | None, typer.Option(
         help="With conditions: draw N candidates per sample, decode them and keep the one with the "
         "highest mean BLEU against the others (minimum Bayes risk).")] = None,
+    noise_scale: Annotated[float, typer.Option(
+        help="Multiply the starting noise: 1 samples the model's distribution, below 1 likelier "
+        "samples, 0 one deterministic sample per condition with ddim or dpm-solver (on E2E, 0 to "
+        "0.3 gave far higher BLEU). Not with --init-text/--init-file.")] = 1.0,
     rerank_slots: Annotated[bool, typer.Option(
         "--rerank-slots", help="With --mbr and structured conditions (key[value], ...): keep the "
         "candidates that miss the fewest of the condition's values and state the fewest other "
@@ -125,9 +129,14 @@ def sample_cmd(
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
+    from ldlm.diffusion import check_noise_scale
     from ldlm.sample import check_sample_args, header_for, iter_samples, load_run
 
     check_sample_args(num_samples, num_inference_steps, scheduler, batch_size)
+    check_noise_scale(noise_scale)
+    if noise_scale != 1 and (init_text or init_file is not None):
+        raise InputError(f"--noise-scale {noise_scale} applies to sampling from noise; variations "
+                         "set how far to move from the text with --strength; drop --noise-scale")
     values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file,
                          rerank_slots)
     texts = _init_texts(init_text, init_file, strength, None if values else autoencoder,
@@ -167,11 +176,12 @@ def sample_cmd(
                              "conditions": len(values)})
         frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
                                   batch_size, dev, reporter, mbr, autoencoder,
-                                  rerank_slots=rerank_slots)
+                                  rerank_slots=rerank_slots, noise_scale=noise_scale)
     elif texts is None:
         header = header_for(run, scheduler, num_inference_steps, seed)
         frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,
-                                                  seed, batch_size, dev, reporter))
+                                                  seed, batch_size, dev, reporter,
+                                                  noise_scale=noise_scale))
     else:
         from ldlm.variations import DEFAULT_STRENGTH, iter_variations, run_autoencoder, variations_header
 
@@ -180,6 +190,8 @@ def sample_cmd(
         header = variations_header(run, scheduler, num_inference_steps, seed, strength, autoencoder)
         frames = iter_variations(run, model, texts, strength, num_samples, num_inference_steps,
                                  scheduler, seed, batch_size, dev, reporter)
+    if noise_scale != 1:
+        header.extra["noise_scale"] = noise_scale
     num_samples = total
     if out is not None and out.rstrip("/").endswith(".zarr"):
         _write_store(out, frames, header, num_samples, batch_size)
