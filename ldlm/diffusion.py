@@ -160,9 +160,7 @@ class Diffusion:
         n = shape[0]
         sampler.set_timesteps(num_inference_steps, device=device)
         dtype = next(model.parameters()).dtype
-        noise = torch.randn(shape, generator=generator)
-        if noise_scale != 1:  # 1 keeps plain sampling bit for bit
-            noise = noise * noise_scale
+        noise = torch.randn(shape, generator=generator) * noise_scale  # x * 1.0 is exact
         timesteps = sampler.timesteps
         if init is None or strength >= 1:  # strength 1 is plain sampling, bit for bit
             x = (noise * sampler.init_noise_sigma).to(device, dtype)
