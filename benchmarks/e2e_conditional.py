@@ -5,6 +5,9 @@ class-conditional demo.
         how much of an MR survives the autoencoder's own latents (decides the condition encoder)
     python benchmarks/e2e_conditional.py generate RUN --split dev --limit 200 --guidance-scale 2 ...
         one text per distinct MR of the split, multi-reference corpus BLEU (all refs of each MR)
+    python benchmarks/e2e_conditional.py delexicalise --out train_delex.csv
+        trainset.csv with the name and near values of each reference replaced by placeholders
+        (the MR column kept as it is), for a run whose outputs `generate --relexicalise` fills in
     python benchmarks/e2e_conditional.py classes RUN --column eatType ...
         samples per class and MAUVE per class against that class's held-out references
 
@@ -74,6 +77,50 @@ def slot_recall(mrs: list[str], texts: list[str]) -> float:
     return hit / max(total, 1)
 
 
+# ----- delexicalisation of names, as TGen does ------------------------------------------------
+# Placeholders are real values of the slot (frequent in trainset.csv), so the autoencoder
+# writes them as well as any other name; a run trained on delexicalised references states
+# these two, and relexicalise() puts the MR's own values in their place.
+PLACEHOLDERS = {"name": "Fitzbillies", "near": "Burger King"}
+
+
+def _slots(mr: str) -> dict[str, str]:
+    return {k.strip(): v for k, v in SLOT.findall(mr)}
+
+
+def delexicalise(mr: str, text: str) -> str:
+    """The text with the MR's name and near values (any case) replaced by the placeholders."""
+    slots = _slots(mr)
+    for key, holder in PLACEHOLDERS.items():
+        if slots.get(key):
+            text = re.sub(re.escape(slots[key]), holder, text, flags=re.IGNORECASE)
+    return text
+
+
+def relexicalise(mr: str, text: str) -> str:
+    """The placeholders of a generated text replaced by the MR's own name and near values."""
+    slots = _slots(mr)
+    marks = {key: f"\x00{i}\x00" for i, key in enumerate(PLACEHOLDERS)}
+    for key, holder in PLACEHOLDERS.items():  # two steps: a value may contain the other placeholder
+        if slots.get(key):
+            text = text.replace(holder, marks[key])
+    for key, mark in marks.items():
+        text = text.replace(mark, slots.get(key, ""))
+    return text
+
+
+def write_delexicalised(args) -> dict:
+    rows = 0
+    with open(DATA / SPLITS["train"], newline="", encoding="utf-8") as src, \
+            open(args.out, "w", newline="", encoding="utf-8") as dst:
+        w = csv.DictWriter(dst, ["mr", "ref"])
+        w.writeheader()
+        for row in csv.DictReader(src):
+            w.writerow({"mr": row["mr"], "ref": delexicalise(row["mr"], row["ref"])})
+            rows += 1
+    return {"rows": rows, "out": args.out, "placeholders": PLACEHOLDERS}
+
+
 # ----- probe: the autoencoder on MRs -------------------------------------------------------
 def probe(args) -> dict:
     from ldlm.autoencoder import load_autoencoder
@@ -118,13 +165,16 @@ def generate(args) -> dict:
         else:
             hyps += ae.generate(torch.from_numpy(x), max_new_tokens=100, temperature=0.0,
                                 num_beams=args.num_beams)
+    if args.relexicalise:
+        hyps = [relexicalise(mr, h) for mr, h in zip(mrs, hyps, strict=True)]
     seconds = time.perf_counter() - started
     result = {
         "split": args.split, "mrs": len(mrs), "references": sum(len(r) for r in refs),
         "bleu": round(corpus_bleu(hyps, refs), 2), "slot_recall": round(slot_recall(mrs, hyps), 4),
         "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "steps": args.steps,
         "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
-        "num_beams": args.num_beams, "seed": args.seed, "seconds": round(seconds, 1),
+        "num_beams": args.num_beams, "relexicalise": args.relexicalise, "seed": args.seed,
+        "seconds": round(seconds, 1),
         "run": str(args.run), "run_steps": run.meta.get("steps"), "scorer": scorer(),
     }
     if args.out:
@@ -238,10 +288,14 @@ def main() -> None:
     g.add_argument("--rerank-slots", action="store_true")
     g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
+    g.add_argument("--relexicalise", action="store_true",
+                   help="the run was trained on `delexicalise` output: fill in the MR's names")
     g.add_argument("--batch-size", type=int, default=250)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--threads", type=int, default=1)
     g.add_argument("--out", default=None)
+    d = sub.add_parser("delexicalise")
+    d.add_argument("--out", required=True)
     b = sub.add_parser("build-classes")
     b.add_argument("--column", default="eatType")
     b.add_argument("--workdir", default="/tmp/cond/classes")
@@ -255,7 +309,8 @@ def main() -> None:
     c.add_argument("--seed", type=int, default=42)
     c.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    fn = {"probe": probe, "generate": generate, "build-classes": build_class_corpus, "classes": classes}
+    fn = {"probe": probe, "generate": generate, "delexicalise": write_delexicalised,
+          "build-classes": build_class_corpus, "classes": classes}
     json.dump(fn[args.cmd](args), sys.stdout, ensure_ascii=False, indent=1)
     sys.stdout.write("\n")
 
