@@ -116,9 +116,10 @@ def write_delexicalised(args) -> dict:
         w = csv.DictWriter(dst, ["mr", "ref"])
         w.writeheader()
         for row in csv.DictReader(src):
-            w.writerow({"mr": row["mr"], "ref": delexicalise(row["mr"], row["ref"])})
+            mr = delexicalise(row["mr"], row["mr"]) if args.mr else row["mr"]
+            w.writerow({"mr": mr, "ref": delexicalise(row["mr"], row["ref"])})
             rows += 1
-    return {"rows": rows, "out": args.out, "placeholders": PLACEHOLDERS}
+    return {"rows": rows, "out": args.out, "placeholders": PLACEHOLDERS, "mr": args.mr}
 
 
 # ----- probe: the autoencoder on MRs -------------------------------------------------------
@@ -156,7 +157,9 @@ def generate(args) -> dict:
         mrs, refs = mrs[: args.limit], refs[: args.limit]
     started = time.perf_counter()
     hyps: list[str] = []
-    frames = iter_conditional(run, mrs, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
+    # a run trained on `delexicalise --mr`: its conditions name the placeholders
+    conditions = [delexicalise(mr, mr) for mr in mrs] if args.delexicalise_mr else mrs
+    frames = iter_conditional(run, conditions, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
                               args.batch_size, "cpu", mbr=args.mbr, autoencoder=ae,
                               rerank_slots=args.rerank_slots, noise_scale=args.noise_scale)
     for x, meta in frames:
@@ -173,7 +176,8 @@ def generate(args) -> dict:
         "bleu": round(corpus_bleu(hyps, refs), 2), "slot_recall": round(slot_recall(mrs, hyps), 4),
         "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "steps": args.steps,
         "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
-        "num_beams": args.num_beams, "relexicalise": args.relexicalise, "seed": args.seed,
+        "num_beams": args.num_beams, "relexicalise": args.relexicalise,
+        "delexicalise_mr": args.delexicalise_mr, "seed": args.seed,
         "seconds": round(seconds, 1),
         "run": str(args.run), "run_steps": run.meta.get("steps"), "scorer": scorer(),
     }
@@ -191,7 +195,7 @@ def build_class_corpus(args) -> dict:
     train, held = [], []
     with open(DATA / "trainset.csv", newline="", encoding="utf-8") as fh:
         for i, row in enumerate(csv.DictReader(fh)):
-            slots = {k.strip(): v for k, v in SLOT.findall(row["mr"])}
+            slots = _slots(row["mr"])
             if args.column not in slots:
                 continue
             (held if i % 20 == 0 else train).append({"text": row["ref"], "label": slots[args.column]})
@@ -290,12 +294,17 @@ def main() -> None:
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--relexicalise", action="store_true",
                    help="the run was trained on `delexicalise` output: fill in the MR's names")
+    g.add_argument("--delexicalise-mr", action="store_true",
+                   help="the run was trained on `delexicalise --mr` output: condition on MRs whose "
+                        "names are the placeholders")
     g.add_argument("--batch-size", type=int, default=250)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--threads", type=int, default=1)
     g.add_argument("--out", default=None)
     d = sub.add_parser("delexicalise")
     d.add_argument("--out", required=True)
+    d.add_argument("--mr", action="store_true",
+                   help="the MRs too, so the run cannot lean on what a name tells in trainset.csv")
     b = sub.add_parser("build-classes")
     b.add_argument("--column", default="eatType")
     b.add_argument("--workdir", default="/tmp/cond/classes")

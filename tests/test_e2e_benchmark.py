@@ -43,3 +43,8 @@ def test_relexicalise_survives_values_that_hold_the_other_placeholder(e2e):
 def test_a_reference_without_the_values_is_unchanged(e2e):
     ref = "A pub by the river."
     assert e2e.delexicalise(MR, ref) == ref
+
+
+def test_an_mr_delexicalised_by_itself_names_the_placeholders(e2e):
+    name, near = e2e.PLACEHOLDERS["name"], e2e.PLACEHOLDERS["near"]
+    assert e2e.delexicalise(MR, MR) == f"name[{name}], eatType[pub], near[{near}]"
