@@ -5,9 +5,10 @@ class-conditional demo.
         how much of an MR survives the autoencoder's own latents (decides the condition encoder)
     python benchmarks/e2e_conditional.py generate RUN --split dev --limit 200 --guidance-scale 2 ...
         one text per distinct MR of the split, multi-reference corpus BLEU (all refs of each MR)
-    python benchmarks/e2e_conditional.py delexicalise --out train_delex.csv
-        trainset.csv with the name and near values of each reference replaced by placeholders
-        (the MR column kept as it is), for a run whose outputs `generate --relexicalise` fills in
+    python benchmarks/e2e_conditional.py delexicalise [--mr] --out train_delex.csv
+        trainset.csv with the name and near values of each reference (and with --mr, of each
+        MR) replaced by placeholders; `generate --relexicalise [--delexicalise-mr]` fills the
+        outputs of a run trained on it back in
     python benchmarks/e2e_conditional.py classes RUN --column eatType ...
         samples per class and MAUVE per class against that class's held-out references
 
