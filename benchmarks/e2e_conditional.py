@@ -111,9 +111,10 @@ def relexicalise(mr: str, text: str) -> str:
 
 
 def write_delexicalised(args) -> dict:
-    rows = 0
-    with open(DATA / SPLITS["train"], newline="", encoding="utf-8") as src, \
-            open(args.out, "w", newline="", encoding="utf-8") as dst:
+    from ldlm.atomic import atomic_file
+
+    rows = 0  # written whole or not at all
+    with open(DATA / SPLITS["train"], newline="", encoding="utf-8") as src, atomic_file(args.out, "w") as dst:
         w = csv.DictWriter(dst, ["mr", "ref"])
         w.writeheader()
         for row in csv.DictReader(src):
