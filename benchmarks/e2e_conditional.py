@@ -101,12 +101,12 @@ def delexicalise(mr: str, text: str) -> str:
 def relexicalise(mr: str, text: str) -> str:
     """The placeholders of a generated text replaced by the MR's own name and near values."""
     slots = _slots(mr)
-    marks = {key: f"\x00{i}\x00" for i, key in enumerate(PLACEHOLDERS)}
-    for key, holder in PLACEHOLDERS.items():  # two steps: a value may contain the other placeholder
-        if slots.get(key):
-            text = text.replace(holder, marks[key])
+    # two steps, through marks, since a value may contain the other placeholder
+    marks = {key: f"\x00{i}\x00" for i, key in enumerate(PLACEHOLDERS) if slots.get(key)}
     for key, mark in marks.items():
-        text = text.replace(mark, slots.get(key, ""))
+        text = text.replace(PLACEHOLDERS[key], mark)
+    for key, mark in marks.items():
+        text = text.replace(mark, slots[key])
     return text
 
 
