@@ -153,7 +153,7 @@ def generate(args) -> dict:
     from ldlm.variations import run_autoencoder
 
     run = load_run(args.run, "cpu")
-    ae = run_autoencoder(run, None, "cpu")
+    ae = run_autoencoder(run, args.autoencoder, "cpu")
     mrs, refs = load_split(args.split)
     if args.limit:
         mrs, refs = mrs[: args.limit], refs[: args.limit]
@@ -181,7 +181,8 @@ def generate(args) -> dict:
         "num_beams": args.num_beams, "relexicalise": args.relexicalise,
         "delexicalise_mr": args.delexicalise_mr, "seed": args.seed,
         "seconds": round(seconds, 1),
-        "run": str(args.run), "run_steps": run.meta.get("steps"), "scorer": scorer(),
+        "autoencoder": args.autoencoder, "run": str(args.run), "run_steps": run.meta.get("steps"),
+        "scorer": scorer(),
     }
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
@@ -294,6 +295,8 @@ def main() -> None:
     g.add_argument("--rerank-slots", action="store_true")
     g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
+    g.add_argument("--autoencoder", default=None,
+                   help="decode with this autoencoder (e.g. `ldlm adapt-decoder` output), not the run's")
     g.add_argument("--relexicalise", action="store_true",
                    help="the run was trained on `delexicalise` output: fill in the MR's names")
     g.add_argument("--delexicalise-mr", action="store_true",

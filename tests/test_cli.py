@@ -12,13 +12,17 @@ from ldlm.stream import StreamHeader, write_latent_file
 from tests.conftest import one_line_error, read_jsonl
 
 runner = CliRunner()
-COMMANDS = ["train-autoencoder", "encode", "train", "sample", "decode", "info", "quickstart"]
+COMMANDS = [c.name for c in app.registered_commands]  # every command, new ones included
 
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_help(name):
     r = runner.invoke(app, [name, "--help"])
     assert r.exit_code == 0 and "Usage" in r.stdout
+
+
+def test_every_command_is_listed():
+    assert {"train-autoencoder", "encode", "train", "sample", "decode", "adapt-decoder"} <= set(COMMANDS)
 
 
 def test_train_autoencoder_cli(tmp_path, corpus_file):

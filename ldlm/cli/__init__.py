@@ -1,6 +1,17 @@
 """The `ldlm` command line: one module per command, wired to one Typer app here."""
 
-from ldlm.cli import autoencoder, decode, encode, evaluate, info, interpolate, quickstart, sample, train  # noqa: F401,E501  (registers)
+from ldlm.cli import (  # noqa: F401  (registers)
+    adapt,
+    autoencoder,
+    decode,
+    encode,
+    evaluate,
+    info,
+    interpolate,
+    quickstart,
+    sample,
+    train,
+)
 from ldlm.cli.app import app
 
 

@@ -105,8 +105,8 @@ def sample_cmd(
         help="With --init-text/--init-file: how much to change the text, in (0, 1]; near 0 keeps "
         "it, 1 is plain sampling (default 0.3).")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
-        help="With --init-text/--init-file: the autoencoder that encodes them (default: the "
-        "run's).")] = None,
+        help="With --init-text/--init-file: the autoencoder that encodes them; with --mbr: the one "
+        "that decodes the candidates, e.g. an `ldlm adapt-decoder` one (default: the run's).")] = None,
     condition: Annotated[list[str] | None, typer.Option(
         help="Generate text about this condition (a class label or a conditioning text) with a "
         "--conditional run (repeatable); --num-samples per condition.")] = None,

@@ -1,0 +1,270 @@
+"""Adapt an autoencoder's decoder to a trained run: decode the denoiser's own latents.
+
+A decoder trained on clean latents (plus a little Gaussian noise) has never seen what a
+denoiser makes: sampled latents sit near, not on, the encoder's manifold, and the decoder
+turns that gap into broken phrases ("located in the river of the river"). `adapt_decoder`
+fine-tunes the decoder (and its latent-to-prefix projection) on the run's own x0 estimates:
+for a batch of store rows it noises their latents to uniformly drawn timesteps, lets the
+run's denoiser (with the row's condition, for a conditional run) estimate the clean latent,
+and trains the decoder to write the row's text from that estimate. The other rows of each
+batch keep the original objective (clean latent + the autoencoder's `latent_noise`) so that
+reconstruction is kept.
+
+The encoder and compressor are frozen, so the adapted autoencoder defines the same latent
+space (same fingerprint): every store and run made with the original works with it, e.g.
+`ldlm sample RUN | ldlm decode --autoencoder ADAPTED`.
+
+Data comes from the run's store (latents, texts and conditions; no encoder pass), training
+rows only: the run's held-out rows (the last `heldout_rows` of the store) give the before
+and after figures. Rows are read a few whole chunks at a time (shuffled within), so memory
+stays bounded for any store size.
+
+Python API:
+    adapt_decoder(run_dir, out, AdaptArgs(max_steps=1000), ...) -> AdaptResult
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ldlm.errors import InputError
+from ldlm.progress import SILENT, Reporter
+
+
+@dataclass
+class AdaptArgs:
+    max_steps: int = 1000  # optimiser steps
+    batch_size: int = 64  # texts per step
+    learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0
+    warmup_steps: int = 100  # linear warmup steps
+    estimate_share: float = 0.5  # share of each batch decoded from x0 estimates (rest: clean latents)
+    guidance_scale: float = 1.0  # classifier-free guidance of the estimates (conditional runs)
+    window_chunks: int = 4  # store chunks read and shuffled together
+    eval_rows: int = 500  # held-out rows for the before/after losses (at most the run's held-out rows)
+    seed: int = 42
+
+    def check(self) -> None:
+        for name in ("max_steps", "batch_size", "window_chunks"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
+        if self.warmup_steps < 0:
+            raise InputError(f"--warmup-steps {self.warmup_steps} must be >= 0")
+        if not 0 <= self.estimate_share <= 1:
+            raise InputError(f"--estimate-share {self.estimate_share} must be in [0, 1] (the share of "
+                             "each batch decoded from the denoiser's estimates)")
+        if self.guidance_scale < 0:
+            raise InputError(f"--guidance-scale {self.guidance_scale} must be >= 0 (1 is plain "
+                             "conditional estimates)")
+        if self.eval_rows < 0:
+            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0")
+
+
+@dataclass
+class AdaptResult:
+    model: object  # the adapted LatentAutoencoder (saved in `out`)
+    out: Path
+    steps: int
+    seconds: float
+    eval_rows: int
+    # teacher-forced decoder loss on held-out rows, before -> after
+    estimate_loss: tuple[float, float] | None  # decoding the denoiser's x0 estimates
+    clean_loss: tuple[float, float] | None  # decoding the clean latents
+
+
+class _Estimator:
+    """The run's x0 estimate of store latents noised to given timesteps, in store units."""
+
+    def __init__(self, run, guidance_scale: float, device):
+        self.run, self.scale, self.device = run, guidance_scale, device
+
+    @torch.no_grad()
+    def __call__(self, z0: torch.Tensor, cond: np.ndarray | None, t: torch.Tensor,
+                 noise: torch.Tensor) -> torch.Tensor:
+        run = self.run
+        x0 = run.standard.forward(z0)  # (B, k, d)
+        x_t = run.noise.add_noise(x0, noise, t)
+        model = run.model
+        if cond is not None:
+            from ldlm.conditions import guided
+
+            model = guided(run.model, cond, self.scale, self.device)
+        self_cond = None
+        if run.diffusion.self_condition:  # as in sampling: a first estimate fed back
+            self_cond = run.diffusion.predict_x0(model(x_t, t), x_t, t)
+        est = run.diffusion.predict_x0(model(x_t, t, self_cond=self_cond), x_t, t)
+        return run.standard.inverse(est.float())
+
+
+def _chunk_windows(store, n_train: int, args: AdaptArgs, rng: np.random.Generator, conditional: bool):
+    """Endless (latents, texts, conditions) batches of training rows: `window_chunks` random
+    chunks at a time, their rows shuffled together."""
+    chunks = [c for c in range(store.num_chunks) if store.chunk_bounds(c)[0] < n_train]
+    while True:
+        order = rng.permutation(chunks)
+        for w in range(0, len(order), args.window_chunks):
+            lat, txt, cnd = [], [], []
+            for c in sorted(order[w:w + args.window_chunks]):
+                start, stop = store.chunk_bounds(int(c))
+                stop = min(stop, n_train)
+                lat.append(store.read_latents(start, stop))
+                txt += store.read_texts(start, stop)
+                if conditional:
+                    cnd.append(store.read_conditions(start, stop))
+            lat = np.concatenate(lat)  # (n, k, d)
+            cnd = np.concatenate(cnd) if conditional else None
+            rows = rng.permutation(len(lat))
+            for i in range(0, len(rows) - args.batch_size + 1, args.batch_size):
+                sel = rows[i:i + args.batch_size]
+                yield lat[sel], [txt[j] for j in sel], None if cnd is None else cnd[sel]
+
+
+def _decoder_loss(model, z: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """Teacher-forced loss of `texts` given latents z (B, k, d)."""
+    dec = {k: v.to(model.device) for k, v in model.tokenize_for_decoder(texts).items()}
+    return model.decoder_loss(z, dec["input_ids"], dec["attention_mask"])
+
+
+@torch.no_grad()
+def _held_out_losses(model, estimator: _Estimator, held: tuple, seed: int, batch_size: int
+                     ) -> tuple[float, float]:
+    """Mean decoder loss on held-out rows: from x0 estimates at fixed draws, and from clean latents."""
+    lat, texts, cond = held
+    g = torch.Generator().manual_seed(seed)
+    T = estimator.run.noise.config.num_train_timesteps
+    model.eval()
+    est_sum = clean_sum = 0.0
+    for i in range(0, len(lat), batch_size):
+        z0 = torch.from_numpy(lat[i:i + batch_size]).to(model.device)
+        n = len(z0)
+        t = torch.randint(0, T, (n,), generator=g).to(model.device)
+        noise = torch.randn(z0.shape, generator=g).to(model.device)
+        c = None if cond is None else cond[i:i + batch_size]
+        z_hat = estimator(z0, c, t, noise)
+        est_sum += float(_decoder_loss(model, z_hat, texts[i:i + n])) * n
+        clean_sum += float(_decoder_loss(model, z0, texts[i:i + n])) * n
+    return est_sum / len(lat), clean_sum / len(lat)
+
+
+def _check_out(out: Path, source: Path, overwrite: bool) -> None:
+    if out.exists() and out.resolve() == source.resolve():
+        raise InputError(f"--out {str(out)!r} is the autoencoder being adapted; write the adapted "
+                         "one to a new folder (the run and its store keep using the original)")
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"--out {str(out)!r} already exists; choose a new folder or pass --overwrite")
+
+
+def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None = None,
+                  autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
+                  reporter: Reporter = SILENT, overwrite: bool = False) -> AdaptResult:
+    """Fine-tune the decoder of the run's autoencoder on the run's x0 estimates; save it in `out`.
+
+    `autoencoder` overrides the one the run names (it must define the run's latent space).
+    `out` is written whole or not at all (a failed or interrupted run leaves it as it was);
+    a rerun starts again from the original autoencoder.
+    """
+    from ldlm.atomic import atomic_directory, check_output_path
+    from ldlm.sample import load_run
+    from ldlm.store import LatentStore
+    from ldlm.variations import run_autoencoder
+
+    args = args or AdaptArgs()
+    args.check()
+    out = Path(out)
+    check_output_path(out, "--out", folder=True)
+    run = load_run(run_dir, device)
+    model = run_autoencoder(run, autoencoder, device)
+    source = Path(autoencoder or run.meta["autoencoder"])
+    _check_out(out, source, overwrite)
+    store_path = run.meta.get("store")
+    if not store_path:
+        raise InputError(f"run {str(run_dir)!r} does not name its store; it cannot be adapted")
+    store = LatentStore.open(store_path)
+    conditional = run.meta.get("condition") is not None
+    if conditional and store.condition_spec is None:
+        raise InputError(f"store {store_path!r} holds no conditions, but run {str(run_dir)!r} is "
+                         "conditional; pass the run trained on this store")
+    held = int(run.meta.get("heldout_rows") or 0)
+    n_train = store.rows - held
+    if n_train < args.batch_size:
+        raise InputError(f"--batch-size {args.batch_size} exceeds the {n_train} training rows of store "
+                         f"{store_path!r}; lower --batch-size")
+    before_fp = model.fingerprint
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    estimator = _Estimator(run, args.guidance_scale, device)
+    n_eval = min(args.eval_rows, held)
+    held_rows = None
+    if n_eval:
+        start = store.rows - held
+        held_rows = (store.read_latents(start, start + n_eval), store.read_texts(start, start + n_eval),
+                     store.read_conditions(start, start + n_eval) if conditional else None)
+        before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [*model.decoder.parameters(), *model.prefix.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=args.learning_rate)
+
+    def lr_at(step: int) -> float:
+        warm = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
+        return warm * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    T = run.noise.config.num_train_timesteps
+    batches = _chunk_windows(store, n_train, args, rng, conditional)
+    gen = torch.Generator().manual_seed(args.seed)
+    n_est = int(round(args.batch_size * args.estimate_share))
+    started = time.perf_counter()
+    reporter.start("adapt decoder", total=args.max_steps, unit="steps")
+    model.train()
+    model.encoder.eval()
+    for _ in range(args.max_steps):
+        lat, texts, cond = next(batches)
+        z0 = torch.from_numpy(lat).to(device)  # (B, k, d)
+        t = torch.randint(0, T, (n_est,), generator=gen).to(device)
+        noise = torch.randn((n_est, *z0.shape[1:]), generator=gen).to(device)
+        parts = []
+        if n_est:
+            parts.append(estimator(z0[:n_est], None if cond is None else cond[:n_est], t, noise))
+        if n_est < len(z0):
+            jitter = torch.randn(z0[n_est:].shape, generator=gen).to(device)
+            parts.append(z0[n_est:] + model.config.latent_noise * jitter)
+        loss = _decoder_loss(model, torch.cat(parts), texts)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        reporter.advance(1, loss=f"{loss.item():.3f}")
+    reporter.stop()
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    seconds = time.perf_counter() - started
+    after = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size) if n_eval else None
+    if model.compute_fingerprint() != before_fp:  # the encoder must not have moved
+        raise RuntimeError("adapting the decoder changed the latent space; this is a bug in ldlm")
+    model.config.extra = {**model.config.extra, "adapted": {
+        "run": str(run.path), "store": store_path, "from": str(source), **asdict(args),
+        "seconds": round(seconds, 1), "eval_rows": n_eval,
+        "estimate_loss": None if after is None else [before[0], after[0]],
+        "clean_loss": None if after is None else [before[1], after[1]]}}
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(tmp)
+    return AdaptResult(model, out, args.max_steps, seconds, n_eval,
+                       None if after is None else (before[0], after[0]),
+                       None if after is None else (before[1], after[1]))
+
+
+__all__ = ["AdaptArgs", "AdaptResult", "adapt_decoder"]
