@@ -162,18 +162,35 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
         raise InputError(f"--out {str(out)!r} already exists; choose a new folder or pass --overwrite")
 
 
+def _run_store(run, store: str | Path | None):
+    """The store the run was trained on (or `store`), checked to be in the run's latent space."""
+    from ldlm.store import LatentStore, store_exists
+
+    path = store if store is not None else run.meta.get("store")
+    if store is None and (not path or not store_exists(path)):
+        raise InputError(f"run {str(run.path)!r} names store {path!r}, which is not here (a relative "
+                         "path is relative to where the run was trained); pass --store STORE")
+    opened = LatentStore.open(path)
+    space = run.meta.get("latent_space")
+    if space and space != "unknown" and opened.latent_space != space:
+        raise InputError(f"--store {str(path)!r} holds latent space {opened.latent_space}, but run "
+                         f"{str(run.path)!r} was trained in {space}; pass the store it was trained on")
+    return opened
+
+
 def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None = None,
                   autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
-                  reporter: Reporter = SILENT, overwrite: bool = False) -> AdaptResult:
+                  reporter: Reporter = SILENT, overwrite: bool = False,
+                  store: str | Path | None = None) -> AdaptResult:
     """Fine-tune the decoder of the run's autoencoder on the run's x0 estimates; save it in `out`.
 
-    `autoencoder` overrides the one the run names (it must define the run's latent space).
+    `autoencoder` and `store` override the ones the run names (both must be in the run's
+    latent space).
     `out` is written whole or not at all (a failed or interrupted run leaves it as it was);
     a rerun starts again from the original autoencoder.
     """
     from ldlm.atomic import atomic_directory, check_output_path
     from ldlm.sample import load_run
-    from ldlm.store import LatentStore
     from ldlm.variations import run_autoencoder
 
     args = args or AdaptArgs()
@@ -184,10 +201,8 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     model = run_autoencoder(run, autoencoder, device)
     source = Path(autoencoder or run.meta["autoencoder"])
     _check_out(out, source, overwrite)
-    store_path = run.meta.get("store")
-    if not store_path:
-        raise InputError(f"run {str(run_dir)!r} does not name its store; it cannot be adapted")
-    store = LatentStore.open(store_path)
+    store = _run_store(run, store)
+    store_path = str(store.path)
     conditional = run.meta.get("condition") is not None
     if conditional and store.condition_spec is None:
         raise InputError(f"store {store_path!r} holds no conditions, but run {str(run_dir)!r} is "

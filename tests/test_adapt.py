@@ -153,3 +153,34 @@ def test_a_failed_run_leaves_the_existing_output_intact(plain_run, tmp_path, mon
         adapt_decoder(plain_run, out, AdaptArgs(max_steps=20, **QUICK), overwrite=True)
     assert (out / "model.safetensors").read_bytes() == saved
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapted"]  # no temporary folder left
+
+
+def test_a_moved_store_is_named_and_store_overrides_it(plain_run, tiny_ae, tmp_path, corpus_file):
+    import json
+    import shutil
+
+    from ldlm.data import load_texts
+    from ldlm.encode import encode_dataset
+
+    moved = tmp_path / "run"
+    shutil.copytree(plain_run, moved)
+    meta = json.loads((moved / "ldlm_run.json").read_text())
+    meta["store"] = "gone/latents.zarr"  # as a run trained elsewhere, with a relative path
+    (moved / "ldlm_run.json").write_text(json.dumps(meta))
+    error = one_line_error(runner.invoke(app, ["adapt-decoder", str(moved), "--out", str(tmp_path / "a")]), 2)
+    assert "'gone/latents.zarr', which is not here" in error and "--store" in error
+    store = tmp_path / "again.zarr"  # the same corpus encoded again: same latent space
+    encode_dataset(load_texts(str(corpus_file)), tiny_ae, store, batch_size=8, chunk_rows=16)
+    ok = runner.invoke(app, ["adapt-decoder", str(moved), "--out", str(tmp_path / "a"), "--store", str(store),
+                             "--max-steps", "2", "--batch-size", "8"])
+    assert ok.exit_code == 0, ok.stderr
+
+
+def test_a_store_from_another_latent_space_is_refused(plain_run, other_ae, corpus_file, tmp_path):
+    from ldlm.data import load_texts
+    from ldlm.encode import encode_dataset
+
+    store = tmp_path / "other.zarr"
+    encode_dataset(load_texts(str(corpus_file)), other_ae, store, batch_size=8, chunk_rows=16)
+    with pytest.raises(InputError, match="holds latent space .* but run .* was trained in"):
+        adapt_decoder(plain_run, tmp_path / "x", AdaptArgs(max_steps=1), store=store)

@@ -18,6 +18,8 @@ def adapt_decoder_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to save the adapted autoencoder in.")],
     autoencoder: Annotated[Path | None, typer.Option(
         help="Autoencoder to adapt (default: the run's; it must define the run's latent space).")] = None,
+    store: Annotated[str | None, typer.Option(
+        help="Store to read (default: the run's; it must be in the run's latent space).")] = None,
     max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 3e-4,
@@ -48,10 +50,12 @@ def adapt_decoder_cmd(
                      guidance_scale=guidance_scale, eval_rows=eval_rows, seed=seed)
     args.check()
     reporter = RichReporter()
-    result = adapt_decoder(run, out, args, autoencoder, pick_device(device), reporter, overwrite)
+    result = adapt_decoder(run, out, args, autoencoder, pick_device(device), reporter, overwrite, store)
     typer.echo(f"saved {out} (latent space {result.model.fingerprint}, {result.steps} steps, "
                f"{result.seconds:.0f} s)")
     if result.estimate_loss:
         (eb, ea), (cb, ca) = result.estimate_loss, result.clean_loss
         typer.echo(f"decoder loss on {result.eval_rows} held-out rows: denoised latents {eb:.3f} -> "
                    f"{ea:.3f}, clean latents {cb:.3f} -> {ca:.3f}")
+    else:
+        typer.echo("the run holds out no rows of its store, so there are no before/after losses")
