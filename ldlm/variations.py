@@ -162,11 +162,11 @@ def variations_header(run: Run, scheduler: str, num_inference_steps: int, seed: 
     header = header_for(run, scheduler, num_inference_steps, seed)
     header.extra["strength"] = float(strength)
     if autoencoder is not None:
-        header.autoencoder = _where(autoencoder)
+        header.autoencoder = autoencoder_location(autoencoder)
     return header
 
 
-def _where(autoencoder: str | Path) -> str:
+def autoencoder_location(autoencoder: str | Path) -> str:
     """An autoencoder's location as streams record it: absolute for a local folder."""
     return str(Path(autoencoder).resolve()) if Path(autoencoder).exists() else str(autoencoder)
 
@@ -250,11 +250,12 @@ def _interpolation_models(autoencoder, run_dir, steps: int, strength: float, num
         check_strength(strength, num_inference_steps)
         run = load_run(run_dir, device)
         model = run_autoencoder(run, autoencoder, device)
-        return run, model, _where(autoencoder) if autoencoder is not None else run.meta.get("autoencoder")
+        named = autoencoder_location(autoencoder) if autoencoder is not None else run.meta.get("autoencoder")
+        return run, model, named
     if autoencoder is None:
         raise InputError("no autoencoder: pass --autoencoder AE_DIR (or --run RUN_DIR, whose "
                          "autoencoder is used)")
-    return None, load_autoencoder(autoencoder, device=str(device)), _where(autoencoder)
+    return None, load_autoencoder(autoencoder, device=str(device)), autoencoder_location(autoencoder)
 
 
 def interpolate(text_a: str, text_b: str, autoencoder: str | Path | None = None, steps: int = 5,

@@ -184,3 +184,31 @@ def test_a_store_from_another_latent_space_is_refused(plain_run, other_ae, corpu
     encode_dataset(load_texts(str(corpus_file)), other_ae, store, batch_size=8, chunk_rows=16)
     with pytest.raises(InputError, match="holds latent space .* but run .* was trained in"):
         adapt_decoder(plain_run, tmp_path / "x", AdaptArgs(max_steps=1), store=store)
+
+
+def test_sample_names_the_adapted_autoencoder_and_mbr_decodes_with_it(cond_run, tmp_path):
+    from ldlm.decode import DecodeArgs, decode_latents, open_latents
+
+    ae = tmp_path / "adapted"
+    adapt_decoder(cond_run, ae, AdaptArgs(max_steps=40, **QUICK))
+    latents = tmp_path / "mbr.ldlm"
+    r = runner.invoke(app, ["sample", str(cond_run), "--condition", "name[the]", "--mbr", "3",
+                            "--num-samples", "2", "--num-inference-steps", "2", "--scheduler", "ddim",
+                            "--autoencoder", str(ae), "--out", str(latents)])
+    assert r.exit_code == 0, r.stderr
+    stream = open_latents(str(latents))
+    assert stream.autoencoder == str(ae.resolve())  # `ldlm decode` picks the adapted one
+    rows = list(decode_latents(stream, load_autoencoder(ae), DecodeArgs(temperature=0.0, max_new_tokens=100)))
+    # the MBR texts were decoded by the adapted decoder: they are its greedy decodes of the kept latents
+    assert [row["mbr_text"] for row in rows] == [row["text"] for row in rows]
+    original = load_autoencoder(load_run(cond_run).meta["autoencoder"])
+    before = list(decode_latents(open_latents(str(latents)), original,
+                                 DecodeArgs(temperature=0.0, max_new_tokens=100)))
+    assert [row["text"] for row in before] != [row["mbr_text"] for row in rows]  # (so this could fail)
+
+
+def test_sample_refuses_an_autoencoder_of_another_latent_space(plain_run, other_ae, tmp_path):
+    r = runner.invoke(app, ["sample", str(plain_run), "--num-samples", "2", "--autoencoder", str(other_ae),
+                            "--out", str(tmp_path / "x.ldlm")])
+    assert "defines latent space" in one_line_error(r, 2)
+    assert not (tmp_path / "x.ldlm").exists()

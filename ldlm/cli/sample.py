@@ -36,15 +36,14 @@ def _write_store(path: str, frames, header, num_samples: int, batch_size: int) -
     store.finalize()
 
 
-def _init_texts(init_text, init_file, strength, autoencoder, num_inference_steps) -> list[str] | None:
+def _init_texts(init_text, init_file, strength, num_inference_steps) -> list[str] | None:
     """The texts to start from (None: plain sampling from noise), with the flags checked."""
     if init_text and init_file is not None:
         raise InputError("--init-text and --init-file both given; pass one of them")
     if not init_text and init_file is None:
-        for flag, value in (("--strength", strength), ("--autoencoder", autoencoder)):
-            if value is not None:
-                raise InputError(f"{flag} applies to variations; add --init-text TEXT or --init-file "
-                                 "FILE, or drop it")
+        if strength is not None:
+            raise InputError("--strength applies to variations; add --init-text TEXT or --init-file "
+                             "FILE, or drop it")
         return None
     from ldlm.variations import DEFAULT_STRENGTH, check_strength, check_texts, read_init_file
 
@@ -105,8 +104,9 @@ def sample_cmd(
         help="With --init-text/--init-file: how much to change the text, in (0, 1]; near 0 keeps "
         "it, 1 is plain sampling (default 0.3).")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
-        help="With --init-text/--init-file: the autoencoder that encodes them; with --mbr: the one "
-        "that decodes the candidates, e.g. an `ldlm adapt-decoder` one (default: the run's).")] = None,
+        help="The autoencoder of this sampling (default: the run's; it must define the run's latent "
+        "space, e.g. an `ldlm adapt-decoder` one): it encodes --init-text/--init-file, decodes --mbr "
+        "candidates, and is the one the output names for `ldlm decode`.")] = None,
     condition: Annotated[list[str] | None, typer.Option(
         help="Generate text about this condition (a class label or a conditioning text) with a "
         "--conditional run (repeatable); --num-samples per condition.")] = None,
@@ -139,8 +139,7 @@ def sample_cmd(
                          "set how far to move from the text with --strength; drop --noise-scale")
     values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file,
                          rerank_slots)
-    texts = _init_texts(init_text, init_file, strength, None if values else autoencoder,
-                        num_inference_steps)
+    texts = _init_texts(init_text, init_file, strength, num_inference_steps)
     total = num_samples if texts is None else num_samples * len(texts)
     if values is not None:
         total = num_samples * len(values)
@@ -190,6 +189,11 @@ def sample_cmd(
         header = variations_header(run, scheduler, num_inference_steps, seed, strength, autoencoder)
         frames = iter_variations(run, model, texts, strength, num_samples, num_inference_steps,
                                  scheduler, seed, batch_size, dev, reporter)
+    if autoencoder is not None and texts is None:  # variations checked and recorded it already
+        from ldlm.variations import autoencoder_location, run_autoencoder
+
+        run_autoencoder(run, autoencoder, "cpu")  # refuses one from another latent space
+        header.autoencoder = autoencoder_location(autoencoder)
     if noise_scale != 1:
         header.extra["noise_scale"] = noise_scale
     num_samples = total
