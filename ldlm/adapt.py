@@ -154,6 +154,45 @@ def _held_out_losses(model, estimator: _Estimator, held: tuple, seed: int, batch
     return est_sum / len(lat), clean_sum / len(lat)
 
 
+def _decoder_params(model) -> list[torch.nn.Parameter]:
+    """Freeze the whole autoencoder but the decoder and its latent-to-prefix projection."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [*model.decoder.parameters(), *model.prefix.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _optimiser(params, args: AdaptArgs):
+    """AdamW with linear warmup and cosine decay to 0 over `max_steps`."""
+    opt = torch.optim.AdamW(params, lr=args.learning_rate)
+
+    def lr_at(step: int) -> float:
+        warm = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
+        return warm * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+def _training_latents(model, estimator: _Estimator, lat: np.ndarray, cond: np.ndarray | None,
+                      share: float, gen: torch.Generator) -> torch.Tensor:
+    """The latents the decoder learns from: the first `share` of the batch as the run's x0
+    estimates at uniform timesteps, the rest clean plus the autoencoder's latent noise."""
+    z0 = torch.from_numpy(lat).to(model.device)  # (B, k, d)
+    n = int(round(len(z0) * share))
+    T = estimator.run.noise.config.num_train_timesteps
+    t = torch.randint(0, T, (n,), generator=gen).to(model.device)
+    noise = torch.randn((n, *z0.shape[1:]), generator=gen).to(model.device)
+    parts = []
+    if n:
+        parts.append(estimator(z0[:n], None if cond is None else cond[:n], t, noise))
+    if n < len(z0):
+        jitter = torch.randn(z0[n:].shape, generator=gen).to(model.device)
+        parts.append(z0[n:] + model.config.latent_noise * jitter)
+    return torch.cat(parts)
+
+
 def _check_out(out: Path, source: Path, overwrite: bool) -> None:
     if out.exists() and out.resolve() == source.resolve():
         raise InputError(f"--out {str(out)!r} is the autoencoder being adapted; write the adapted "
@@ -212,7 +251,7 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     if n_train < args.batch_size:
         raise InputError(f"--batch-size {args.batch_size} exceeds the {n_train} training rows of store "
                          f"{store_path!r}; lower --batch-size")
-    before_fp = model.fingerprint
+    before_fp = model.compute_fingerprint()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     estimator = _Estimator(run, args.guidance_scale, device)
@@ -224,38 +263,18 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
                      store.read_conditions(start, start + n_eval) if conditional else None)
         before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
 
-    for p in model.parameters():
-        p.requires_grad_(False)
-    params = [*model.decoder.parameters(), *model.prefix.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=args.learning_rate)
-
-    def lr_at(step: int) -> float:
-        warm = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
-        return warm * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    T = run.noise.config.num_train_timesteps
+    params = _decoder_params(model)
+    opt, sched = _optimiser(params, args)
     batches = _chunk_windows(store, n_train, args, rng, conditional)
     gen = torch.Generator().manual_seed(args.seed)
-    n_est = int(round(args.batch_size * args.estimate_share))
     started = time.perf_counter()
     reporter.start("adapt decoder", total=args.max_steps, unit="steps")
     model.train()
     model.encoder.eval()
     for _ in range(args.max_steps):
         lat, texts, cond = next(batches)
-        z0 = torch.from_numpy(lat).to(device)  # (B, k, d)
-        t = torch.randint(0, T, (n_est,), generator=gen).to(device)
-        noise = torch.randn((n_est, *z0.shape[1:]), generator=gen).to(device)
-        parts = []
-        if n_est:
-            parts.append(estimator(z0[:n_est], None if cond is None else cond[:n_est], t, noise))
-        if n_est < len(z0):
-            jitter = torch.randn(z0[n_est:].shape, generator=gen).to(device)
-            parts.append(z0[n_est:] + model.config.latent_noise * jitter)
-        loss = _decoder_loss(model, torch.cat(parts), texts)
+        z = _training_latents(model, estimator, lat, cond, args.estimate_share, gen)
+        loss = _decoder_loss(model, z, texts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -267,19 +286,19 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     for p in model.parameters():
         p.requires_grad_(False)
     seconds = time.perf_counter() - started
-    after = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size) if n_eval else None
+    estimate = clean = None
+    if n_eval:
+        after = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+        estimate, clean = (before[0], after[0]), (before[1], after[1])
     if model.compute_fingerprint() != before_fp:  # the encoder must not have moved
         raise RuntimeError("adapting the decoder changed the latent space; this is a bug in ldlm")
     model.config.extra = {**model.config.extra, "adapted": {
         "run": str(run.path), "store": store_path, "from": str(source), **asdict(args),
         "seconds": round(seconds, 1), "eval_rows": n_eval,
-        "estimate_loss": None if after is None else [before[0], after[0]],
-        "clean_loss": None if after is None else [before[1], after[1]]}}
+        "estimate_loss": None if estimate is None else list(estimate),
+        "clean_loss": None if clean is None else list(clean)}}
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
-    return AdaptResult(model, out, args.max_steps, seconds, n_eval,
-                       None if after is None else (before[0], after[0]),
-                       None if after is None else (before[1], after[1]))
-
+    return AdaptResult(model, out, args.max_steps, seconds, n_eval, estimate, clean)
 
 __all__ = ["AdaptArgs", "AdaptResult", "adapt_decoder"]
