@@ -161,6 +161,11 @@ def sample_cmd(
     run = load_run(run_dir, dev)
     batch_size = batch_size or min(total, 256)
     reporter = RichReporter()
+    model = None  # the autoencoder, loaded once where this sampling needs or names one
+    if autoencoder is not None or texts is not None:
+        from ldlm.variations import run_autoencoder
+
+        model = run_autoencoder(run, autoencoder, dev)  # refuses one from another latent space
     if values is not None:
         from ldlm.conditions import encode_for_run, iter_conditional
 
@@ -174,7 +179,7 @@ def sample_cmd(
         header.extra.update({"guidance_scale": w, "mbr": mbr, "rerank_slots": rerank_slots,
                              "conditions": len(values)})
         frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
-                                  batch_size, dev, reporter, mbr, autoencoder,
+                                  batch_size, dev, reporter, mbr, model,
                                   rerank_slots=rerank_slots, noise_scale=noise_scale)
     elif texts is None:
         header = header_for(run, scheduler, num_inference_steps, seed)
@@ -182,17 +187,15 @@ def sample_cmd(
                                                   seed, batch_size, dev, reporter,
                                                   noise_scale=noise_scale))
     else:
-        from ldlm.variations import DEFAULT_STRENGTH, iter_variations, run_autoencoder, variations_header
+        from ldlm.variations import DEFAULT_STRENGTH, iter_variations, variations_header
 
         strength = DEFAULT_STRENGTH if strength is None else strength
-        model = run_autoencoder(run, autoencoder, dev)
         header = variations_header(run, scheduler, num_inference_steps, seed, strength, autoencoder)
         frames = iter_variations(run, model, texts, strength, num_samples, num_inference_steps,
                                  scheduler, seed, batch_size, dev, reporter)
-    if autoencoder is not None and texts is None:  # variations checked and recorded it already
-        from ldlm.variations import autoencoder_location, run_autoencoder
+    if autoencoder is not None:  # the output names it, so `ldlm decode` finds it by itself
+        from ldlm.variations import autoencoder_location
 
-        run_autoencoder(run, autoencoder, "cpu")  # refuses one from another latent space
         header.autoencoder = autoencoder_location(autoencoder)
     if noise_scale != 1:
         header.extra["noise_scale"] = noise_scale
