@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ldlm.errors import InputError
+from ldlm.mbr import mbr_pick  # re-exported: iter_conditional's MBR choice
 
 ConditionType = Literal["label", "text"]
 PAD, NULL, UNK = 0, 1, 2
@@ -241,21 +242,6 @@ def guided(model: nn.Module, conditions: np.ndarray, scale: float, device) -> nn
     cond = torch.from_numpy(np.asarray(conditions)).long().to(device)
     null = model.null_condition(cond.shape[0], device)
     return Guided(model, cond, null, scale)
-
-
-# ----- minimum-Bayes-risk selection ---------------------------------------------------------
-def mbr_pick(candidates: list[str]) -> int:
-    """The candidate with the highest mean sentence BLEU against the others (LD4LG's MBR)."""
-    if len(candidates) < 2:
-        return 0
-    from sacrebleu.metrics import BLEU
-
-    bleu = BLEU(effective_order=True)
-    scores = []
-    for i, hyp in enumerate(candidates):
-        others = [c for j, c in enumerate(candidates) if j != i]
-        scores.append(np.mean([bleu.sentence_score(hyp, [o]).score for o in others]))
-    return int(np.argmax(scores))
 
 
 def slot_values(condition: str) -> list[str]:
