@@ -152,8 +152,9 @@ def generate(args) -> dict:
     from ldlm.sample import load_run
     from ldlm.variations import run_autoencoder
 
-    run = load_run(args.run, "cpu")
-    ae = run_autoencoder(run, args.autoencoder, "cpu")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run = load_run(args.run, device)
+    ae = run_autoencoder(run, args.autoencoder, device)
     mrs, refs = load_split(args.split)
     if args.limit:
         mrs, refs = mrs[: args.limit], refs[: args.limit]
@@ -162,7 +163,7 @@ def generate(args) -> dict:
     # a run trained on `delexicalise --mr`: its conditions name the placeholders
     conditions = [delexicalise(mr, mr) for mr in mrs] if args.delexicalise_mr else mrs
     frames = iter_conditional(run, conditions, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
-                              args.batch_size, "cpu", mbr=args.mbr, autoencoder=ae,
+                              args.batch_size, device, mbr=args.mbr, autoencoder=ae,
                               rerank_slots=args.rerank_slots, noise_scale=args.noise_scale)
     for x, meta in frames:
         if args.mbr and args.num_beams == 1:
@@ -180,7 +181,7 @@ def generate(args) -> dict:
         "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
         "num_beams": args.num_beams, "relexicalise": args.relexicalise,
         "delexicalise_mr": args.delexicalise_mr, "seed": args.seed,
-        "seconds": round(seconds, 1),
+        "seconds": round(seconds, 1), "device": device,
         "autoencoder": args.autoencoder, "run": str(args.run), "run_steps": run.meta.get("steps"),
         "scorer": scorer(),
     }
@@ -305,6 +306,7 @@ def main() -> None:
     g.add_argument("--batch-size", type=int, default=250)
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--threads", type=int, default=1)
+    g.add_argument("--device", default=None, help="cuda when available, else cpu")
     g.add_argument("--out", default=None)
     d = sub.add_parser("delexicalise")
     d.add_argument("--out", required=True)
