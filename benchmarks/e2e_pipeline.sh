@@ -32,11 +32,10 @@ if has ae && [ ! -e "$W/ae/config.json" ]; then
     --max-steps "$AE_STEPS" --batch-size "$AE_BATCH" --learning-rate "$AE_LR" --mixed-precision $MP \
     --eval-rows 300 --checkpointing-steps 500 $(resume_flag "$W/ae") || exit 1
 fi
-if has encode && [ ! -e "$W/train.zarr/.complete" ]; then
+if has encode; then  # a complete store is left as it is, a partial one is resumed
   say "encode"
   ldlm encode "$W/train_delex.csv" --autoencoder "$W/ae" --store "$W/train.zarr" --text-column ref \
     --condition-column mr --condition-type text --batch-size 1024 || exit 1
-  touch "$W/train.zarr/.complete"
 fi
 if has train && [ ! -e "$W/run/ldlm_run.json" ]; then
   say "train $DN_SIZE, $DN_STEPS steps x $DN_BATCH, mixed precision $MP"
