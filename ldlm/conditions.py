@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ldlm.errors import InputError
-from ldlm.mbr import mbr_pick  # re-exported: iter_conditional's MBR choice
+from ldlm.mbr import mbr_pick, mbr_scores  # mbr_pick re-exported
 
 ConditionType = Literal["label", "text"]
 PAD, NULL, UNK = 0, 1, 2
@@ -281,11 +281,27 @@ def rerank_slot_values(meta: dict, run_path, mbr: int | None) -> set[str]:
     return known
 
 
+def check_reranker(reranker, meta: dict, run_path, mbr: int | None, weight: float) -> None:
+    """--reranker needs --mbr candidates, a finite weight >= 0, and a classifier of the run's own
+    condition vocabulary."""
+    if not mbr:
+        raise InputError("--reranker chooses among --mbr candidates; add --mbr N (e.g. 40) or drop "
+                         "--reranker")
+    if not math.isfinite(weight) or weight < 0:
+        raise InputError(f"--reranker-weight {weight} must be a finite number >= 0 (0: MBR alone)")
+    spec = run_condition_spec(meta, run_path)
+    if spec is None or reranker.spec.to_dict() != spec.to_dict():
+        raise InputError(f"the --reranker classifier was trained on conditions of column "
+                         f"{reranker.spec.column!r} with another vocabulary than run "
+                         f"{str(run_path)!r}'s; train one on the run's store with `ldlm "
+                         "train-classifier STORE --out DIR`")
+
+
 def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scale: float = 1.0,
                      num_inference_steps: int = 50, scheduler: str = "ddim", seed: int = 42,
                      batch_size: int | None = None, device="cpu", reporter=None, mbr: int | None = None,
                      autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False,
-                     noise_scale: float = 1.0):
+                     noise_scale: float = 1.0, reranker=None, reranker_weight: float = 1.0):
     """Yield (latents (b, k, d), meta) for `num_samples` samples of each condition in `values`,
     row i * num_samples + j being sample j of condition i; meta rows are {"condition": value}.
 
@@ -295,6 +311,9 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     rerank_slots (with mbr, structured conditions `key[value], ...`): first keep the candidates
     with the fewest `slot_errors` (values missing, other known values stated), then the MBR
     choice among them, as E2E systems rerank their beams (TGen's slot-error reranker).
+    reranker (with mbr): a ConditionClassifier (ldlm.classifier) of the run's conditions; the
+    choice maximises MBR score + reranker_weight * log p(condition | candidate text) instead of
+    the MBR score alone (TGen's classifier reranking of its beam, on MBR's candidates).
     noise_scale: multiplies the starting noise (ldlm.diffusion.Diffusion.sample); on E2E, 0 to
     0.3 with guidance 1 gave far higher BLEU than 1 (benchmarks/README.md).
     """
@@ -306,6 +325,8 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
         raise InputError(f"--mbr {mbr} must be at least 1 (candidates per sample)")
     conds = encode_for_run(run.meta, run.path, values)  # (n_cond,) or (n_cond, L)
     known = rerank_slot_values(run.meta, run.path, mbr) if rerank_slots else set()
+    if reranker is not None:
+        check_reranker(reranker, run.meta, run.path, mbr, reranker_weight)
     draws = num_samples * (mbr or 1)
     model = None
     if mbr:
@@ -322,20 +343,26 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     frames = iter_samples(run, len(expanded), num_inference_steps, scheduler, seed, batch, device,
                           reporter or SILENT, conditions=expanded, guidance_scale=guidance_scale,
                           noise_scale=noise_scale)
-    done = 0  # output rows yielded
+    done = drawn = 0  # output rows yielded, candidate rows drawn
     for x in frames:
         if not mbr:
             yield x, [{"condition": v} for v in rows[done:done + len(x)]]
             done += len(x)
             continue
         texts = model.generate(torch.from_numpy(x), max_new_tokens=max_new_tokens, temperature=0.0)
+        fit = None if reranker is None else reranker_weight * reranker.log_likelihood(
+            texts, expanded[drawn:drawn + len(x)])  # (b,)
+        drawn += len(x)
         keep, meta = [], []
         for g in range(0, len(x), mbr):
             group = list(range(g, g + mbr))
             if known:  # the candidates closest to the condition, then MBR among them
                 errors = [slot_errors(texts[i], rows[done], known) for i in group]
                 group = [i for i, e in zip(group, errors, strict=True) if e == min(errors)]
-            best = group[mbr_pick([texts[i] for i in group])]
+            score = mbr_scores([texts[i] for i in group])
+            if fit is not None:
+                score = score + fit[group]
+            best = group[int(np.argmax(score))]  # the first best on ties, as mbr_pick
             keep.append(best)
             meta.append({"condition": rows[done], "mbr_text": texts[best], "mbr_candidates": mbr})
             done += 1
@@ -345,5 +372,5 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
 __all__ = ["ConditionSpec", "Guided", "ConditionedDenoiser", "drop_conditions", "check_guidance_scale",
            "read_condition_file", "tokenize_condition", "run_condition_spec", "encode_for_run", "guided",
            "mbr_pick", "iter_conditional", "slot_values", "slot_errors", "known_slot_values",
-           "rerank_slot_values",
+           "rerank_slot_values", "check_reranker",
            "PAD", "NULL", "UNK"]

@@ -191,6 +191,13 @@ def is_store(path: str | Path) -> bool:
         return False
 
 
+def holdout_rows(rows: int, eval_rows: int) -> int:
+    """Rows held out at the end of a store: min(eval_rows, 5%), none for tiny stores (training
+    and the condition classifier hold out the same rows)."""
+    held = min(eval_rows, rows // 20)
+    return held if held >= 2 else 0
+
+
 @dataclass
 class LatentStore:
     """A handle on an ldlm latent store (see the module docstring for the layout)."""

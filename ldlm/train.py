@@ -40,7 +40,7 @@ from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_schedul
 from ldlm.distributed import check_mixed_precision, cpu_only, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.progress import SILENT, Reporter
-from ldlm.store import LatentStore
+from ldlm.store import LatentStore, holdout_rows
 from ldlm.stream import StreamHeader, write_latent_file
 from ldlm.streaming import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, megabytes, window_chunks
 
@@ -189,12 +189,6 @@ class DataOrder:
         order = self.permutation(epoch)
         size = self.batch_size * self.processes
         return order[pos * size : (pos + 1) * size][rank :: self.processes]
-
-
-def holdout_rows(rows: int, eval_rows: int) -> int:
-    """Rows held out at the end of the store: min(eval_rows, 5%), none for tiny stores."""
-    held = min(eval_rows, rows // 20)
-    return held if held >= 2 else 0
 
 
 class TrainState:

@@ -374,3 +374,82 @@ def test_unknown_label_from_python(label_run):
     run = load_run(label_run)
     with pytest.raises(InputError, match="unknown condition label 'plant'.*animal, other"):
         encode_for_run(run.meta, run.path, ["plant"])
+
+
+# ----- reranking MBR candidates with a condition classifier -----------------------------------
+@pytest.fixture(scope="session")
+def text_classifier(tmp_path_factory, text_store):
+    from ldlm.classifier import ClassifierArgs, train_classifier
+
+    out = tmp_path_factory.mktemp("cond") / "clf"
+    return train_classifier(text_store, out, ClassifierArgs(epochs=3, min_count=1)).model
+
+
+@pytest.mark.parametrize("weight", [0.0, 1e6])
+def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, text_classifier, weight):
+    from ldlm.autoencoder import load_autoencoder
+    from ldlm.conditions import iter_conditional
+    from ldlm.mbr import mbr_scores
+
+    run, ae = load_run(text_run), load_autoencoder(tiny_ae, device="cpu")
+    conds, mbr = ["name[the], size[short]", "name[a], size[long]"], 4
+    kw = dict(num_inference_steps=2, scheduler="ddim", batch_size=8, autoencoder=ae)
+    chosen = [m["mbr_text"] for _, meta in iter_conditional(run, conds, mbr=mbr, reranker=text_classifier,
+                                                            reranker_weight=weight, **kw) for m in meta]
+    # the same candidates, drawn without MBR (same seed, batch and condition rows)
+    x = np.concatenate([x for x, _ in iter_conditional(run, conds, num_samples=mbr, **kw)])
+    cands = ae.generate(torch.from_numpy(x), temperature=0.0)
+    spec = ConditionSpec.from_dict(run.meta["condition"])
+    for i, cond in enumerate(conds):
+        group = cands[i * mbr:(i + 1) * mbr]
+        ll = text_classifier.log_likelihood(group, spec.encode([cond] * mbr))
+        score = mbr_scores(group) + weight * ll
+        assert chosen[i] == group[int(np.argmax(score))]
+        if weight == 0:
+            assert chosen[i] == group[mbr_pick(group)]  # weight 0 is plain MBR
+
+
+def test_cli_sample_with_reranker(text_run, text_store, tmp_path):
+    clf, lat = tmp_path / "clf", tmp_path / "x.ldlm"
+    r = runner.invoke(app, ["train-classifier", str(text_store), "--out", str(clf), "--epochs", "2",
+                            "--min-count", "1"])
+    assert r.exit_code == 0, r.stderr
+    r = runner.invoke(app, ["sample", str(text_run), "--condition", "name[the], size[short]",
+                            "--num-samples", "2", "--num-inference-steps", "2", "--mbr", "3",
+                            "--reranker", str(clf), "--reranker-weight", "2", "--out", str(lat)])
+    assert r.exit_code == 0, r.stderr
+    from ldlm.stream import read_frames, read_header
+
+    with open(lat, "rb") as fh:
+        header = read_header(fh, "x")
+        meta = [m for _, ms in read_frames(fh, header, "x") for m in ms]
+    assert header.extra["reranker"] == str(clf) and header.extra["reranker_weight"] == 2.0
+    assert len(meta) == 2 and all(m["mbr_candidates"] == 3 for m in meta)
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--condition", "name[the], size[short]", "--reranker", "CLF"], "--reranker chooses among --mbr"),
+    (["--reranker", "CLF"], "--reranker applies to conditional sampling"),
+    (["--condition", "name[the], size[short]", "--mbr", "2", "--reranker", "CLF",
+      "--reranker-weight", "-1"], "--reranker-weight -1.0 must be"),
+    (["--condition", "name[the], size[short]", "--mbr", "2", "--reranker", "nowhere"],
+     "classifier 'nowhere' does not exist"),
+])
+def test_cli_bad_reranker(text_run, text_store, tmp_path, extra, needle):
+    from ldlm.classifier import ClassifierArgs, train_classifier
+
+    clf = tmp_path / "clf"
+    train_classifier(text_store, clf, ClassifierArgs(epochs=1, min_count=1))
+    extra = [str(clf) if e == "CLF" else e for e in extra]
+    r = runner.invoke(app, ["sample", str(text_run), "--num-inference-steps", "2",
+                            "--out", str(tmp_path / "x.ldlm"), *extra])
+    assert needle in one_line_error(r, 2)
+    assert not (tmp_path / "x.ldlm").exists()
+
+
+def test_reranker_of_another_condition_vocabulary(label_run, text_classifier):
+    from ldlm.conditions import check_reranker
+
+    run = load_run(label_run)
+    with pytest.raises(InputError, match="another vocabulary than run"):
+        check_reranker(text_classifier, run.meta, run.path, 4, 1.0)

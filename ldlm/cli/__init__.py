@@ -3,6 +3,7 @@
 from ldlm.cli import (  # noqa: F401  (registers)
     adapt,
     autoencoder,
+    classifier,
     decode,
     encode,
     evaluate,

@@ -13,6 +13,8 @@ from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Seed, pick_device
 from ldlm.errors import InputError
 
+RERANKER_WEIGHT = 1.0  # --reranker-weight
+
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
@@ -54,13 +56,13 @@ def _init_texts(init_text, init_file, strength, num_inference_steps) -> list[str
 
 
 def _conditions(condition, condition_file, guidance_scale, mbr, init,
-                rerank_slots: bool = False) -> list[str] | None:
+                rerank_slots: bool = False, reranker: Path | None = None) -> list[str] | None:
     """The conditions to sample (None: unconditional), with the flags checked."""
     if condition and condition_file is not None:
         raise InputError("--condition and --condition-file both given; pass one of them")
     if not condition and condition_file is None:
         for flag, value in (("--guidance-scale", guidance_scale), ("--mbr", mbr),
-                            ("--rerank-slots", rerank_slots or None)):
+                            ("--rerank-slots", rerank_slots or None), ("--reranker", reranker)):
             if value is not None:
                 raise InputError(f"{flag} applies to conditional sampling; add --condition VALUE or "
                                  "--condition-file FILE, or drop it")
@@ -126,6 +128,12 @@ def sample_cmd(
         "--rerank-slots", help="With --mbr and structured conditions (key[value], ...): keep the "
         "candidates that miss the fewest of the condition's values and state the fewest other "
         "known values, then the MBR choice among them.")] = False,
+    reranker: Annotated[Path | None, typer.Option(
+        help="With --mbr: a condition classifier (`ldlm train-classifier` on the run's store); keep "
+        "the candidate with the highest MBR score + --reranker-weight x log p(condition | text).")
+    ] = None,
+    reranker_weight: Annotated[float, typer.Option(
+        help="BLEU points per nat of the --reranker's log-likelihood (0: MBR alone).")] = RERANKER_WEIGHT,
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
@@ -138,7 +146,7 @@ def sample_cmd(
         raise InputError(f"--noise-scale {noise_scale} applies to sampling from noise; variations "
                          "set how far to move from the text with --strength; drop --noise-scale")
     values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file,
-                         rerank_slots)
+                         rerank_slots, reranker)
     texts = _init_texts(init_text, init_file, strength, num_inference_steps)
     total = num_samples if texts is None else num_samples * len(texts)
     if values is not None:
@@ -174,13 +182,23 @@ def sample_cmd(
             from ldlm.conditions import rerank_slot_values
 
             rerank_slot_values(run.meta, run.path, mbr)
+        classifier = None
+        if reranker is not None:
+            from ldlm.classifier import ConditionClassifier
+            from ldlm.conditions import check_reranker
+
+            classifier = ConditionClassifier.from_pretrained(reranker)
+            check_reranker(classifier, run.meta, run.path, mbr, reranker_weight)
         header = header_for(run, scheduler, num_inference_steps, seed)
         w = 1.0 if guidance_scale is None else guidance_scale
         header.extra.update({"guidance_scale": w, "mbr": mbr, "rerank_slots": rerank_slots,
                              "conditions": len(values)})
+        if classifier is not None:
+            header.extra.update({"reranker": str(reranker), "reranker_weight": reranker_weight})
         frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
                                   batch_size, dev, reporter, mbr, model,
-                                  rerank_slots=rerank_slots, noise_scale=noise_scale)
+                                  rerank_slots=rerank_slots, noise_scale=noise_scale,
+                                  reranker=classifier, reranker_weight=reranker_weight)
     elif texts is None:
         header = header_for(run, scheduler, num_inference_steps, seed)
         frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,

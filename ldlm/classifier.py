@@ -1,0 +1,293 @@
+"""Condition classifiers: what a generated text says about its condition.
+
+A conditional run samples latents for a condition, and the decoder writes them out; whether
+the text states the condition is not checked anywhere along the way. A condition classifier
+reads the text and scores log p(condition | text), so that `ldlm sample --mbr N --reranker
+CLF` keeps the candidate that both agrees with the others (MBR) and states its condition, as
+TGen reranks its beam with a classifier of the dialogue act its outputs express.
+
+The model is a bag of word n-grams (1 to `ngram_order`, each counted once per text) and one
+linear layer, the log-linear classifier of fastText / logistic regression:
+
+    label conditions: softmax over the classes;
+    text conditions:  one sigmoid per condition token (E2E: one per `key[value]` slot), so
+                      log p(condition | text) = sum over tokens of log p(token in or out).
+
+It trains in about a minute on a CPU from a latent store's `text` and `condition` arrays
+(the store `ldlm train --conditional` reads; no autoencoder), holding out the store's last
+rows for the figures it reports. Saved in `save_pretrained` layout: `config.json` (with the
+condition vocabulary, checked against a run before reranking), the weights as safetensors,
+and the n-gram vocabulary in `ngrams.json`.
+
+Python API:
+    train_classifier(store, out, ClassifierArgs()) -> ClassifierResult
+    ConditionClassifier.from_pretrained(path).log_likelihood(texts, conditions)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from torch.nn import functional as F
+
+from ldlm.conditions import SPECIALS, ConditionSpec
+from ldlm.errors import InputError, RuntimeFailure
+from ldlm.progress import SILENT, Reporter
+
+NGRAMS_FILE = "ngrams.json"
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+# ----- features ---------------------------------------------------------------------------
+def text_ngrams(text: str, order: int) -> set[str]:
+    """The distinct lower-cased word n-grams (1..order) of a text, words joined by spaces."""
+    words = _WORD.findall(text.lower())
+    return {" ".join(words[i:i + n]) for n in range(1, order + 1) for i in range(len(words) - n + 1)}
+
+
+def build_ngram_vocab(texts: list[str], order: int, min_count: int, max_size: int) -> list[str]:
+    """The n-grams found in at least `min_count` texts, most frequent first, at most `max_size`."""
+    counts: Counter = Counter()
+    for text in texts:
+        counts.update(text_ngrams(text, order))
+    kept = sorted((g for g, c in counts.items() if c >= min_count), key=lambda g: (-counts[g], g))
+    return kept[:max_size]
+
+
+def bag(texts: list[str], index: dict[str, int], order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """EmbeddingBag inputs: the known n-gram ids of all texts (flat) and each text's offset."""
+    ids, offsets = [], []
+    for text in texts:
+        offsets.append(len(ids))
+        ids.extend(sorted(index[g] for g in text_ngrams(text, order) if g in index))
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(offsets, dtype=torch.long)
+
+
+# ----- the model --------------------------------------------------------------------------
+class ConditionClassifier(ModelMixin, ConfigMixin):
+    """texts -> condition logits: (B, classes) for labels, (B, vocab) per token for text conditions."""
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        condition: dict | None = None,  # the ConditionSpec (to_dict) of the store it was trained on
+        num_ngrams: int = 1,  # size of the n-gram vocabulary (ngrams.json)
+        ngram_order: int = 3,  # word n-grams 1..order
+    ):
+        super().__init__()
+        spec = ConditionSpec.from_dict(condition or {"type": "label", "column": "", "labels": ["?"]})
+        outputs = len(spec.labels) if spec.type == "label" else len(spec.vocab)
+        self.weight = nn.EmbeddingBag(num_ngrams, outputs, mode="sum")  # one row of logits per n-gram
+        nn.init.zeros_(self.weight.weight)
+        self.bias = nn.Parameter(torch.zeros(outputs))
+        self.ngrams: list[str] = []  # set by from_pretrained / train_classifier
+        self._index: dict[str, int] | None = None
+
+    @property
+    def spec(self) -> ConditionSpec:
+        return ConditionSpec.from_dict(self.config.condition)
+
+    def set_ngrams(self, ngrams: list[str]) -> None:
+        if len(ngrams) != self.config.num_ngrams:
+            raise RuntimeFailure(f"the n-gram vocabulary has {len(ngrams)} entries, the weights "
+                                 f"{self.config.num_ngrams}; the classifier is damaged, retrain it")
+        self.ngrams, self._index = list(ngrams), {g: i for i, g in enumerate(ngrams)}
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        # ids (n-grams of all texts), offsets (B,) -> logits (B, outputs)
+        return self.weight(ids, offsets) + self.bias
+
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        ids, offsets = bag(texts, self._index or {}, self.config.ngram_order)
+        dev = self.bias.device
+        return self(ids.to(dev), offsets.to(dev))
+
+    @torch.no_grad()
+    def log_likelihood(self, texts: list[str], conditions: np.ndarray) -> np.ndarray:
+        """log p(condition | text) of each text (n,), conditions encoded by the spec: label
+        indices (n,) or token ids (n, L)."""
+        logits = self.logits(texts).float()  # (n, outputs)
+        cond = torch.as_tensor(np.asarray(conditions), dtype=torch.long, device=logits.device)
+        if self.spec.type == "label":
+            return F.log_softmax(logits, -1).gather(1, cond[:, None])[:, 0].cpu().numpy()
+        target = token_targets(cond, logits.shape[1])  # (n, V)
+        ll = torch.where(target > 0, F.logsigmoid(logits), F.logsigmoid(-logits))
+        return ll[:, len(SPECIALS):].sum(1).cpu().numpy()
+
+    # ----- persistence: the weights and config by diffusers, the n-grams beside them ----
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        super().save_pretrained(save_directory, **kwargs)
+        (Path(save_directory) / NGRAMS_FILE).write_text(json.dumps(self.ngrams, ensure_ascii=False))
+
+    @classmethod
+    def from_pretrained(cls, path, **kwargs) -> ConditionClassifier:
+        folder = Path(path)
+        if not (folder / cls.config_name).is_file():
+            raise InputError(f"classifier {str(path)!r} does not exist or holds no {cls.config_name}; "
+                             "give the --out folder of `ldlm train-classifier`")
+        try:
+            model = super().from_pretrained(str(folder), **kwargs)
+            model.set_ngrams(json.loads((folder / NGRAMS_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError) as exc:
+            raise RuntimeFailure(f"classifier {str(path)!r} is damaged ({str(exc).splitlines()[0]}); "
+                                 "retrain it with `ldlm train-classifier`") from exc
+        return model.eval()
+
+
+def token_targets(cond: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Token ids (B, L) -> multi-hot (B, vocab) of the tokens present (specials cleared)."""
+    target = torch.zeros(cond.shape[0], vocab, device=cond.device)
+    target.scatter_(1, cond, 1.0)
+    target[:, : len(SPECIALS)] = 0
+    return target
+
+
+# ----- training ---------------------------------------------------------------------------
+@dataclass
+class ClassifierArgs:
+    """`ldlm train-classifier` options; every field maps onto a flag of the same name."""
+
+    epochs: int = 20  # passes over the training rows
+    batch_size: int = 256  # texts per step
+    learning_rate: float = 0.003  # Adam, constant (a linear model of sparse features)
+    weight_decay: float = 0.01  # L2 on the weights (per step, decoupled)
+    ngram_order: int = 3  # word n-grams 1..order
+    min_count: int = 3  # keep n-grams found in at least this many training texts
+    max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
+    eval_rows: int = 1000  # held-out rows at the end of the store (at most 5% of it)
+    seed: int = 42
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "ngram_order", "min_count", "max_ngrams"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if not 0 < self.learning_rate < 10 or not math.isfinite(self.learning_rate):
+            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 10); 0.003 is the default")
+        if self.weight_decay < 0 or self.eval_rows < 0:
+            raise InputError(f"--weight-decay {self.weight_decay} and --eval-rows {self.eval_rows} "
+                             "must be >= 0")
+
+
+@dataclass
+class ClassifierResult:
+    out: Path
+    model: ConditionClassifier
+    train_rows: int
+    eval_rows: int
+    accuracy: float | None  # held-out: labels right (label), conditions with every token right (text)
+    precision: float | None  # text conditions: held-out token precision at p > 0.5
+    recall: float | None  # text conditions: held-out token recall at p > 0.5
+    seconds: float
+
+
+def _targets(spec: ConditionSpec, cond: np.ndarray, outputs: int) -> torch.Tensor:
+    cond_t = torch.as_tensor(cond, dtype=torch.long)
+    return cond_t if spec.type == "label" else token_targets(cond_t, outputs)
+
+
+def _loss(spec: ConditionSpec, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if spec.type == "label":
+        return F.cross_entropy(logits, target)
+    skip = len(SPECIALS)
+    per_text = F.binary_cross_entropy_with_logits(logits[:, skip:], target[:, skip:], reduction="sum")
+    return per_text / len(logits)
+
+
+@torch.no_grad()
+def _held_out_figures(model: ConditionClassifier, texts: list[str], cond: np.ndarray):
+    """(accuracy, precision, recall) on held-out rows (precision and recall: text conditions)."""
+    if not texts:
+        return None, None, None
+    logits = model.logits(texts)
+    if model.spec.type == "label":
+        return float((logits.argmax(1).numpy() == cond).mean()), None, None
+    skip = len(SPECIALS)
+    target = token_targets(torch.as_tensor(cond, dtype=torch.long), logits.shape[1])[:, skip:] > 0
+    pred = logits[:, skip:] > 0
+    hit = float((pred & target).sum())
+    return (float((pred == target).all(1).float().mean()), hit / max(1.0, float(pred.sum())),
+            hit / max(1.0, float(target.sum())))
+
+
+def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | None = None,
+                     reporter: Reporter = SILENT, overwrite: bool = False) -> ClassifierResult:
+    """Train a condition classifier on a store's texts and conditions and save it to `out`
+    (written whole or not at all)."""
+    from ldlm.atomic import atomic_directory, check_output_path
+    from ldlm.store import LatentStore, holdout_rows
+
+    args = args or ClassifierArgs()
+    args.check()
+    out = Path(out)
+    check_output_path(out, "--out", folder=True)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {str(out)!r} exists and is not empty; pass --overwrite to replace it "
+                         "or give another folder")
+    opened = LatentStore.open(store)
+    spec_dict = opened.attrs.get("condition")
+    if not spec_dict:
+        raise InputError(f"store {opened.path!r} has no conditions; encode it with `ldlm encode "
+                         "--condition-column COL` to train a condition classifier")
+    spec = ConditionSpec.from_dict(spec_dict)
+    started = time.perf_counter()
+    texts = opened.read_texts()
+    cond = np.asarray(opened.read_conditions())
+    held = holdout_rows(len(texts), args.eval_rows)
+    n = len(texts) - held
+    ngrams = build_ngram_vocab(texts[:n], args.ngram_order, args.min_count, args.max_ngrams)
+    if not ngrams:
+        raise InputError(f"no word n-gram occurs in {args.min_count} training texts of store "
+                         f"{opened.path!r}; lower --min-count")
+    torch.manual_seed(args.seed)
+    model = ConditionClassifier(condition=spec.to_dict(), num_ngrams=len(ngrams),
+                                ngram_order=args.ngram_order)
+    model.set_ngrams(ngrams)
+    # bags of every training text, built once (a text's ids are bag()'s for a batch of one)
+    bags = [bag([t], model._index, args.ngram_order)[0] for t in texts[:n]]
+    targets = _targets(spec, cond[:n], model.bias.shape[0])
+    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    rng = np.random.default_rng(args.seed)
+    steps_per_epoch = max(1, n // args.batch_size)
+    reporter.start("train-classifier", total=args.epochs * steps_per_epoch, unit="step")
+    for _ in range(args.epochs):
+        order = rng.permutation(n)
+        for s in range(steps_per_epoch):
+            idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+            lengths = torch.tensor([len(bags[i]) for i in idx])
+            offsets = torch.cumsum(lengths, 0) - lengths
+            loss = _loss(spec, model(torch.cat([bags[i] for i in idx]), offsets), targets[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            with torch.no_grad():  # decoupled L2: every weight, every step (AdamW's rule)
+                model.weight.weight.mul_(1 - args.learning_rate * args.weight_decay)
+            reporter.advance(1, loss=round(loss.item(), 4))
+    reporter.stop()
+    model.eval()
+    accuracy, precision, recall = _held_out_figures(model, texts[n:], cond[n:])
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(tmp)
+        (tmp / "ldlm_classifier.json").write_text(json.dumps({
+            "store": opened.path, "latent_space": opened.latent_space, "train_rows": n,
+            "eval_rows": held, "accuracy": accuracy, "precision": precision, "recall": recall,
+            "training": asdict(args)}, indent=2))
+    return ClassifierResult(out, model, n, held, accuracy, precision, recall,
+                            time.perf_counter() - started)
+
+
+__all__ = ["ConditionClassifier", "ClassifierArgs", "ClassifierResult", "train_classifier",
+           "text_ngrams", "build_ngram_vocab"]
