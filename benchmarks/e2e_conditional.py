@@ -162,9 +162,15 @@ def generate(args) -> dict:
     hyps: list[str] = []
     # a run trained on `delexicalise --mr`: its conditions name the placeholders
     conditions = [delexicalise(mr, mr) for mr in mrs] if args.delexicalise_mr else mrs
+    reranker = None
+    if args.reranker:
+        from ldlm.classifier import ConditionClassifier
+
+        reranker = ConditionClassifier.from_pretrained(args.reranker)
     frames = iter_conditional(run, conditions, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
                               args.batch_size, device, mbr=args.mbr, autoencoder=ae,
-                              rerank_slots=args.rerank_slots, noise_scale=args.noise_scale)
+                              rerank_slots=args.rerank_slots, noise_scale=args.noise_scale,
+                              reranker=reranker, reranker_weight=args.reranker_weight)
     for x, meta in frames:
         if args.mbr and args.num_beams == 1:
             hyps += [m["mbr_text"] for m in meta]
@@ -179,6 +185,7 @@ def generate(args) -> dict:
         "bleu": round(corpus_bleu(hyps, refs), 2), "slot_recall": round(slot_recall(mrs, hyps), 4),
         "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "steps": args.steps,
         "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
+        "reranker": args.reranker, "reranker_weight": args.reranker_weight if args.reranker else None,
         "num_beams": args.num_beams, "relexicalise": args.relexicalise,
         "delexicalise_mr": args.delexicalise_mr, "seed": args.seed,
         "seconds": round(seconds, 1), "device": device,
@@ -294,6 +301,8 @@ def main() -> None:
     g.add_argument("--steps", type=int, default=50)
     g.add_argument("--mbr", type=int, default=None)
     g.add_argument("--rerank-slots", action="store_true")
+    g.add_argument("--reranker", default=None, help="a condition classifier (ldlm train-classifier)")
+    g.add_argument("--reranker-weight", type=float, default=1.0)
     g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--autoencoder", default=None,
