@@ -302,7 +302,7 @@ def main() -> None:
     g.add_argument("--mbr", type=int, default=None)
     g.add_argument("--rerank-slots", action="store_true")
     g.add_argument("--reranker", default=None, help="a condition classifier (ldlm train-classifier)")
-    g.add_argument("--reranker-weight", type=float, default=1.0)
+    g.add_argument("--reranker-weight", type=float, default=0.5)
     g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--autoencoder", default=None,

@@ -46,6 +46,7 @@ from ldlm.errors import InputError, RuntimeFailure
 from ldlm.progress import SILENT, Reporter
 
 NGRAMS_FILE = "ngrams.json"
+CLASSIFIER_FILE = "ldlm_classifier.json"  # what made it: store, rows, held-out figures, options
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -203,8 +204,8 @@ def _loss(spec: ConditionSpec, logits: torch.Tensor, target: torch.Tensor) -> to
     if spec.type == "label":
         return F.cross_entropy(logits, target)
     skip = len(SPECIALS)
-    per_text = F.binary_cross_entropy_with_logits(logits[:, skip:], target[:, skip:], reduction="sum")
-    return per_text / len(logits)
+    total = F.binary_cross_entropy_with_logits(logits[:, skip:], target[:, skip:], reduction="sum")
+    return total / len(logits)  # summed over the tokens, averaged over the texts
 
 
 @torch.no_grad()
@@ -281,7 +282,7 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     accuracy, precision, recall = _held_out_figures(model, texts[n:], cond[n:])
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
-        (tmp / "ldlm_classifier.json").write_text(json.dumps({
+        (tmp / CLASSIFIER_FILE).write_text(json.dumps({
             "store": opened.path, "latent_space": opened.latent_space, "train_rows": n,
             "eval_rows": held, "accuracy": accuracy, "precision": precision, "recall": recall,
             "training": asdict(args)}, indent=2))

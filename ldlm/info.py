@@ -8,6 +8,7 @@ from pathlib import Path
 from ldlm.autoencoder import is_autoencoder_dir
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
+from ldlm.classifier import CLASSIFIER_FILE
 from ldlm.diffusion import RUN_FILE
 from ldlm.errors import InputError, RuntimeFailure
 from ldlm.store import LatentStore, is_store, is_url, store_location
@@ -42,6 +43,8 @@ def describe(path: str) -> dict:
                 "resume": "rerun train-autoencoder with --resume"}
     if (p / RUN_FILE).is_file() or (p.is_dir() and any(p.glob("checkpoint-*"))):
         return _describe_run(p)
+    if (p / CLASSIFIER_FILE).is_file():
+        return _describe_classifier(p)
     if p.is_file():
         with open(p, "rb") as fh:
             if fh.read(len(MAGIC)) == MAGIC:
@@ -55,7 +58,8 @@ def describe(path: str) -> dict:
     if not p.exists() and "://" not in path:
         raise InputError(f"PATH {path!r} does not exist")
     raise InputError(
-        f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder folder or latent file)"
+        f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder, run, condition "
+        "classifier or latent file)"
     )
 
 
@@ -102,6 +106,20 @@ def _describe_run(p: Path) -> dict:
         if fds:
             facts["last_frechet_distance"] = fds[-1]["frechet_distance"]
     return facts
+
+
+def _describe_classifier(p: Path) -> dict:
+    try:
+        meta = json.loads((p / CLASSIFIER_FILE).read_text())
+        cfg = json.loads((p / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise RuntimeFailure(f"classifier {str(p)!r} is damaged ({exc}); retrain it with `ldlm "
+                             "train-classifier`") from exc
+    return {"kind": "condition classifier", "path": str(p), "store": meta.get("store"),
+            "ngrams": cfg.get("num_ngrams"), "ngram_order": cfg.get("ngram_order"),
+            "train_rows": meta.get("train_rows"), "held_out_rows": meta.get("eval_rows"),
+            "held_out_accuracy": meta.get("accuracy"), "held_out_precision": meta.get("precision"),
+            "held_out_recall": meta.get("recall"), **_describe_conditions(cfg.get("condition"))}
 
 
 def _describe_conditions(spec: dict | None) -> dict:

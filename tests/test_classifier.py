@@ -152,7 +152,9 @@ def test_cli_train_classifier(tmp_path, mr_store):
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"saved {tmp_path / 'c'}") and "held-out on 14 rows" in lines[1]
-    assert (tmp_path / "c" / "config.json").is_file()
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "c"), "--json"]).stdout)
+    assert info["kind"] == "condition classifier" and info["train_rows"] == 288 - 14
+    assert info["condition"] == "mr (text, up to 2 tokens)" and info["store"] == mr_store
 
 
 def test_cli_store_without_conditions(tmp_path, tiny_store):

@@ -13,7 +13,7 @@ from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Seed, pick_device
 from ldlm.errors import InputError
 
-RERANKER_WEIGHT = 1.0  # --reranker-weight
+RERANKER_WEIGHT = 0.5  # --reranker-weight: the best on E2E dev (benchmarks/README.md)
 
 
 def stdout_is_terminal() -> bool:
