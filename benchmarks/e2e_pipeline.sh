@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # E2E, MR -> text, the whole pipeline in one script (benchmarks/README.md, "E2E, sixth round"):
 # delexicalise trainset.csv, train the autoencoder, encode the store with the MRs as conditions,
-# train the conditional denoiser, adapt the decoder to it, then score dev and test BLEU.
+# train the conditional denoiser, adapt the decoder to it, train the condition classifier that
+# reranks the MBR candidates, then score dev and test BLEU.
 #
 #     bash benchmarks/e2e_pipeline.sh                 # defaults: the run on the H100 (base sizes)
-#     W=/tmp/e2e AE_SIZE=small DN_SIZE=small DN_BATCH=256 DN_STEPS=18000 bash benchmarks/e2e_pipeline.sh
+#     W=/tmp/e2e AE_SIZE=small AE_STEPS=3000 AE_BATCH=64 AE_LR=1e-3 DN_SIZE=small DN_BATCH=256 \
+#       DN_STEPS=18000 THREADS=2 bash benchmarks/e2e_pipeline.sh     # the CPU run (seventh round)
 #
 # Every stage is skipped when its output is complete, and `train-autoencoder` and `train` resume
 # from their last checkpoint when a stage was cut off, so the same command can be given again.
@@ -15,7 +17,7 @@ AE_SIZE=${AE_SIZE:-base}; AE_STEPS=${AE_STEPS:-2500}; AE_BATCH=${AE_BATCH:-256};
 DN_SIZE=${DN_SIZE:-base}; DN_STEPS=${DN_STEPS:-6000}; DN_BATCH=${DN_BATCH:-1024}; DN_LR=${DN_LR:-1e-3}
 AD_STEPS=${AD_STEPS:-1000}; GEN_BATCH=${GEN_BATCH:-2000}; DEV_LIMIT=${DEV_LIMIT:-300}
 TEST_LIMIT=${TEST_LIMIT:-630}; THREADS=${THREADS:-8}
-STAGES=${STAGES:-"ae encode train adapt dev test"}
+STAGES=${STAGES:-"ae encode train adapt clf dev test"}
 HERE=$(dirname "$0")
 mkdir -p "$W/results"
 say() { echo "[$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
@@ -48,6 +50,10 @@ if has adapt && [ ! -e "$W/ae_adapt/config.json" ]; then
   say "adapt-decoder, $AD_STEPS steps"
   ldlm adapt-decoder "$W/run" --out "$W/ae_adapt" --max-steps "$AD_STEPS" --overwrite || exit 1
 fi
+if has clf && [ ! -e "$W/clf/config.json" ]; then
+  say "train-classifier"
+  ldlm train-classifier "$W/train.zarr" --out "$W/clf" --overwrite || exit 1
+fi
 gen() {  # NAME SPLIT LIMIT ARGS...: one text per distinct MR, W = 1, DPM-Solver 20 steps
   local name=$1 split=$2 limit=$3; shift 3
   [ -e "$W/results/$name.json" ] && return 0
@@ -62,10 +68,13 @@ if has dev; then
   gen dev_greedy_original dev "$DEV_LIMIT" --noise-scale 0
   gen dev_greedy dev "$DEV_LIMIT" --noise-scale 0 --autoencoder "$W/ae_adapt"
   gen dev_mbr40 dev "$DEV_LIMIT" --noise-scale 0.2 --mbr 40 --autoencoder "$W/ae_adapt"
+  gen dev_mbr40_rr dev "$DEV_LIMIT" --noise-scale 0.2 --mbr 40 --autoencoder "$W/ae_adapt" --reranker "$W/clf"
 fi
 if has test; then
   gen test_greedy test "$TEST_LIMIT" --noise-scale 0 --autoencoder "$W/ae_adapt"
   gen test_mbr40 test "$TEST_LIMIT" --noise-scale 0.2 --mbr 40 --autoencoder "$W/ae_adapt"
   gen test_mbr80 test "$TEST_LIMIT" --noise-scale 0.2 --mbr 80 --autoencoder "$W/ae_adapt"
+  gen test_mbr40_rr test "$TEST_LIMIT" --noise-scale 0.2 --mbr 40 --autoencoder "$W/ae_adapt" --reranker "$W/clf"
+  gen test_mbr80_rr test "$TEST_LIMIT" --noise-scale 0.2 --mbr 80 --autoencoder "$W/ae_adapt" --reranker "$W/clf"
 fi
 say "done"
