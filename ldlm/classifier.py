@@ -89,7 +89,10 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
         ngram_order: int = 3,  # word n-grams 1..order
     ):
         super().__init__()
-        spec = ConditionSpec.from_dict(condition or {"type": "label", "column": "", "labels": ["?"]})
+        if not condition:
+            raise InputError("a ConditionClassifier needs the condition spec of its store "
+                             "(ConditionSpec.to_dict()); train one with `ldlm train-classifier`")
+        spec = ConditionSpec.from_dict(condition)
         outputs = len(spec.labels) if spec.type == "label" else len(spec.vocab)
         self.weight = nn.EmbeddingBag(num_ngrams, outputs, mode="sum")  # one row of logits per n-gram
         nn.init.zeros_(self.weight.weight)
@@ -111,8 +114,12 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
         # ids (n-grams of all texts), offsets (B,) -> logits (B, outputs)
         return self.weight(ids, offsets) + self.bias
 
+    def bag(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The EmbeddingBag inputs of `texts` under this classifier's n-grams."""
+        return bag(texts, self._index or {}, self.config.ngram_order)
+
     def logits(self, texts: list[str]) -> torch.Tensor:
-        ids, offsets = bag(texts, self._index or {}, self.config.ngram_order)
+        ids, offsets = self.bag(texts)
         dev = self.bias.device
         return self(ids.to(dev), offsets.to(dev))
 
@@ -257,8 +264,8 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     model = ConditionClassifier(condition=spec.to_dict(), num_ngrams=len(ngrams),
                                 ngram_order=args.ngram_order)
     model.set_ngrams(ngrams)
-    # bags of every training text, built once (a text's ids are bag()'s for a batch of one)
-    bags = [bag([t], model._index, args.ngram_order)[0] for t in texts[:n]]
+    # the n-gram ids of every training text, built once
+    bags = [model.bag([t])[0] for t in texts[:n]]
     targets = _targets(spec, cond[:n], model.bias.shape[0])
     opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     rng = np.random.default_rng(args.seed)

@@ -301,7 +301,7 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
                      num_inference_steps: int = 50, scheduler: str = "ddim", seed: int = 42,
                      batch_size: int | None = None, device="cpu", reporter=None, mbr: int | None = None,
                      autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False,
-                     noise_scale: float = 1.0, reranker=None, reranker_weight: float = 1.0):
+                     noise_scale: float = 1.0, reranker=None, reranker_weight: float = 0.5):
     """Yield (latents (b, k, d), meta) for `num_samples` samples of each condition in `values`,
     row i * num_samples + j being sample j of condition i; meta rows are {"condition": value}.
 
