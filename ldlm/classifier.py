@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -43,17 +42,17 @@ from torch.nn import functional as F
 
 from ldlm.conditions import SPECIALS, ConditionSpec
 from ldlm.errors import InputError, RuntimeFailure
+from ldlm.metrics import tokenize
 from ldlm.progress import SILENT, Reporter
 
 NGRAMS_FILE = "ngrams.json"
 CLASSIFIER_FILE = "ldlm_classifier.json"  # what made it: store, rows, held-out figures, options
-_WORD = re.compile(r"\w+|[^\w\s]")
 
 
 # ----- features ---------------------------------------------------------------------------
 def text_ngrams(text: str, order: int) -> set[str]:
     """The distinct lower-cased word n-grams (1..order) of a text, words joined by spaces."""
-    words = _WORD.findall(text.lower())
+    words = tokenize(text, "words")  # the tokens of `ldlm evaluate`
     return {" ".join(words[i:i + n]) for n in range(1, order + 1) for i in range(len(words) - n + 1)}
 
 
