@@ -170,7 +170,8 @@ def generate(args) -> dict:
     frames = iter_conditional(run, conditions, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
                               args.batch_size, device, mbr=args.mbr, autoencoder=ae,
                               rerank_slots=args.rerank_slots, noise_scale=args.noise_scale,
-                              reranker=reranker, reranker_weight=args.reranker_weight)
+                              reranker=reranker, reranker_weight=args.reranker_weight,
+                              fluency_weight=args.fluency_weight if reranker else 0.0)
     for x, meta in frames:
         if args.mbr and args.num_beams == 1:
             hyps += [m["mbr_text"] for m in meta]
@@ -186,6 +187,7 @@ def generate(args) -> dict:
         "guidance_scale": args.guidance_scale, "scheduler": args.scheduler, "steps": args.steps,
         "mbr": args.mbr, "rerank_slots": args.rerank_slots, "noise_scale": args.noise_scale,
         "reranker": args.reranker, "reranker_weight": args.reranker_weight if args.reranker else None,
+        "fluency_weight": args.fluency_weight if args.reranker else None,
         "num_beams": args.num_beams, "relexicalise": args.relexicalise,
         "delexicalise_mr": args.delexicalise_mr, "seed": args.seed,
         "seconds": round(seconds, 1), "device": device,
@@ -303,6 +305,9 @@ def main() -> None:
     g.add_argument("--rerank-slots", action="store_true")
     g.add_argument("--reranker", default=None, help="a condition classifier (ldlm train-classifier)")
     g.add_argument("--reranker-weight", type=float, default=0.5)
+    g.add_argument("--fluency-weight", type=float, default=0.0,
+                   help="with --reranker: weight of its language model's log p(text) per word "
+                   "(`ldlm sample` uses 10; 0 here keeps the seventh round's commands as they were)")
     g.add_argument("--noise-scale", type=float, default=1.0)
     g.add_argument("--num-beams", type=int, default=1)
     g.add_argument("--autoencoder", default=None,

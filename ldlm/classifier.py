@@ -15,13 +15,17 @@ linear layer, the log-linear classifier of fastText / logistic regression:
 
 It trains in about a minute on a CPU from a latent store's `text` and `condition` arrays
 (the store `ldlm train --conditional` reads; no autoencoder), holding out the store's last
-rows for the figures it reports. Saved in `save_pretrained` layout: `config.json` (with the
-condition vocabulary, checked against a run before reranking), the weights as safetensors,
-and the n-gram vocabulary in `ngrams.json`.
+rows for the figures it reports. Beside it, the same texts train a word trigram language
+model (ldlm.fluency), p(text), so that the reranker can also prefer the candidates that read
+like the training texts: log p(condition | text) + log p(text) is the noisy-channel score.
+Saved in `save_pretrained` layout: `config.json` (with the condition vocabulary, checked
+against a run before reranking), the weights as safetensors, the n-gram vocabulary in
+`ngrams.json` and the language model's counts in `fluency_lm.json`.
 
 Python API:
     train_classifier(store, out, ClassifierArgs()) -> ClassifierResult
     ConditionClassifier.from_pretrained(path).log_likelihood(texts, conditions)
+    ConditionClassifier.from_pretrained(path).fluency(texts)  # nats per token
 """
 
 from __future__ import annotations
@@ -42,10 +46,12 @@ from torch.nn import functional as F
 
 from ldlm.conditions import SPECIALS, ConditionSpec
 from ldlm.errors import InputError, RuntimeFailure
+from ldlm.fluency import NgramLM
 from ldlm.metrics import tokenize
 from ldlm.progress import SILENT, Reporter
 
 NGRAMS_FILE = "ngrams.json"
+FLUENCY_FILE = "fluency_lm.json"  # the word n-gram language model of the same texts
 CLASSIFIER_FILE = "ldlm_classifier.json"  # what made it: store, rows, held-out figures, options
 
 
@@ -98,6 +104,7 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
         self.bias = nn.Parameter(torch.zeros(outputs))
         self.ngrams: list[str] = []  # set by from_pretrained / train_classifier
         self._index: dict[str, int] | None = None
+        self.language_model: NgramLM | None = None  # p(text), set likewise where there is one
 
     @property
     def spec(self) -> ConditionSpec:
@@ -134,10 +141,21 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
         ll = torch.where(target > 0, F.logsigmoid(logits), F.logsigmoid(-logits))
         return ll[:, len(SPECIALS):].sum(1).cpu().numpy()
 
+    def fluency(self, texts: list[str]) -> np.ndarray:
+        """log p(text) per token (n,) under the language model of the classifier's training texts."""
+        if self.language_model is None:
+            raise InputError("this classifier has no language model (fluency_lm.json), so it cannot "
+                             "score fluency; retrain it with `ldlm train-classifier` or pass "
+                             "--fluency-weight 0")
+        return self.language_model.mean_log_prob(texts)
+
     # ----- persistence: the weights and config by diffusers, the n-grams beside them ----
     def save_pretrained(self, save_directory, **kwargs) -> None:
         super().save_pretrained(save_directory, **kwargs)
         (Path(save_directory) / NGRAMS_FILE).write_text(json.dumps(self.ngrams, ensure_ascii=False))
+        if self.language_model is not None:
+            (Path(save_directory) / FLUENCY_FILE).write_text(
+                json.dumps(self.language_model.to_dict(), ensure_ascii=False))
 
     @classmethod
     def from_pretrained(cls, path, **kwargs) -> ConditionClassifier:
@@ -148,6 +166,9 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
         try:
             model = super().from_pretrained(str(folder), **kwargs)
             model.set_ngrams(json.loads((folder / NGRAMS_FILE).read_text(encoding="utf-8")))
+            if (folder / FLUENCY_FILE).is_file():  # none with --lm-order 0
+                model.language_model = NgramLM.from_dict(
+                    json.loads((folder / FLUENCY_FILE).read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError) as exc:
             raise RuntimeFailure(f"classifier {str(path)!r} is damaged ({str(exc).splitlines()[0]}); "
                                  "retrain it with `ldlm train-classifier`") from exc
@@ -174,6 +195,7 @@ class ClassifierArgs:
     ngram_order: int = 3  # word n-grams 1..order
     min_count: int = 3  # keep n-grams found in at least this many training texts
     max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
+    lm_order: int = 3  # the fluency language model: word n-grams 1..lm_order (0: none)
     eval_rows: int = 1000  # held-out rows at the end of the store (at most 5% of it)
     seed: int = 42
 
@@ -184,6 +206,8 @@ class ClassifierArgs:
                 raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
         if not 0 < self.learning_rate < 10 or not math.isfinite(self.learning_rate):
             raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 10); 0.003 is the default")
+        if self.lm_order < 0:
+            raise InputError(f"--lm-order {self.lm_order} must be >= 0 (0: no fluency model)")
         if self.weight_decay < 0 or self.eval_rows < 0:
             raise InputError(f"--weight-decay {self.weight_decay} and --eval-rows {self.eval_rows} "
                              "must be >= 0")
@@ -199,6 +223,7 @@ class ClassifierResult:
     precision: float | None  # text conditions: held-out token precision at p > 0.5
     recall: float | None  # text conditions: held-out token recall at p > 0.5
     seconds: float
+    perplexity: float | None = None  # the fluency model's, per token on the held-out texts
 
 
 def _targets(spec: ConditionSpec, cond: np.ndarray, outputs: int) -> torch.Tensor:
@@ -286,14 +311,19 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     reporter.stop()
     model.eval()
     accuracy, precision, recall = _held_out_figures(model, texts[n:], cond[n:])
+    perplexity = None
+    if args.lm_order:
+        model.language_model = NgramLM.fit(texts[:n], order=args.lm_order)
+        if held:
+            perplexity = model.language_model.perplexity(texts[n:])
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
         (tmp / CLASSIFIER_FILE).write_text(json.dumps({
             "store": opened.path, "latent_space": opened.latent_space, "train_rows": n,
             "eval_rows": held, "accuracy": accuracy, "precision": precision, "recall": recall,
-            "training": asdict(args)}, indent=2))
+            "perplexity": perplexity, "training": asdict(args)}, indent=2))
     return ClassifierResult(out, model, n, held, accuracy, precision, recall,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, perplexity)
 
 
 __all__ = ["ConditionClassifier", "ClassifierArgs", "ClassifierResult", "train_classifier",

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ldlm.errors import InputError
-from ldlm.mbr import mbr_pick, mbr_scores  # mbr_pick re-exported
+from ldlm.mbr import FLUENCY_WEIGHT, RERANKER_WEIGHT, mbr_pick, mbr_scores  # mbr_pick re-exported
 
 ConditionType = Literal["label", "text"]
 PAD, NULL, UNK = 0, 1, 2
@@ -281,14 +281,22 @@ def rerank_slot_values(meta: dict, run_path, mbr: int | None) -> set[str]:
     return known
 
 
-def check_reranker(reranker, meta: dict, run_path, mbr: int | None, weight: float) -> None:
-    """--reranker needs --mbr candidates, a finite weight >= 0, and a classifier of the run's own
-    condition vocabulary."""
+def check_reranker(reranker, meta: dict, run_path, mbr: int | None, weight: float,
+                   fluency_weight: float = 0.0) -> None:
+    """--reranker needs --mbr candidates, finite weights >= 0, a classifier of the run's own
+    condition vocabulary, and its language model where --fluency-weight is above 0."""
     if not mbr:
         raise InputError("--reranker chooses among --mbr candidates; add --mbr N (e.g. 40) or drop "
                          "--reranker")
     if not math.isfinite(weight) or weight < 0:
         raise InputError(f"--reranker-weight {weight} must be a finite number >= 0 (0: MBR alone)")
+    if not math.isfinite(fluency_weight) or fluency_weight < 0:
+        raise InputError(f"--fluency-weight {fluency_weight} must be a finite number >= 0 (0: no "
+                         "fluency term)")
+    if fluency_weight > 0 and reranker.language_model is None:
+        raise InputError(f"--fluency-weight {fluency_weight} needs the classifier's language model, "
+                         "and this --reranker has none (trained with --lm-order 0?); retrain it "
+                         "with `ldlm train-classifier` or pass --fluency-weight 0")
     spec = run_condition_spec(meta, run_path)
     if spec is None or reranker.spec.to_dict() != spec.to_dict():
         raise InputError(f"the --reranker classifier was trained on conditions of column "
@@ -301,7 +309,8 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
                      num_inference_steps: int = 50, scheduler: str = "ddim", seed: int = 42,
                      batch_size: int | None = None, device="cpu", reporter=None, mbr: int | None = None,
                      autoencoder=None, max_new_tokens: int = 100, rerank_slots: bool = False,
-                     noise_scale: float = 1.0, reranker=None, reranker_weight: float = 0.5):
+                     noise_scale: float = 1.0, reranker=None, reranker_weight: float = RERANKER_WEIGHT,
+                     fluency_weight: float = FLUENCY_WEIGHT):
     """Yield (latents (b, k, d), meta) for `num_samples` samples of each condition in `values`,
     row i * num_samples + j being sample j of condition i; meta rows are {"condition": value}.
 
@@ -314,6 +323,9 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     reranker (with mbr): a ConditionClassifier (ldlm.classifier) of the run's conditions; the
     choice maximises MBR score + reranker_weight * log p(condition | candidate text) instead of
     the MBR score alone (TGen's classifier reranking of its beam, on MBR's candidates).
+    fluency_weight (with reranker): adds fluency_weight * log p(candidate) per word under the
+    classifier's language model of the store's texts (ldlm.fluency); with the classifier term
+    this is a noisy-channel reranker.
     noise_scale: multiplies the starting noise (ldlm.diffusion.Diffusion.sample); on E2E, 0 to
     0.3 with guidance 1 gave far higher BLEU than 1 (benchmarks/README.md).
     """
@@ -326,7 +338,7 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
     conds = encode_for_run(run.meta, run.path, values)  # (n_cond,) or (n_cond, L)
     known = rerank_slot_values(run.meta, run.path, mbr) if rerank_slots else set()
     if reranker is not None:
-        check_reranker(reranker, run.meta, run.path, mbr, reranker_weight)
+        check_reranker(reranker, run.meta, run.path, mbr, reranker_weight, fluency_weight)
     draws = num_samples * (mbr or 1)
     model = None
     if mbr:
@@ -352,6 +364,8 @@ def iter_conditional(run, values: list[str], num_samples: int = 1, guidance_scal
         texts = model.generate(torch.from_numpy(x), max_new_tokens=max_new_tokens, temperature=0.0)
         fit = None if reranker is None else reranker_weight * reranker.log_likelihood(
             texts, expanded[drawn:drawn + len(x)])  # (b,)
+        if fit is not None and fluency_weight:
+            fit = fit + fluency_weight * reranker.fluency(texts)
         drawn += len(x)
         keep, meta = [], []
         for g in range(0, len(x), mbr):

@@ -8,7 +8,7 @@ from pathlib import Path
 from ldlm.autoencoder import is_autoencoder_dir
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
-from ldlm.classifier import CLASSIFIER_FILE
+from ldlm.classifier import CLASSIFIER_FILE, FLUENCY_FILE
 from ldlm.diffusion import RUN_FILE
 from ldlm.errors import InputError, RuntimeFailure
 from ldlm.store import LatentStore, is_store, is_url, store_location
@@ -119,7 +119,10 @@ def _describe_classifier(p: Path) -> dict:
             "ngrams": cfg.get("num_ngrams"), "ngram_order": cfg.get("ngram_order"),
             "train_rows": meta.get("train_rows"), "held_out_rows": meta.get("eval_rows"),
             "held_out_accuracy": meta.get("accuracy"), "held_out_precision": meta.get("precision"),
-            "held_out_recall": meta.get("recall"), **_describe_conditions(cfg.get("condition"))}
+            "held_out_recall": meta.get("recall"), **_describe_conditions(cfg.get("condition")),
+            "fluency_model": (f"{order}-grams" if (order := (meta.get("training") or {}).get("lm_order"))
+                              and (p / FLUENCY_FILE).is_file() else None),
+            "fluency_held_out_perplexity": meta.get("perplexity")}
 
 
 def _describe_conditions(spec: dict | None) -> dict:

@@ -17,6 +17,11 @@ import math
 
 import numpy as np
 
+# the weights of the reranking terms added to a candidate's MBR score (BLEU points, 0-100), the
+# defaults of `ldlm sample` and ldlm.conditions.iter_conditional (benchmarks/README.md, E2E dev)
+RERANKER_WEIGHT = 0.5  # per nat of log p(condition | text): the best of those tried, 0.25 to 20
+FLUENCY_WEIGHT = 10.0  # per nat per word of log p(text): the middle of the best range, 5 to 15
+
 MAX_ORDER = 4  # sacrebleu's MAX_NGRAM_ORDER
 
 
@@ -118,4 +123,4 @@ def mbr_pick(candidates: list[str]) -> int:
     return int(np.argmax(mbr_scores(candidates)))
 
 
-__all__ = ["pairwise_bleu", "mbr_scores", "mbr_pick"]
+__all__ = ["pairwise_bleu", "mbr_scores", "mbr_pick", "RERANKER_WEIGHT", "FLUENCY_WEIGHT"]

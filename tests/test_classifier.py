@@ -100,7 +100,8 @@ def test_label_conditions_are_learned_and_scored(tmp_path):
 
 def test_saved_folder_round_trip(mr_classifier):
     out, result = mr_classifier
-    assert {"config.json", "ngrams.json", "ldlm_classifier.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "ngrams.json", "ldlm_classifier.json", "fluency_lm.json"} <= {
+        p.name for p in out.iterdir()}
     assert any(p.suffix == ".safetensors" for p in out.iterdir())
     loaded = ConditionClassifier.from_pretrained(out)
     texts = ["Indian food in the city centre area.", "nothing known here"]
@@ -110,6 +111,26 @@ def test_saved_folder_round_trip(mr_classifier):
     assert loaded.spec.to_dict() == result.model.spec.to_dict()
     meta = json.loads((out / "ldlm_classifier.json").read_text())
     assert meta["train_rows"] == result.train_rows and meta["training"]["epochs"] == FAST.epochs
+    np.testing.assert_array_equal(loaded.fluency(texts), result.model.fluency(texts))
+    assert meta["perplexity"] == pytest.approx(result.perplexity)
+
+
+def test_fluency_model_of_the_training_texts(mr_classifier):
+    _, result = mr_classifier
+    # the held-out texts are wordings seen in training: a low perplexity, and a wording of the
+    # store reads better than its words shuffled
+    assert 1 < result.perplexity < 3
+    fluent, shuffled = result.model.fluency(["Thai food in the riverside area.",
+                                             "area food the Thai riverside in."])
+    assert fluent > shuffled
+
+
+def test_no_fluency_model_with_lm_order_0(tmp_path, mr_store):
+    result = train_classifier(mr_store, tmp_path / "c", ClassifierArgs(epochs=1, min_count=1, lm_order=0))
+    assert result.perplexity is None and not (tmp_path / "c" / "fluency_lm.json").exists()
+    loaded = ConditionClassifier.from_pretrained(tmp_path / "c")
+    with pytest.raises(InputError, match="has no language model.*--fluency-weight 0"):
+        loaded.fluency(["Thai food."])
 
 
 def test_damaged_and_missing_folders(tmp_path, mr_classifier):
@@ -140,6 +161,7 @@ def test_out_is_kept_unless_overwrite(tmp_path, mr_store):
 @pytest.mark.parametrize("kw,needle", [
     ({"epochs": 0}, "--epochs 0"), ({"min_count": 0}, "--min-count 0"),
     ({"learning_rate": 0.0}, "--learning-rate 0.0"), ({"weight_decay": -1.0}, "--weight-decay -1.0"),
+    ({"lm_order": -1}, "--lm-order -1"),
 ])
 def test_bad_arguments(kw, needle):
     with pytest.raises(InputError, match=needle):
@@ -152,9 +174,11 @@ def test_cli_train_classifier(tmp_path, mr_store):
     assert r.exit_code == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"saved {tmp_path / 'c'}") and "held-out on 14 rows" in lines[1]
+    assert lines[2].startswith("fluency model (3-grams): held-out perplexity")
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "c"), "--json"]).stdout)
     assert info["kind"] == "condition classifier" and info["train_rows"] == 288 - 14
     assert info["condition"] == "mr (text, up to 2 tokens)" and info["store"] == mr_store
+    assert info["fluency_model"] == "3-grams" and info["fluency_held_out_perplexity"] > 1
 
 
 def test_cli_store_without_conditions(tmp_path, tiny_store):

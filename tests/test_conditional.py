@@ -385,8 +385,9 @@ def text_classifier(tmp_path_factory, text_store):
     return train_classifier(text_store, out, ClassifierArgs(epochs=3, min_count=1)).model
 
 
-@pytest.mark.parametrize("weight", [0.0, 1e6])
-def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, text_classifier, weight):
+@pytest.mark.parametrize("weight,fluency", [(0.0, 0.0), (1e6, 0.0), (0.5, 10.0), (0.0, 1e6)])
+def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, text_classifier, weight,
+                                                         fluency):
     from ldlm.autoencoder import load_autoencoder
     from ldlm.conditions import iter_conditional
     from ldlm.mbr import mbr_scores
@@ -394,8 +395,9 @@ def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, te
     run, ae = load_run(text_run), load_autoencoder(tiny_ae, device="cpu")
     conds, mbr = ["name[the], size[short]", "name[a], size[long]"], 4
     kw = dict(num_inference_steps=2, scheduler="ddim", batch_size=8, autoencoder=ae)
-    chosen = [m["mbr_text"] for _, meta in iter_conditional(run, conds, mbr=mbr, reranker=text_classifier,
-                                                            reranker_weight=weight, **kw) for m in meta]
+    chosen = [m["mbr_text"] for _, meta in iter_conditional(
+        run, conds, mbr=mbr, reranker=text_classifier, reranker_weight=weight,
+        fluency_weight=fluency, **kw) for m in meta]
     # the same candidates, drawn without MBR (same seed, batch and condition rows)
     x = np.concatenate([x for x, _ in iter_conditional(run, conds, num_samples=mbr, **kw)])
     cands = ae.generate(torch.from_numpy(x), temperature=0.0)
@@ -403,9 +405,9 @@ def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, te
     for i, cond in enumerate(conds):
         group = cands[i * mbr:(i + 1) * mbr]
         ll = text_classifier.log_likelihood(group, spec.encode([cond] * mbr))
-        score = mbr_scores(group) + weight * ll
+        score = mbr_scores(group) + weight * ll + fluency * text_classifier.fluency(group)
         assert chosen[i] == group[int(np.argmax(score))]
-        if weight == 0:
+        if weight == fluency == 0:
             assert chosen[i] == group[mbr_pick(group)]  # weight 0 is plain MBR
 
 
@@ -424,6 +426,7 @@ def test_cli_sample_with_reranker(text_run, text_store, tmp_path):
         header = read_header(fh, "x")
         meta = [m for _, ms in read_frames(fh, header, "x") for m in ms]
     assert header.extra["reranker"] == str(clf) and header.extra["reranker_weight"] == 2.0
+    assert header.extra["fluency_weight"] == 10.0  # the default
     assert len(meta) == 2 and all(m["mbr_candidates"] == 3 for m in meta)
 
 
@@ -434,6 +437,8 @@ def test_cli_sample_with_reranker(text_run, text_store, tmp_path):
       "--reranker-weight", "-1"], "--reranker-weight -1.0 must be"),
     (["--condition", "name[the], size[short]", "--mbr", "2", "--reranker", "nowhere"],
      "classifier 'nowhere' does not exist"),
+    (["--condition", "name[the], size[short]", "--mbr", "2", "--reranker", "CLF",
+      "--fluency-weight", "nan"], "--fluency-weight nan must be a finite number >= 0"),
 ])
 def test_cli_bad_reranker(text_run, text_store, tmp_path, extra, needle):
     from ldlm.classifier import ClassifierArgs, train_classifier
@@ -453,3 +458,15 @@ def test_reranker_of_another_condition_vocabulary(label_run, text_classifier):
     run = load_run(label_run)
     with pytest.raises(InputError, match="another vocabulary than run"):
         check_reranker(text_classifier, run.meta, run.path, 4, 1.0)
+
+
+def test_fluency_weight_needs_the_classifiers_language_model(text_run, text_store, tmp_path):
+    from ldlm.classifier import ClassifierArgs, train_classifier
+    from ldlm.conditions import check_reranker
+
+    run = load_run(text_run)
+    bare = train_classifier(text_store, tmp_path / "c", ClassifierArgs(epochs=1, min_count=1,
+                                                                       lm_order=0)).model
+    with pytest.raises(InputError, match="--fluency-weight 10.0 needs the classifier's language model"):
+        check_reranker(bare, run.meta, run.path, 4, 0.5, 10.0)
+    check_reranker(bare, run.meta, run.path, 4, 0.5, 0.0)  # no fluency term: no model needed

@@ -24,6 +24,9 @@ def train_classifier_cmd(
     ngram_order: Annotated[int, typer.Option(help="Word n-grams 1..N are the features.")] = 3,
     min_count: Annotated[int, typer.Option(
         help="Keep the n-grams found in at least this many training texts.")] = 3,
+    lm_order: Annotated[int, typer.Option(
+        help="Word n-gram order of the fluency language model saved beside the classifier, for "
+        "`ldlm sample --fluency-weight` (0: none).")] = 3,
     eval_rows: Annotated[int, typer.Option(
         help="Held-out rows at the end of the store (at most 5%), as `ldlm train` holds out.")] = 1000,
     seed: Seed = 42,
@@ -31,12 +34,13 @@ def train_classifier_cmd(
 ) -> None:
     """Train a condition classifier on a store's texts: log p(condition | text) from word
     n-grams, for `ldlm sample --mbr N --reranker OUT` (keep the candidate that states its
-    condition). About a minute on a CPU for E2E; --out is written whole or not at all."""
+    condition), and a word n-gram language model of the same texts (keep one that reads well).
+    About a minute on a CPU for E2E; --out is written whole or not at all."""
     from ldlm.classifier import ClassifierArgs, train_classifier
 
     args = ClassifierArgs(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                           weight_decay=weight_decay, ngram_order=ngram_order, min_count=min_count,
-                          eval_rows=eval_rows, seed=seed)
+                          lm_order=lm_order, eval_rows=eval_rows, seed=seed)
     result = train_classifier(store, out, args, RichReporter(), overwrite)
     typer.echo(f"saved {out} ({result.model.config.num_ngrams} n-grams, {result.train_rows} "
                f"training rows, {result.seconds:.0f} s)")
@@ -47,3 +51,6 @@ def train_classifier_cmd(
     else:
         typer.echo(f"held-out on {result.eval_rows} rows: token precision {result.precision:.3f}, "
                    f"recall {result.recall:.3f}, conditions exactly right {result.accuracy:.3f}")
+    if result.perplexity is not None:
+        typer.echo(f"fluency model ({lm_order}-grams): held-out perplexity {result.perplexity:.1f} "
+                   "per word")

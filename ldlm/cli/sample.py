@@ -12,8 +12,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Seed, pick_device
 from ldlm.errors import InputError
-
-RERANKER_WEIGHT = 0.5  # --reranker-weight: the best on E2E dev (benchmarks/README.md)
+from ldlm.mbr import FLUENCY_WEIGHT, RERANKER_WEIGHT
 
 
 def stdout_is_terminal() -> bool:
@@ -134,6 +133,9 @@ def sample_cmd(
     ] = None,
     reranker_weight: Annotated[float, typer.Option(
         help="BLEU points per nat of the --reranker's log-likelihood (0: MBR alone).")] = RERANKER_WEIGHT,
+    fluency_weight: Annotated[float, typer.Option(
+        help="With --reranker: BLEU points per nat per word of log p(text) under the classifier's "
+        "language model of the store's texts (0: no fluency term).")] = FLUENCY_WEIGHT,
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
@@ -188,17 +190,19 @@ def sample_cmd(
             from ldlm.conditions import check_reranker
 
             classifier = ConditionClassifier.from_pretrained(reranker)
-            check_reranker(classifier, run.meta, run.path, mbr, reranker_weight)
+            check_reranker(classifier, run.meta, run.path, mbr, reranker_weight, fluency_weight)
         header = header_for(run, scheduler, num_inference_steps, seed)
         w = 1.0 if guidance_scale is None else guidance_scale
         header.extra.update({"guidance_scale": w, "mbr": mbr, "rerank_slots": rerank_slots,
                              "conditions": len(values)})
         if classifier is not None:
-            header.extra.update({"reranker": str(reranker), "reranker_weight": reranker_weight})
+            header.extra.update({"reranker": str(reranker), "reranker_weight": reranker_weight,
+                                 "fluency_weight": fluency_weight})
         frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
                                   batch_size, dev, reporter, mbr, model,
                                   rerank_slots=rerank_slots, noise_scale=noise_scale,
-                                  reranker=classifier, reranker_weight=reranker_weight)
+                                  reranker=classifier, reranker_weight=reranker_weight,
+                                  fluency_weight=fluency_weight)
     elif texts is None:
         header = header_for(run, scheduler, num_inference_steps, seed)
         frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,
