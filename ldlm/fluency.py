@@ -2,11 +2,13 @@
 
 MBR keeps the candidate that agrees most with the others, and a condition classifier the one
 that states its condition; neither asks whether the sentence reads like the training texts.
-Decoded latents sometimes come out garbled ("in the the riverside area"), and the MBR score
-of such a candidate can still be high, because most of its n-grams are shared. This module
-gives p(text) under an interpolated Kneser-Ney model of the store's own texts (Chen and
-Goodman, 1998), so that `ldlm sample --reranker` can add a fluency term: with the condition
-classifier's log p(condition | text) it is the noisy-channel score of the candidate.
+Decoded latents sometimes come out garbled, and the MBR score of such a candidate can still
+be the highest, because most of its n-grams are shared (an E2E dev pick: "... is a Chinese
+restaurant located with a customer rating of 5 out of 5. It is located in the riverside area
+near Burger King and is located near Burger King."). This module gives p(text) under an
+interpolated Kneser-Ney model of the store's own texts (Chen and Goodman, 1998), so that
+`ldlm sample --reranker` can add a fluency term: with the condition classifier's
+log p(condition | text) it is the noisy-channel score of the candidate.
 
 The counts are those of the highest order; the lower orders' continuation counts are derived
 from them when the model is loaded, so the saved model is one JSON file of n-gram counts.
