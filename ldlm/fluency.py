@@ -72,8 +72,6 @@ class NgramLM:
     @classmethod
     def fit(cls, texts, order: int = 3, discount: float = DISCOUNT) -> NgramLM:
         """Count the n-grams of `texts` (each padded with order-1 <s> and one </s>)."""
-        if order < 1:
-            raise InputError(f"n-gram order {order} must be at least 1")
         counts: Counter = Counter()
         for text in texts:
             tokens = [BOS] * (order - 1) + words(text) + [EOS]
@@ -111,23 +109,26 @@ class NgramLM:
             p = max(c - d, 0.0) / total + d * self._types[k][ctx] / total * p
         return p
 
-    def log_prob(self, text: str) -> float:
-        """log p(text), natural log, including the end of the sentence."""
+    def _score(self, text: str) -> tuple[float, int]:
+        """(log p(text), the tokens it predicts: the words and </s>)."""
         tokens = [BOS] * (self.order - 1) + words(text) + [EOS]
         n = self.order - 1
-        return sum(math.log(self.prob(tuple(tokens[i - n:i]), tokens[i]))
-                   for i in range(n, len(tokens)))
+        return (sum(math.log(self.prob(tuple(tokens[i - n:i]), tokens[i]))
+                    for i in range(n, len(tokens))), len(tokens) - n)
+
+    def log_prob(self, text: str) -> float:
+        """log p(text), natural log, including the end of the sentence."""
+        return self._score(text)[0]
 
     def mean_log_prob(self, texts: list[str]) -> np.ndarray:
         """log p(text) / (words + 1) of each text (n,): nats per token, so that long and short
         candidates compare on fluency rather than on length."""
-        return np.array([self.log_prob(t) / (len(words(t)) + 1) for t in texts], dtype=np.float64)
+        return np.array([lp / n for lp, n in map(self._score, texts)], dtype=np.float64)
 
     def perplexity(self, texts: list[str]) -> float:
         """exp of the mean negative log-probability per token over all of `texts`."""
-        total = sum(self.log_prob(t) for t in texts)
-        tokens = sum(len(words(t)) + 1 for t in texts)
-        return math.exp(-total / tokens)
+        scores = [self._score(t) for t in texts]
+        return math.exp(-sum(lp for lp, _ in scores) / sum(n for _, n in scores))
 
 
 __all__ = ["NgramLM", "words", "DISCOUNT", "BOS", "EOS"]
