@@ -220,6 +220,15 @@ def _latest_step(out: Path) -> int:
     return max(steps, default=0)
 
 
+def _pace(clean: Path, final: str) -> tuple[float, float]:
+    """How fast a clean run went, from the times its files were written: (seconds between its
+    last kept checkpoints, seconds from the last checkpoint to `final`), so that kill delays
+    land in the same phase on a fast machine and a slow one."""
+    times = sorted(p.stat().st_mtime for p in clean.glob("checkpoint-*"))
+    interval = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.05
+    return max(interval, 0.005), max((clean / final).stat().st_mtime - times[-1], 0.005)
+
+
 def _training(out: Path) -> dict:
     return json.loads((out / "config.json").read_text())["config"]["extra"]["training"]
 
@@ -232,6 +241,9 @@ def test_train_autoencoder_killed_ten_times_resumes_to_the_same_loss(tmp_path, c
               "--checkpointing-steps", every, "--out"]
     clean, out = tmp_path / "clean", tmp_path / "killed"
     run_ldlm([*common, clean], tmp_path / "logs")
+    # delays in units of the clean run's pace: within the next checkpoint interval (a step or a
+    # save), or within the evaluation and final save after the last checkpoint
+    interval, tail = _pace(clean, "config.json")
     targets = sorted(rng.sample(range(every, steps + 1, every), KILLS))
     killed = 0
     for target, sig in zip(targets, plan(rng), strict=True):
@@ -239,10 +251,11 @@ def test_train_autoencoder_killed_ten_times_resumes_to_the_same_loss(tmp_path, c
         resume = ["--resume"] if at_start else []
         proc = Proc([*common, out, *resume], tmp_path / "logs")
         if at_start >= steps:  # training is over: kill during the evaluation or the final save
-            code = kill_when(proc, lambda p=proc: "reconstructing" in p.stderr, sig, rng.uniform(0, 1.0))
+            code = kill_when(proc, lambda p=proc: "reconstructing" in p.stderr, sig,
+                             rng.uniform(0, tail))
         else:  # marker: a new checkpoint at or past `target`; the delay may reach the final save
             code = kill_when(proc, lambda t=target, s=at_start: out.exists() and _latest_step(out) >= max(
-                t, s + 1), sig, rng.uniform(0, 1.5 if target == steps else 0.3))
+                t, s + 1), sig, rng.uniform(0, tail if target == steps else interval))
         killed += check_exit(proc, code, sig)
         _check_ae_folder(out)
     run_ldlm([*common, out, "--resume"], tmp_path / "logs")
@@ -252,8 +265,8 @@ def test_train_autoencoder_killed_ten_times_resumes_to_the_same_loss(tmp_path, c
     wa, wb = load_file(str(clean / "model.safetensors")), load_file(str(out / "model.safetensors"))
     for name in wa:
         np.testing.assert_allclose(wb[name], wa[name], atol=1e-5, rtol=1e-5, err_msg=name)
-    # a kill that comes after a tiny run has finished does not land; how many do depends on
-    # the machine's speed (6-8 of 10 here): at least half must, and every one is checked
+    # a kill that comes after a tiny run has finished does not land; delays scaled to the clean
+    # run's pace make most land on any machine: at least half must, and every one is checked
     assert killed >= KILLS // 2, f"only {killed} of {KILLS} kills landed before the end"
     _record("train-autoencoder", killed)
 
@@ -284,6 +297,7 @@ def test_train_killed_ten_times_resumes_to_the_same_model(tmp_path):
               "--out"]
     clean, run = tmp_path / "clean", tmp_path / "killed"
     first = run_ldlm([*common, clean], tmp_path / "logs")
+    interval, tail = _pace(clean, "ldlm_run.json")  # kill delays at the clean run's pace
     targets = sorted(rng.sample(range(every, steps + 1, every), KILLS))
     killed = 0
     for target, sig in zip(targets, plan(rng), strict=True):
@@ -291,10 +305,10 @@ def test_train_killed_ten_times_resumes_to_the_same_model(tmp_path):
         resume = ["--resume"] if at_start else []
         proc = Proc([*common, run, *resume], tmp_path / "logs")
         if at_start >= steps:  # training is over: kill while the final samples and model are saved
-            code = kill_when(proc, lambda p=proc: "resumed from" in p.stderr, sig, rng.uniform(0, 0.15))
+            code = kill_when(proc, lambda p=proc: "resumed from" in p.stderr, sig, rng.uniform(0, tail))
         else:
             code = kill_when(proc, lambda t=target, s=at_start: run.exists() and _latest_step(run) >= max(
-                t, s + 1), sig, rng.uniform(0, 0.3 if target == steps else 0.2))
+                t, s + 1), sig, rng.uniform(0, tail if target == steps else interval))
         killed += check_exit(proc, code, sig)
         _check_run_folder(run)
     last = run_ldlm([*common, run, "--resume"], tmp_path / "logs")
