@@ -51,7 +51,7 @@ class NgramLM:
         # per order k (1..order): n-gram -> count (raw for the highest order, continuation below),
         # and per context: the total count and the number of distinct followers
         self._count: list[dict] = [{} for _ in range(order + 1)]
-        self._count[order] = dict(counts)
+        self._count[order] = counts  # the same dict, not a copy
         for k in range(order - 1, 0, -1):
             cont: Counter = Counter()
             for gram in self._count[k + 1]:
@@ -88,9 +88,9 @@ class NgramLM:
     def from_dict(cls, data: dict) -> NgramLM:
         try:
             order = int(data["order"])
-            counts = {tuple(row[:order]): int(row[order]) for row in data["counts"]}
             if any(len(row) != order + 1 for row in data["counts"]):
                 raise ValueError(f"every count row must hold {order} words and a count")
+            counts = {tuple(row[:order]): int(row[order]) for row in data["counts"]}
             return cls(counts, order, float(data["discount"]))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise RuntimeFailure(f"the n-gram counts are damaged ({exc}); retrain the model") from exc

@@ -115,13 +115,14 @@ def _describe_classifier(p: Path) -> dict:
     except (OSError, ValueError) as exc:
         raise RuntimeFailure(f"classifier {str(p)!r} is damaged ({exc}); retrain it with `ldlm "
                              "train-classifier`") from exc
+    lm_order = (meta.get("training") or {}).get("lm_order")  # 0 or absent: no fluency model
     return {"kind": "condition classifier", "path": str(p), "store": meta.get("store"),
             "ngrams": cfg.get("num_ngrams"), "ngram_order": cfg.get("ngram_order"),
             "train_rows": meta.get("train_rows"), "held_out_rows": meta.get("eval_rows"),
             "held_out_accuracy": meta.get("accuracy"), "held_out_precision": meta.get("precision"),
             "held_out_recall": meta.get("recall"), **_describe_conditions(cfg.get("condition")),
-            "fluency_model": (f"{order}-grams" if (order := (meta.get("training") or {}).get("lm_order"))
-                              and (p / FLUENCY_FILE).is_file() else None),
+            "fluency_model": (f"{lm_order}-grams" if lm_order and (p / FLUENCY_FILE).is_file()
+                              else None),
             "fluency_held_out_perplexity": meta.get("perplexity")}
 
 
