@@ -74,14 +74,16 @@ def timed(budget: dict, key: str, fn):
 
 
 def train_ldlm(a, work: Path, train_txt: Path, budget: dict) -> None:
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.autoencoder import AutoencoderConfig
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.encode import encode_dataset
     from ldlm.train import TrainArgs, train_diffusion
 
     rows = load_texts(str(train_txt))
     timed(budget, "autoencoder", lambda: train_autoencoder(
-        rows, work / "autoencoder", AutoencoderSpec(size="small"),
-        TrainingArgs(max_steps=a.ae_steps, batch_size=64, learning_rate=1e-3, eval_rows=200), Ticker()))
+        rows, work / "autoencoder", AutoencoderConfig(size="small"),
+        AutoencoderTrainArgs(max_steps=a.ae_steps, batch_size=64, learning_rate=1e-3, eval_rows=200),
+        Ticker()))
     timed(budget, "encode", lambda: encode_dataset(rows, work / "autoencoder", work / "train.zarr"))
     never = 10**9  # no sampling or extra checkpoints during training
     timed(budget, "diffusion", lambda: train_diffusion(work / "train.zarr", work / "run", TrainArgs(
@@ -92,7 +94,7 @@ def train_ldlm(a, work: Path, train_txt: Path, budget: dict) -> None:
 def ldlm_parameters(work: Path) -> int:
     """Everything ldlm trained: encoder, compressor, decoder and denoiser."""
     from ldlm.autoencoder import load_autoencoder
-    from ldlm.sample import load_run
+    from ldlm.run import load_run
 
     return (count_parameters(load_autoencoder(work / "autoencoder"))
             + count_parameters(load_run(work / "run").model))
@@ -200,7 +202,8 @@ def generate_ldlm(a, work: Path) -> dict:
 
     ae = load_autoencoder(work / "autoencoder")
     start = time.perf_counter()
-    latents, _ = sample_latents(work / "run", a.num_samples, 20, "dpm-solver", seed=1, batch_size=250,
+    latents, _ = sample_latents(work / "run", num_samples=a.num_samples, num_inference_steps=20,
+                                scheduler="dpm-solver", seed=1, batch_size=250,
                                 device="cpu")
     texts: list[str] = []
     with torch.inference_mode():

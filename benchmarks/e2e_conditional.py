@@ -127,7 +127,7 @@ def write_delexicalised(args) -> dict:
 # ----- probe: the autoencoder on MRs -------------------------------------------------------
 def probe(args) -> dict:
     from ldlm.autoencoder import load_autoencoder
-    from ldlm.encode import encode_chunk
+    from ldlm.autoencoder.batching import encode_chunk
 
     ae = load_autoencoder(args.autoencoder, device="cpu")
     mrs, _ = load_split("dev")
@@ -148,9 +148,9 @@ def probe(args) -> dict:
 # ----- generate: one text per MR ---------------------------------------------------------------
 def generate(args) -> dict:
     torch.set_num_threads(args.threads)
-    from ldlm.conditions import iter_conditional
-    from ldlm.sample import load_run
-    from ldlm.variations import run_autoencoder
+    from ldlm.mbr import MBRArgs
+    from ldlm.run import load_run, run_autoencoder
+    from ldlm.sample import Conditions, SamplingArgs, sample
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(args.run, device)
@@ -162,16 +162,14 @@ def generate(args) -> dict:
     hyps: list[str] = []
     # a run trained on `delexicalise --mr`: its conditions name the placeholders
     conditions = [delexicalise(mr, mr) for mr in mrs] if args.delexicalise_mr else mrs
-    reranker = None
-    if args.reranker:
-        from ldlm.classifier import ConditionClassifier
-
-        reranker = ConditionClassifier.from_pretrained(args.reranker)
-    frames = iter_conditional(run, conditions, 1, args.guidance_scale, args.steps, args.scheduler, args.seed,
-                              args.batch_size, device, mbr=args.mbr, autoencoder=ae,
-                              rerank_slots=args.rerank_slots, noise_scale=args.noise_scale,
-                              reranker=reranker, reranker_weight=args.reranker_weight,
-                              fluency_weight=args.fluency_weight if reranker else 0.0)
+    mbr = None
+    if args.mbr:
+        mbr = MBRArgs(args.mbr, args.rerank_slots, args.reranker, args.reranker_weight,
+                      args.fluency_weight if args.reranker else 0.0)
+    sampling = SamplingArgs(num_samples=1, num_inference_steps=args.steps, scheduler=args.scheduler,
+                            seed=args.seed, batch_size=args.batch_size, noise_scale=args.noise_scale)
+    frames = sample(run, sampling, conditions=Conditions(conditions, args.guidance_scale), mbr=mbr,
+                    autoencoder=args.autoencoder, device=device).frames
     for x, meta in frames:
         if args.mbr and args.num_beams == 1:
             hyps += [m["mbr_text"] for m in meta]
@@ -259,9 +257,8 @@ def mauve_score(p: list[str], q: list[str]) -> float:
 
 def classes(args) -> dict:
     torch.set_num_threads(args.threads)
-    from ldlm.conditions import iter_conditional
-    from ldlm.sample import load_run
-    from ldlm.variations import run_autoencoder
+    from ldlm.run import load_run, run_autoencoder
+    from ldlm.sample import Conditions, SamplingArgs, sample
 
     run = load_run(args.run, "cpu")
     ae = run_autoencoder(run, None, "cpu")
@@ -273,8 +270,9 @@ def classes(args) -> dict:
               "scorer": scorer(), "classes": {}}
     for label in sorted(held):
         texts = []
-        for x, _ in iter_conditional(run, [label], args.num_samples, args.guidance_scale, args.steps,
-                                     args.scheduler, args.seed, 250, "cpu"):
+        sampling = SamplingArgs(num_samples=args.num_samples, num_inference_steps=args.steps,
+                                scheduler=args.scheduler, seed=args.seed, batch_size=250)
+        for x, _ in sample(run, sampling, conditions=Conditions([label], args.guidance_scale)).frames:
             texts += ae.generate(torch.from_numpy(x), max_new_tokens=100, temperature=0.0)
         refs = held[label][: args.num_samples]
         others = [t for k, v in held.items() if k != label for t in v][: args.num_samples]

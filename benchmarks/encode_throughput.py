@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from ldlm.autoencoder import load_autoencoder
+from ldlm.autoencoder.batching import encode_chunk, prepare_chunk
 from ldlm.data import load_texts
-from ldlm.encode import encode_chunk, encode_dataset, prepare_chunk
+from ldlm.encode import encode_dataset
 
 
 def bare_forward(model, texts: list[str], batch_size: int, chunk_rows: int) -> float:

@@ -168,8 +168,8 @@ def main() -> None:
                 start = time.perf_counter()
                 fd, error = None, None
                 try:
-                    x, _ = sample_latents(run, a.num_samples, a.steps, a.scheduler, a.seed,
-                                          device=a.device)
+                    x, _ = sample_latents(run, num_samples=a.num_samples, num_inference_steps=a.steps,
+                                          scheduler=a.scheduler, seed=a.seed, device=a.device)
                     fd = frechet_distance(x, ref_x)
                 except RuntimeFailure as exc:  # NaN latents: report the row, go on
                     error = first_line(exc)

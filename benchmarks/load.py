@@ -54,8 +54,8 @@ def make_data(path: Path, rows: int) -> None:
 
 def setup(work: Path) -> tuple[Path, Path]:
     """A tiny autoencoder and a tiny diffusion run (reused when present)."""
-    from ldlm.autoencoder import is_autoencoder_dir
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.autoencoder import AutoencoderConfig, is_autoencoder_dir
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.data import load_texts
     from ldlm.encode import encode_dataset
     from ldlm.train import TrainArgs, train_diffusion
@@ -65,9 +65,9 @@ def setup(work: Path) -> tuple[Path, Path]:
     make_data(data, 2000)
     rows = load_texts(str(data))
     if not is_autoencoder_dir(ae):
-        train_autoencoder(rows, ae, AutoencoderSpec(size="tiny", max_length=16, latent_tokens=4,
+        train_autoencoder(rows, ae, AutoencoderConfig(size="tiny", max_length=16, latent_tokens=4,
                                                     latent_dim=16),
-                          TrainingArgs(max_steps=20, batch_size=32, eval_rows=0), overwrite=True)
+                          AutoencoderTrainArgs(max_steps=20, batch_size=32, eval_rows=0), overwrite=True)
     encode_dataset(rows, ae, store, batch_size=256, chunk_rows=1024)
     if not (run / "ldlm_run.json").exists():
         train_diffusion(store, run, TrainArgs(

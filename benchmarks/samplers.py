@@ -23,10 +23,11 @@ import warnings
 import numpy as np
 import torch
 
-from ldlm.diffusion import SAMPLERS
 from ldlm.errors import RuntimeFailure, first_line
 from ldlm.metrics import frechet_distance
-from ldlm.sample import iter_samples, load_run
+from ldlm.run import load_run
+from ldlm.sample import SamplingArgs, iter_samples
+from ldlm.schedulers import SAMPLERS
 from ldlm.store import LatentStore
 
 
@@ -75,15 +76,17 @@ def main() -> None:
         p.error(f"the run makes latents {run.meta.get('latent_space')} {run.latent_shape}, the store "
                 f"holds {ref.latent_space} {ref.latent_shape}")
     ref_x = ref.read_latents(0, min(a.ref_rows, ref.rows))
-    list(iter_samples(run, 2, 2, "ddim", a.seed, None, a.device))  # warm-up: kernels, caches
+    list(iter_samples(run, 2, SamplingArgs(num_inference_steps=2, scheduler="ddim", seed=a.seed),
+                      a.device))  # warm-up: kernels, caches
 
     results = []
     for name, steps in a.samplers:
         start = time.perf_counter()
         fd, error = None, None
         try:
-            x = np.concatenate(list(iter_samples(run, a.num_samples, steps, name, a.seed, a.batch_size,
-                                                 a.device)))
+            args = SamplingArgs(num_inference_steps=steps, scheduler=name, seed=a.seed,
+                                batch_size=a.batch_size)
+            x = np.concatenate(list(iter_samples(run, a.num_samples, args, a.device)))
             seconds = time.perf_counter() - start
             fd = frechet_distance(x, ref_x)
         except RuntimeFailure as exc:  # NaN latents: report the row, go on

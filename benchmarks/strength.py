@@ -121,14 +121,10 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from ldlm.decode import DecodeArgs, LatentSource, decode_latents
-    from ldlm.sample import iter_samples, load_run
-    from ldlm.variations import (
-        INTERPOLATION_STEPS,
-        encode_texts,
-        iter_variations,
-        run_autoencoder,
-        slerp,
-    )
+    from ldlm.recipe import INTERPOLATION_STEPS
+    from ldlm.run import load_run, run_autoencoder
+    from ldlm.sample import Init, SamplingArgs, iter_samples, sample
+    from ldlm.variations import slerp
 
     texts = distinct(a.dev_csv, a.column, 2 * a.rows)
     # alternate rows: sources and references describe the same meaning representations (the
@@ -155,7 +151,7 @@ def main() -> None:
     results = {"run": a.run_dir, "autoencoder": run.meta.get("autoencoder"), "rows": a.rows,
                "scheduler": a.scheduler, "num_inference_steps": a.num_inference_steps, "seed": a.seed,
                "scorer": scorer, "variations": [], "interpolation": [], "examples": {}}
-    enc = encode_texts(model, sources)  # (rows, k, d)
+    enc = model.encode_texts(sources).cpu().numpy()  # (rows, k, d)
     recon = decode(enc)
     for name, outs in (("source", sources), ("reconstruction", recon)):
         row = {"strength": name, "bleu": bleu(outs, sources), **mauve_fn(outs)}
@@ -163,8 +159,9 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     for s in [float(x) for x in a.strengths.split(",")]:
         t0 = time.perf_counter()
-        latents = np.concatenate([x for x, _ in iter_variations(
-            run, model, sources, s, 1, a.num_inference_steps, a.scheduler, a.seed)])
+        latents = np.concatenate([x for x, _ in sample(
+            run, SamplingArgs(num_samples=1, num_inference_steps=a.num_inference_steps,
+                              scheduler=a.scheduler, seed=a.seed), init=Init(sources, s)).frames])
         outs = decode(latents)
         row = {"strength": s, "bleu": bleu(outs, sources), **mauve_fn(outs),
                "seconds": round(time.perf_counter() - t0, 1)}
@@ -183,12 +180,11 @@ def main() -> None:
     results["examples"]["midpoint"] = [sources[0], plain[0], sources[partner[0]]]
     print(json.dumps({"interpolation": row}), flush=True)
     for s in [float(x) for x in a.interp_strengths.split(",")]:
-        z = np.concatenate(list(iter_samples(run, len(mids), INTERPOLATION_STEPS, "dpm-solver", a.seed,
-                                             init=mids, strength=s)))
+        renoise = SamplingArgs(num_inference_steps=INTERPOLATION_STEPS, scheduler="dpm-solver", seed=a.seed)
+        z = np.concatenate(list(iter_samples(run, len(mids), renoise, init=mids, strength=s)))
         outs = decode(z)
         # the endpoints: each source re-noised at s as interpolate does (how much of it survives)
-        ends = decode(np.concatenate(list(iter_samples(run, len(enc), INTERPOLATION_STEPS, "dpm-solver",
-                                                       a.seed, init=enc, strength=s))))
+        ends = decode(np.concatenate(list(iter_samples(run, len(enc), renoise, init=enc, strength=s))))
         row = {"strength": s, **mauve_fn(outs), "endpoint_bleu": bleu(ends, sources)}
         results["interpolation"].append(row)
         results["examples"][f"midpoint@{s}"] = outs[:1]

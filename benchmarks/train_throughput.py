@@ -1,7 +1,7 @@
 """Data loading cost of training: optimiser steps per second of `ldlm.train.train_diffusion`
 on a store, against a bare torch loop that steps the same denoiser on a tensor already on
 the device, indexed with random batch indices; and between the two, the bare loop fed by
-ldlm's own data path (`DataOrder` batches, `TrainingLatents.rows`, `Standardiser`, the copy
+ldlm's own data path (`DataOrder` batches, `InMemoryRows.batch`, `Standardiser`, the copy
 to the device), which splits the gap into data loading and the rest (accelerate, the loop's
 bookkeeping). Goal: train_diffusion at >= 0.95 x the bare loop.
 
@@ -34,11 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldlm.batches import DataOrder, InMemoryRows
 from ldlm.denoisers import build_denoiser, denoiser_config
-from ldlm.diffusion import Diffusion, Standardiser, make_noise_scheduler
+from ldlm.diffusion import Diffusion, Standardiser
 from ldlm.progress import Reporter
-from ldlm.store import LatentStore
-from ldlm.train import DataOrder, TrainArgs, TrainingLatents, holdout_rows, train_diffusion
+from ldlm.schedulers import make_noise_scheduler
+from ldlm.store import LatentStore, holdout_rows
+from ldlm.train import TrainArgs, train_diffusion
 
 
 class StepClock(Reporter):
@@ -71,7 +73,7 @@ def bare_loop(store: LatentStore, args: TrainArgs, device: torch.device, warmup:
     n = store.rows - holdout_rows(store.rows, args.eval_rows)
     standard = Standardiser(*store.stats())
     if ldlm_data:
-        data = TrainingLatents(store, n, args.memory_limit_mb)
+        data = InMemoryRows(store, n)
         order = DataOrder(n, min(args.batch_size, n), 1, args.seed)
     else:
         x_all = standard.forward(torch.from_numpy(store.read_latents(0, n).astype(np.float32)))
@@ -94,7 +96,7 @@ def bare_loop(store: LatentStore, args: TrainArgs, device: torch.device, warmup:
     times = []
     for step in range(args.max_steps):
         if ldlm_data:
-            x0 = standard.forward(torch.from_numpy(data.rows(order.batch(step, 0))).to(device))
+            x0 = standard.forward(torch.from_numpy(data.batch(order, step, 0).latents).to(device))
         else:
             x0 = x_all[torch.randint(0, n, (batch,), device=device, generator=picks)]  # (B, k, d)
         with amp:

@@ -17,7 +17,7 @@ space (same fingerprint): every store and run made with the original works with 
 Data comes from the run's store (latents, texts and conditions; no encoder pass), training
 rows only: the run's held-out rows (the last `heldout_rows` of the store) give the before
 and after figures. Rows are read a few whole chunks at a time (shuffled within), so memory
-stays bounded for any store size.
+stays bounded for any store size (ldlm.batches, the reader `ldlm train` streams with).
 
 Python API:
     adapt_decoder(run_dir, out, AdaptArgs(max_steps=1000), ...) -> AdaptResult
@@ -25,7 +25,6 @@ Python API:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,19 +32,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldlm.errors import InputError
+from ldlm.batches import ChunkStream, ChunkWindowOrder
+from ldlm.errors import InputError, RuntimeFailure
+from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
+from ldlm.run import load_run, run_autoencoder, run_store
 
 
 @dataclass
 class AdaptArgs:
     max_steps: int = 1000  # optimiser steps
     batch_size: int = 64  # texts per step
-    learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0
+    learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0 (diffusers')
     warmup_steps: int = 100  # linear warmup steps
     estimate_share: float = 0.5  # share of each batch decoded from x0 estimates (rest: clean latents)
     guidance_scale: float = 1.0  # classifier-free guidance of the estimates (conditional runs)
-    window_chunks: int = 4  # store chunks read and shuffled together
+    window_chunks: int = 4  # store chunks read and shuffled together (ldlm.batches)
     eval_rows: int = 500  # held-out rows for the before/after losses (at most the run's held-out rows)
     seed: int = 42
 
@@ -94,7 +96,7 @@ class _Estimator:
         x_t = run.noise.add_noise(x0, noise, t)
         model = run.model
         if cond is not None:
-            from ldlm.conditions import guided
+            from ldlm.guidance import guided
 
             model = guided(run.model, cond, self.scale, self.device)
         self_cond = None
@@ -102,29 +104,6 @@ class _Estimator:
             self_cond = run.diffusion.predict_x0(model(x_t, t), x_t, t)
         est = run.diffusion.predict_x0(model(x_t, t, self_cond=self_cond), x_t, t)
         return run.standard.inverse(est.float())
-
-
-def _chunk_windows(store, n_train: int, args: AdaptArgs, rng: np.random.Generator, conditional: bool):
-    """Endless (latents, texts, conditions) batches of training rows: `window_chunks` random
-    chunks at a time, their rows shuffled together."""
-    chunks = [c for c in range(store.num_chunks) if store.chunk_bounds(c)[0] < n_train]
-    while True:
-        order = rng.permutation(chunks)
-        for w in range(0, len(order), args.window_chunks):
-            lat, txt, cnd = [], [], []
-            for c in sorted(order[w:w + args.window_chunks]):
-                start, stop = store.chunk_bounds(int(c))
-                stop = min(stop, n_train)
-                lat.append(store.read_latents(start, stop))
-                txt += store.read_texts(start, stop)
-                if conditional:
-                    cnd.append(store.read_conditions(start, stop))
-            lat = np.concatenate(lat)  # (n, k, d)
-            cnd = np.concatenate(cnd) if conditional else None
-            rows = rng.permutation(len(lat))
-            for i in range(0, len(rows) - args.batch_size + 1, args.batch_size):
-                sel = rows[i:i + args.batch_size]
-                yield lat[sel], [txt[j] for j in sel], None if cnd is None else cnd[sel]
 
 
 def _decoder_loss(model, z: torch.Tensor, texts: list[str]) -> torch.Tensor:
@@ -164,17 +143,6 @@ def _decoder_params(model) -> list[torch.nn.Parameter]:
     return params
 
 
-def _optimiser(params, args: AdaptArgs):
-    """AdamW with linear warmup and cosine decay to 0 over `max_steps`."""
-    opt = torch.optim.AdamW(params, lr=args.learning_rate)
-
-    def lr_at(step: int) -> float:
-        warm = min(1.0, (step + 1) / args.warmup_steps) if args.warmup_steps else 1.0
-        return warm * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-
-
 def _training_latents(model, estimator: _Estimator, lat: np.ndarray, cond: np.ndarray | None,
                       share: float, gen: torch.Generator) -> torch.Tensor:
     """The latents the decoder learns from: the first `share` of the batch as the run's x0
@@ -201,22 +169,6 @@ def _check_out(out: Path, source: Path, overwrite: bool) -> None:
         raise InputError(f"--out {str(out)!r} already exists; choose a new folder or pass --overwrite")
 
 
-def _run_store(run, store: str | Path | None):
-    """The store the run was trained on (or `store`), checked to be in the run's latent space."""
-    from ldlm.store import LatentStore, store_exists
-
-    path = store if store is not None else run.meta.get("store")
-    if store is None and (not path or not store_exists(path)):
-        raise InputError(f"run {str(run.path)!r} names store {path!r}, which is not here (a relative "
-                         "path is relative to where the run was trained); pass --store STORE")
-    opened = LatentStore.open(path)
-    space = run.meta.get("latent_space")
-    if space and space != "unknown" and opened.latent_space != space:
-        raise InputError(f"--store {str(path)!r} holds latent space {opened.latent_space}, but run "
-                         f"{str(run.path)!r} was trained in {space}; pass the store it was trained on")
-    return opened
-
-
 def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None = None,
                   autoencoder: str | Path | None = None, device: str | torch.device = "cpu",
                   reporter: Reporter = SILENT, overwrite: bool = False,
@@ -229,8 +181,6 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     a rerun starts again from the original autoencoder.
     """
     from ldlm.atomic import atomic_directory, check_output_path
-    from ldlm.sample import load_run
-    from ldlm.variations import run_autoencoder
 
     args = args or AdaptArgs()
     args.check()
@@ -240,7 +190,7 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     model = run_autoencoder(run, autoencoder, device)
     source = Path(autoencoder or run.meta["autoencoder"])
     _check_out(out, source, overwrite)
-    store = _run_store(run, store)
+    store = run_store(run, store)
     store_path = str(store.path)
     conditional = run.meta.get("condition") is not None
     if conditional and store.condition_spec is None:
@@ -253,7 +203,6 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
                          f"{store_path!r}; lower --batch-size")
     before_fp = model.compute_fingerprint()
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     estimator = _Estimator(run, args.guidance_scale, device)
     n_eval = min(args.eval_rows, held)
     held_rows = None
@@ -264,24 +213,27 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
         before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
 
     params = _decoder_params(model)
-    opt, sched = _optimiser(params, args)
-    batches = _chunk_windows(store, n_train, args, rng, conditional)
+    loop = TrainingLoop(model, LoopArgs(max_steps=args.max_steps, learning_rate=args.learning_rate,
+                                        warmup_steps=args.warmup_steps, schedule="cosine",
+                                        weight_decay=0.01, cpu=str(device) == "cpu"), params)
+    order = ChunkWindowOrder(n_train, store.chunk_rows, args.batch_size, 1, args.seed, args.window_chunks)
+    data = ChunkStream(store, order, 0, conditional, texts=True)
     gen = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
     reporter.start("adapt decoder", total=args.max_steps, unit="steps")
     model.train()
     model.encoder.eval()
-    for _ in range(args.max_steps):
-        lat, texts, cond = next(batches)
-        z = _training_latents(model, estimator, lat, cond, args.estimate_share, gen)
-        loss = _decoder_loss(model, z, texts)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        reporter.advance(1, loss=f"{loss.item():.3f}")
-    reporter.stop()
+    try:
+        for step in range(args.max_steps):
+            batch = data.batch(order, step, 0)
+            z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
+            loss = loop.step(lambda value, step=step: RuntimeFailure(
+                                 f"loss became {value} at step {step}; lower --learning-rate "
+                                 f"({args.learning_rate})"), _decoder_loss, model, z, batch.texts)
+            reporter.advance(1, loss=f"{loss.item():.3f}")
+    finally:
+        reporter.stop()
+        data.close()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -300,5 +252,6 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
     return AdaptResult(model, out, args.max_steps, seconds, n_eval, estimate, clean)
+
 
 __all__ = ["AdaptArgs", "AdaptResult", "adapt_decoder"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,6 +50,26 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish(folder: Path, fill: Callable[[Path], None], marker: str) -> None:
+    """Write a finished model into `folder` beside what is already there (its checkpoints):
+    `fill(tmp)` writes every file into a hidden temporary subfolder, then each is renamed into
+    place, `marker` (the file that says the folder holds a whole model) removed first and moved
+    in last. A kill at any point leaves no marker beside a torn model."""
+    folder = Path(folder)
+    tmp = folder / f".final.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        fill(tmp)
+        (folder / marker).unlink(missing_ok=True)
+        for item in sorted(tmp.iterdir(), key=lambda p: p.name == marker):
+            if item.is_dir():
+                replace_path(item, folder / item.name)
+            else:
+                os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from ldlm.conditions import SPECIALS, ConditionSpec
 from ldlm.errors import InputError, RuntimeFailure
 from ldlm.fluency import NgramLM
+from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.metrics import tokenize
 from ldlm.progress import SILENT, Reporter
 
@@ -190,8 +191,8 @@ class ClassifierArgs:
 
     epochs: int = 20  # passes over the training rows
     batch_size: int = 256  # texts per step
-    learning_rate: float = 0.003  # Adam, constant (a linear model of sparse features)
-    weight_decay: float = 0.01  # L2 on the weights (per step, decoupled)
+    learning_rate: float = 0.003  # AdamW, constant (a linear model of sparse features)
+    weight_decay: float = 0.01  # AdamW's decoupled decay of the n-gram weights
     ngram_order: int = 3  # word n-grams 1..order
     min_count: int = 3  # keep n-grams found in at least this many training texts
     max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
@@ -229,6 +230,11 @@ class ClassifierResult:
 def _targets(spec: ConditionSpec, cond: np.ndarray, outputs: int) -> torch.Tensor:
     cond_t = torch.as_tensor(cond, dtype=torch.long)
     return cond_t if spec.type == "label" else token_targets(cond_t, outputs)
+
+
+def _classifier_loss(model: ConditionClassifier, spec: ConditionSpec, ids: torch.Tensor,
+                     offsets: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return _loss(spec, model(ids, offsets), target)
 
 
 def _loss(spec: ConditionSpec, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -291,22 +297,25 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     # the n-gram ids of every training text, built once
     bags = [model.bag([t])[0] for t in texts[:n]]
     targets = _targets(spec, cond[:n], model.bias.shape[0])
-    opt = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    rng = np.random.default_rng(args.seed)
     steps_per_epoch = max(1, n // args.batch_size)
-    reporter.start("train-classifier", total=args.epochs * steps_per_epoch, unit="step")
+    total = args.epochs * steps_per_epoch
+    # AdamW at a constant rate, the decoupled decay on the n-gram weights only (not the bias)
+    groups = [{"params": [model.weight.weight], "weight_decay": args.weight_decay},
+              {"params": [model.bias], "weight_decay": 0.0}]
+    loop = TrainingLoop(model, LoopArgs(max_steps=total, learning_rate=args.learning_rate,
+                                        schedule="constant", max_grad_norm=None, cpu=True), groups)
+    rng = np.random.default_rng(args.seed)
+    reporter.start("train-classifier", total=total, unit="step")
     for _ in range(args.epochs):
         order = rng.permutation(n)
         for s in range(steps_per_epoch):
             idx = order[s * args.batch_size:(s + 1) * args.batch_size]
             lengths = torch.tensor([len(bags[i]) for i in idx])
             offsets = torch.cumsum(lengths, 0) - lengths
-            loss = _loss(spec, model(torch.cat([bags[i] for i in idx]), offsets), targets[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():  # decoupled L2: every weight, every step (AdamW's rule)
-                model.weight.weight.mul_(1 - args.learning_rate * args.weight_decay)
+            loss = loop.step(lambda value: RuntimeFailure(f"loss became {value}; lower --learning-rate "
+                                                          f"({args.learning_rate})"),
+                             _classifier_loss, model, spec, torch.cat([bags[i] for i in idx]), offsets,
+                             targets[idx])
             reporter.advance(1, loss=round(loss.item(), 4))
     reporter.stop()
     model.eval()

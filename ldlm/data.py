@@ -182,12 +182,8 @@ def load_texts(
                 f"column {col!r} not in DATA {data!r}; columns: "
                 f"{', '.join(ds.column_names)} (use {flag})"
             )
-    mapped = getattr(ds, "_indices", None) is None  # rows are the Arrow table's rows
-    column = ds.data.column(text_column) if mapped else None
-    if column is None:  # a dataset with an indices mapping: read the column once
-        import pyarrow as pa
-
-        column = pa.chunked_array([pa.array(list(ds[text_column]))])
+    arrow = ds.with_format("arrow")  # columns as pyarrow arrays: memory-mapped, no Python objects
+    column = arrow[text_column]
     kept: list[np.ndarray] = []
     found, skipped = 0, 0
     for start in range(0, len(column), _BLOCK):  # one block of rows in memory at a time
@@ -208,9 +204,7 @@ def load_texts(
     texts = ArrowTexts(column, index)  # np.flatnonzero gives int64 already
     kept_conds = None
     if condition_column:
-        conds = ds.data.column(condition_column) if mapped else ds[condition_column]
-        kept_conds = [str(c) for c in (conds.take(index).to_pylist() if hasattr(conds, "take")
-                                       else [conds[int(i)] for i in index])]
+        kept_conds = [str(c) for c in arrow[condition_column].take(index).to_pylist()]
     if not texts:
         raise InputError(
             f"DATA {data!r} has no usable text in column {text_column!r} of split {split!r} "

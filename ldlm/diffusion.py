@@ -1,10 +1,8 @@
-"""The diffusion process, apart from the networks: objectives, self-conditioning, schedules,
-samplers.
+"""The diffusion process, apart from the networks: the objective's loss, self-conditioning and
+the sampling loop (the schedulers themselves come from `ldlm.schedulers`).
 
 Objectives (what the network predicts) map onto diffusers' prediction types, so the model
-output goes to a scheduler's `step` as it is:
-    eps -> "epsilon" (DDPM, Ho et al. 2020), x0 -> "sample" (design B), v -> "v_prediction"
-    (Salimans & Ho 2022, as in LD4LG).
+output goes to a sampler's `step` as it is (`ldlm.schedulers.PREDICTION_TYPES`).
 Self-conditioning (Chen et al. 2022, "Analog Bits"): the network also sees its previous
 estimate of the clean latent; in training, half of the batches first run the network
 without it (no gradient) and feed that estimate back.
@@ -12,6 +10,7 @@ without it (no gradient) and feed that estimate back.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -21,51 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ldlm.errors import InputError
+from ldlm.schedulers import PREDICTION_TYPES, check_choice
 
 Objective = Literal["eps", "x0", "v"]
-Schedule = Literal["linear", "scaled-linear", "cosine"]
-SamplerName = Literal["ddpm", "ddim", "dpm-solver"]
-
-PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
-BETA_SCHEDULES = {"linear": "linear", "scaled-linear": "scaled_linear", "cosine": "squaredcos_cap_v2"}
-SAMPLERS = ("ddpm", "ddim", "dpm-solver")
-BETA_START, BETA_END = 0.00085, 0.012  # design B's linear schedule ends
-TRAIN_TIMESTEPS = 1000
-RUN_FILE = "ldlm_run.json"  # the file that marks a finished run folder and describes it
-
-
-def _choice(flag: str, value: str, allowed) -> None:
-    if value not in allowed:
-        raise InputError(f"{flag} {value!r} is not one of {', '.join(allowed)}")
-
-
-def make_noise_scheduler(schedule: str = "linear", objective: str = "eps",
-                         num_train_timesteps: int = TRAIN_TIMESTEPS):
-    """The training scheduler (DDPM) whose config every sampler is built from."""
-    from diffusers import DDPMScheduler
-
-    _choice("--schedule", schedule, BETA_SCHEDULES)
-    _choice("--objective", objective, PREDICTION_TYPES)
-    # clipping x0 to [-1, 1] suits images, not standardised latents: off
-    return DDPMScheduler(
-        num_train_timesteps=num_train_timesteps, beta_start=BETA_START, beta_end=BETA_END,
-        beta_schedule=BETA_SCHEDULES[schedule], prediction_type=PREDICTION_TYPES[objective],
-        clip_sample=False,
-    )
-
-
-def make_sampler(name: str, config):
-    """A diffusers sampler (ddpm | ddim | dpm-solver) from a training scheduler's config."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-    _choice("--scheduler", name, SAMPLERS)
-    if name == "ddpm":
-        return DDPMScheduler.from_config(config)
-    if name == "ddim":
-        return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False,
-                                         timestep_spacing="trailing")
-    return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
-                                                   timestep_spacing="trailing")
 
 
 def _bcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -105,7 +62,7 @@ class Diffusion:
     self_condition_prob: float = 0.5  # fraction of training batches that self-condition
 
     def __post_init__(self):
-        _choice("--objective", self.objective, PREDICTION_TYPES)
+        check_choice("--objective", self.objective, PREDICTION_TYPES)
 
     def predict_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The clean-latent estimate implied by a model output at timesteps t (B,)."""
@@ -115,11 +72,6 @@ class Diffusion:
         if self.objective == "eps":
             return (x_t - (1 - a).sqrt() * output) / a.sqrt()
         return a.sqrt() * x_t - (1 - a).sqrt() * output  # v
-
-    def scheduler_output(self, output: torch.Tensor) -> torch.Tensor:
-        """What a sampler's `step` expects: the samplers share the objective's prediction type,
-        so the model output as it is."""
-        return output
 
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.objective == "eps":
@@ -147,13 +99,14 @@ class Diffusion:
     def sample(self, model, sampler, shape: tuple[int, int, int], generator: torch.Generator,
                num_inference_steps: int, device: torch.device | str = "cpu",
                init: torch.Tensor | None = None, strength: float = 1.0,
-               noise_scale: float = 1.0) -> torch.Tensor:
+               noise_scale: float = 1.0, step_options: dict | None = None) -> torch.Tensor:
         """Run `sampler` from Gaussian noise of `shape` (n, k, d) to latents (n, k, d).
 
         Noise is drawn from `generator` on the CPU, so a seed gives the same latents on any device.
         `noise_scale` multiplies that starting noise (check_noise_scale): below 1 the samples
         concentrate on the likelier latents, and 0 with ddim or dpm-solver is one deterministic
         sample per condition. A sampler's own step noise (ddpm) is left as it is.
+        `step_options` go to every `sampler.step` (ldlm.schedulers.step_options: DDIM's eta).
         With `init` (n, k, d, standardised) and strength < 1: SDEdit (Meng et al. 2022): noise
         `init` to the timestep that `strength` selects and run only the steps after it.
         """
@@ -171,6 +124,9 @@ class Diffusion:
                 sampler.set_begin_index(start)
             x = sampler.add_noise(init.to(device, torch.float32), noise.to(device),
                                   timesteps[:1].repeat(n)).to(dtype)
+        accepted = inspect.signature(sampler.step).parameters  # unipc takes no generator
+        options = {k: v for k, v in {"generator": generator, **(step_options or {})}.items()
+                   if k in accepted}
         x0_hat = None
         for t in timesteps:
             tb = t.expand(n).to(device)
@@ -178,7 +134,7 @@ class Diffusion:
             out = model(inp, tb, self_cond=x0_hat if self.self_condition else None)
             if self.self_condition:
                 x0_hat = self.predict_x0(out, x, tb)
-            x = sampler.step(self.scheduler_output(out), t, x, generator=generator).prev_sample
+            x = sampler.step(out, t, x, **options).prev_sample
         return x
 
 

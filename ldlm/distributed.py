@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+MIXED_PRECISIONS = ("fp16", "bf16", "no")  # accelerate's --mixed-precision values
+
 
 def launched() -> bool:
     """True inside a multi-process launch (`accelerate launch`, torchrun: WORLD_SIZE > 1)."""
@@ -71,13 +73,32 @@ def ranks() -> Ranks:
     return Ranks(state.process_index, state.num_processes, str(state.device), state)
 
 
+def pick_device(device: str | None = None) -> str:
+    """The torch device to run on: `device` checked (InputError for a bad name, or CUDA where
+    there is none), else cuda when available, else cpu."""
+    import torch
+
+    from ldlm.errors import InputError
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"--device {device!r} is not a torch device; use cpu or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device!r} asked, but CUDA is not available; use --device cpu")
+    return device
+
+
 def check_mixed_precision(value: str) -> None:
     """Refuse a --mixed-precision accelerate cannot run here (one line, InputError)."""
     import torch
 
     from ldlm.errors import InputError
 
-    if value not in ("fp16", "bf16", "no"):
+    if value not in MIXED_PRECISIONS:
         raise InputError(f"--mixed-precision {value!r} must be fp16, bf16 or no")
     if value == "fp16" and not torch.cuda.is_available():
         raise InputError("--mixed-precision fp16 needs a CUDA GPU; use bf16 or no on this machine")

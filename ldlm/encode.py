@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
-from ldlm.autoencoder.tokenizer import pad_rows
+from ldlm.autoencoder.batching import PreparedChunk, encode_prepared, prepare_chunk
 from ldlm.conditions import ConditionSpec
 from ldlm.data import TextRows
 from ldlm.distributed import Ranks, ranks
@@ -32,51 +31,6 @@ class EncodeResult:
     encoded: int  # rows encoded by this call (0 when the store was already complete)
     skipped: int  # dataset rows dropped as empty / not text
     truncated: int  # rows longer than the autoencoder's max_length
-
-
-@dataclass
-class PreparedChunk:
-    """A chunk tokenised and cut into padded, length-sorted batches (CPU tensors)."""
-
-    batches: list[tuple[np.ndarray, torch.Tensor, torch.Tensor]]  # (row idx, ids (B, T), mask (B, T))
-    lengths: np.ndarray  # (n,) encoder tokens per row before truncation
-
-
-def prepare_chunk(tokenizer, texts: list[str], max_length: int, batch_size: int,
-                  sort_by_length: bool = True) -> PreparedChunk:
-    """Tokenise texts (truncating as training did) and build padded batches."""
-    ids = tokenizer(texts, truncation=False)["input_ids"]
-    lengths = np.array([len(x) for x in ids], dtype=np.int32)
-    long = np.flatnonzero(lengths > max_length)
-    if len(long):  # the tokenizer truncates, keeping its closing special tokens
-        cut = tokenizer([texts[j] for j in long], truncation=True, max_length=max_length)["input_ids"]
-        for j, row in zip(long, cut, strict=True):
-            ids[j] = row
-    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(texts))
-    pad = tokenizer.pad_token_id or 0
-    batches = []
-    for i in range(0, len(texts), batch_size):
-        idx = order[i : i + batch_size]
-        batches.append((idx, *pad_rows([ids[j] for j in idx], pad)))
-    return PreparedChunk(batches, lengths)
-
-
-def encode_prepared(model: LatentAutoencoder, prepared: PreparedChunk) -> np.ndarray:
-    """Run the encoder over prepared batches; latents (n, k, d) in input order."""
-    out = np.empty((len(prepared.lengths), *model.latent_shape), dtype=np.float32)
-    with torch.no_grad():
-        for idx, ids, mask in prepared.batches:
-            z = model.encode(ids.to(model.device), mask.to(model.device))  # (B, k, d)
-            out[idx] = z.float().cpu().numpy()
-    return out
-
-
-def encode_chunk(model: LatentAutoencoder, texts: list[str], batch_size: int,
-                 sort_by_length: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Encode texts in length-sorted batches; returns latents (n, k, d) and token lengths (n,)."""
-    prepared = prepare_chunk(model.encoder_tokenizer, texts, model.config.max_length, batch_size,
-                             sort_by_length)
-    return encode_prepared(model, prepared), prepared.lengths
 
 
 def _condition_digest(values: list[str]) -> str:

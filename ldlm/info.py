@@ -9,10 +9,10 @@ from ldlm.autoencoder import is_autoencoder_dir
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
 from ldlm.classifier import CLASSIFIER_FILE, FLUENCY_FILE
-from ldlm.diffusion import RUN_FILE
 from ldlm.errors import InputError, RuntimeFailure
+from ldlm.latent_file import MAGIC, read_frames, read_header
+from ldlm.run import RUN_FILE
 from ldlm.store import LatentStore, is_store, is_url, store_location
-from ldlm.stream import MAGIC, read_frames, read_header
 
 
 def describe(path: str) -> dict:

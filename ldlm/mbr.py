@@ -1,4 +1,16 @@
-"""Minimum-Bayes-risk selection: the candidate with the highest mean sentence BLEU against the others.
+"""Minimum-Bayes-risk selection and reranking: which of N decoded candidates a sample keeps.
+
+MBR keeps the candidate with the highest mean sentence BLEU against the others (LD4LG). The
+reranking terms of `MBRArgs` add to that score, or filter the candidates first:
+    rerank_slots: keep the candidates with the fewest slot errors of a structured condition
+        (values missing, other known values stated), then MBR among them (TGen's slot reranker);
+    reranker: + reranker_weight * log p(condition | text) under a condition classifier
+        (ldlm.classifier, TGen's classifier reranking);
+    fluency_weight: + fluency_weight * log p(text) per word under the classifier's n-gram
+        language model of the store's texts (with the classifier term: a noisy-channel score).
+The default weights are those measured best on E2E dev (benchmarks/README.md).
+
+Sentence BLEU
 
 The score is sacrebleu's `BLEU(effective_order=True).sentence_score(hyp, [ref]).score` for
 every ordered pair (LD4LG's MBR), computed without N^2 sacrebleu calls: each candidate is
@@ -14,13 +26,14 @@ scores and the pick are bit for bit those of the sacrebleu loop (tests/test_mbr.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-# the weights of the reranking terms added to a candidate's MBR score (BLEU points, 0-100), the
-# defaults of `ldlm sample` and ldlm.conditions.iter_conditional (benchmarks/README.md, E2E dev)
-RERANKER_WEIGHT = 0.5  # per nat of log p(condition | text): the best of those tried, 0.25 to 20
-FLUENCY_WEIGHT = 10.0  # per nat per word of log p(text): the middle of the best range, 5 to 15
+from ldlm.conditions import ConditionSpec, known_slot_values, slot_errors
+from ldlm.errors import InputError
+from ldlm.recipe import FLUENCY_WEIGHT, RERANKER_WEIGHT
 
 MAX_ORDER = 4  # sacrebleu's MAX_NGRAM_ORDER
 
@@ -123,4 +136,89 @@ def mbr_pick(candidates: list[str]) -> int:
     return int(np.argmax(mbr_scores(candidates)))
 
 
-__all__ = ["pairwise_bleu", "mbr_scores", "mbr_pick", "RERANKER_WEIGHT", "FLUENCY_WEIGHT"]
+@dataclass
+class MBRArgs:
+    """`ldlm sample --mbr N` and its reranking options (see the module docstring)."""
+
+    candidates: int  # N: candidates drawn and decoded (greedily) per sample
+    rerank_slots: bool = False  # filter by slot errors first (structured conditions)
+    reranker: str | Path | None = None  # a condition classifier folder (ldlm train-classifier)
+    reranker_weight: float = RERANKER_WEIGHT  # BLEU points per nat of log p(condition | text)
+    fluency_weight: float = FLUENCY_WEIGHT  # BLEU points per nat per word of log p(text)
+    max_new_tokens: int = 100  # tokens decoded per candidate
+    _classifier: object = field(default=None, repr=False, compare=False)
+
+    def check(self, spec: ConditionSpec | None, run_name: str) -> set[str]:
+        """Refuse options that cannot work with the run's conditions; the known slot values
+        that --rerank-slots checks against (empty without it)."""
+        if self.candidates < 1:
+            raise InputError(f"--mbr {self.candidates} must be at least 1 (candidates per sample)")
+        known: set[str] = set()
+        if self.rerank_slots:
+            known = known_slot_values(spec) if spec is not None else set()
+            if not known:
+                raise InputError("--rerank-slots needs --mbr N and a run conditioned on structured "
+                                 "texts (key[value], ... such as E2E's MRs); add --mbr or drop "
+                                 "--rerank-slots")
+        if self.reranker is not None:
+            check_reranker(self.classifier(), spec, run_name, self.reranker_weight, self.fluency_weight)
+        return known
+
+    def classifier(self):
+        """The --reranker classifier, loaded once (None without one)."""
+        if self.reranker is None:
+            return None
+        if self._classifier is None:
+            from ldlm.classifier import ConditionClassifier
+
+            self._classifier = ConditionClassifier.from_pretrained(self.reranker)
+        return self._classifier
+
+
+def check_reranker(reranker, spec: ConditionSpec | None, run_name: str, weight: float,
+                   fluency_weight: float = 0.0) -> None:
+    """--reranker needs finite weights >= 0, a classifier of the run's own condition
+    vocabulary, and its language model where --fluency-weight is above 0."""
+    if not math.isfinite(weight) or weight < 0:
+        raise InputError(f"--reranker-weight {weight} must be a finite number >= 0 (0: MBR alone)")
+    if not math.isfinite(fluency_weight) or fluency_weight < 0:
+        raise InputError(f"--fluency-weight {fluency_weight} must be a finite number >= 0 (0: no "
+                         "fluency term)")
+    if fluency_weight > 0 and reranker.language_model is None:
+        raise InputError(f"--fluency-weight {fluency_weight} needs the classifier's language model, "
+                         "and this --reranker has none (trained with --lm-order 0?); retrain it "
+                         "with `ldlm train-classifier` or pass --fluency-weight 0")
+    if spec is None or reranker.spec.to_dict() != spec.to_dict():
+        raise InputError(f"the --reranker classifier was trained on conditions of column "
+                         f"{reranker.spec.column!r} with another vocabulary than run "
+                         f"{run_name!r}'s; train one on the run's store with `ldlm "
+                         "train-classifier STORE --out DIR`")
+
+
+def choose(texts: list[str], conditions: list[str], encoded: np.ndarray, args: MBRArgs,
+           known: set[str]) -> list[int]:
+    """The candidate each group keeps: `texts` are consecutive groups of `args.candidates`
+    decoded candidates, group g drawn for condition `conditions[g]` (encoded: one row per
+    candidate, for the reranker); the first best on ties, as mbr_pick."""
+    n = args.candidates
+    fit = None
+    reranker = args.classifier()
+    if reranker is not None:
+        fit = args.reranker_weight * reranker.log_likelihood(texts, encoded)  # (b,)
+        if args.fluency_weight:
+            fit = fit + args.fluency_weight * reranker.fluency(texts)
+    keep = []
+    for g, start in enumerate(range(0, len(texts), n)):
+        group = list(range(start, start + n))
+        if known:  # the candidates closest to the condition, then MBR among them
+            errors = [slot_errors(texts[i], conditions[g], known) for i in group]
+            group = [i for i, e in zip(group, errors, strict=True) if e == min(errors)]
+        score = mbr_scores([texts[i] for i in group])
+        if fit is not None:
+            score = score + fit[group]
+        keep.append(group[int(np.argmax(score))])
+    return keep
+
+
+__all__ = ["MBRArgs", "pairwise_bleu", "mbr_scores", "mbr_pick", "choose", "check_reranker",
+           "RERANKER_WEIGHT", "FLUENCY_WEIGHT"]

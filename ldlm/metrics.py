@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Tokenization = Literal["words", "cased-words", "whitespace"]
-TOKENIZATIONS = ("words", "cased-words", "whitespace")
+TOKENIZATIONS = get_args(Tokenization)
 _WORD_OR_MARK = re.compile(r"\w+|[^\w\s]")
 
 

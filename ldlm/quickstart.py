@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldlm.atomic import atomic_file, check_output_path
-from ldlm.autoencoder import is_autoencoder_dir, load_autoencoder
-from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+from ldlm.autoencoder import AutoencoderConfig, is_autoencoder_dir, load_autoencoder
+from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
 from ldlm.corpus import E2E_HELDOUT, E2E_REFS
 from ldlm.data import load_texts
 from ldlm.encode import encode_dataset
 from ldlm.evaluate import Evaluation, evaluate_texts
+from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
-from ldlm.stream import write_latent_file
 
 SAMPLER = "dpm-solver"
 SAMPLER_STEPS = 20
@@ -61,8 +61,8 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
         return load_autoencoder(out)
     resume = "latest" if any(out.glob("checkpoint-*")) else None  # an interrupted run
     model, _ = train_autoencoder(
-        rows, out, AutoencoderSpec(size=s.size),
-        TrainingArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=2e-3,
+        rows, out, AutoencoderConfig(size=s.size),
+        AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=2e-3,
                      eval_rows=200, seed=s.seed, checkpointing_steps=250,
                      checkpoints_total_limit=1, resume=resume),
         reporter=reporter,
@@ -71,7 +71,7 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
 
 
 def _diffusion(store: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
-    from ldlm.diffusion import RUN_FILE
+    from ldlm.run import RUN_FILE
     from ldlm.train import TrainArgs, train_diffusion
 
     if (out / RUN_FILE).exists():
@@ -87,11 +87,13 @@ def _diffusion(store: Path, out: Path, s: QuickstartSettings, reporter: Reporter
 
 
 def _sample(run: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
-    from ldlm.sample import sample_latents
+    from ldlm.sample import SamplingArgs, sample_latents
 
     if out.exists():
         return
-    latents, header = sample_latents(run, s.num_samples, SAMPLER_STEPS, SAMPLER, seed=s.seed,
+    latents, header = sample_latents(run, SamplingArgs(num_samples=s.num_samples,
+                                                       num_inference_steps=SAMPLER_STEPS,
+                                                       scheduler=SAMPLER, seed=s.seed),
                                      device="cpu", reporter=reporter)
     write_latent_file(out, header, latents)
 

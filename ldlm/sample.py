@@ -1,14 +1,25 @@
 """Stage: diffusion run -> latents (Gaussian noise denoised by a diffusers sampler).
 
-The run carries everything: the denoiser, the training scheduler config (samplers are built
-from it with the matching prediction type), the latent statistics that undo the
-standardisation, and the latent space the latents belong to (written into the header so
-that `ldlm decode` finds the autoencoder).
+One entry point, `sample(run, SamplingArgs(...), conditions=None, init=None, mbr=None)`
+for every way of sampling:
+
+    plain           `num_samples` latents from noise;
+    conditions      `num_samples` latents per condition of a conditional run, with
+                    classifier-free guidance (ldlm.guidance);
+      + mbr         each of them the best of N decoded candidates (ldlm.mbr);
+    init            `num_samples` variations per text (SDEdit at `strength`: the text's latent
+                    noised part of the way and denoised, Meng et al. 2022).
+
+It checks every argument once, before any work, and returns a `Sampling`: the header that
+describes the latents (their latent space, the autoencoder `ldlm decode` should use, how they
+were made) and an iterator of (latents (b, k, d), per-row meta) batches in the store's units.
+`save_samples` writes them to a latent file or a store; the CLI streams them to stdout.
+The same seed and batch size give the same latents on any device (one CPU noise generator).
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,134 +27,298 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldlm.conditions import guided
-from ldlm.denoisers import load_denoiser
-from ldlm.diffusion import RUN_FILE, SAMPLERS, Diffusion, Standardiser, check_noise_scale, make_sampler
-from ldlm.errors import InputError, RuntimeFailure, first_line
+from ldlm.conditions import encode_conditions
+from ldlm.diffusion import check_noise_scale, strength_start
+from ldlm.distributed import pick_device
+from ldlm.errors import InputError, RuntimeFailure
+from ldlm.latent_file import LatentHeader
+from ldlm.mbr import MBRArgs, choose
 from ldlm.progress import SILENT, Reporter
-from ldlm.stream import StreamHeader
+from ldlm.recipe import VARIATION_STRENGTH
+from ldlm.run import Run, header_for, load_run, run_autoencoder
+from ldlm.schedulers import SAMPLERS, TRAIN_TIMESTEPS, make_sampler, step_options
+
+MAX_BATCH = 256  # latents denoised together unless --batch-size says otherwise
 
 
 @dataclass
-class Run:
-    """A trained run, loaded."""
+class SamplingArgs:
+    """How to sample; `ldlm sample` options of the same names."""
 
-    path: Path
-    meta: dict  # ldlm_run.json
-    model: torch.nn.Module  # the (EMA) denoiser, in eval mode
-    noise: object  # the training noise scheduler
-    diffusion: Diffusion
-    standard: Standardiser
+    num_samples: int = 5  # latents per condition / per init text (plain: in all)
+    num_inference_steps: int = 1000  # denoising steps
+    scheduler: str = "ddpm"  # the sampler: a key of ldlm.schedulers.SAMPLERS
+    seed: int = 42  # the noise generator's seed
+    batch_size: int | None = None  # latents denoised together (None: up to MAX_BATCH)
+    noise_scale: float = 1.0  # multiplies the starting noise (1: the model's own distribution)
+    eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
 
-    @property
-    def latent_shape(self) -> tuple[int, int]:
-        k, d = self.meta["latent_shape"]
-        return int(k), int(d)
+    def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
+        if self.num_samples < 1:
+            raise InputError(f"--num-samples {self.num_samples} must be at least 1")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size} must be at least 1")
+        if not 1 <= self.num_inference_steps <= train_timesteps:
+            raise InputError(f"--num-inference-steps {self.num_inference_steps} must be between 1 and "
+                             f"{train_timesteps} (the training timesteps)")
+        if self.scheduler not in SAMPLERS:
+            raise InputError(f"--scheduler {self.scheduler!r} is not one of {', '.join(SAMPLERS)}")
+        check_noise_scale(self.noise_scale)
+        if not (math.isfinite(self.eta) and 0 <= self.eta <= 1):
+            raise InputError(f"--eta {self.eta} must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like)")
+        if self.eta and "eta" not in SAMPLERS[self.scheduler][2]:
+            raise InputError(f"--eta {self.eta} applies to --scheduler ddim, not {self.scheduler}; drop "
+                             "--eta or use --scheduler ddim")
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Load RUN_DIR (written by `ldlm train`); clear errors when it holds no model."""
-    from diffusers import DDPMScheduler
+@dataclass
+class Conditions:
+    """Conditional sampling: the conditions of a conditional run and the guidance scale."""
 
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise InputError(f"RUN_DIR {str(run_dir)!r} does not exist; give the --out folder of "
-                         "`ldlm train`")
-    if not (path / RUN_FILE).is_file():
-        hint = ("training has not finished: resume it with `ldlm train STORE --out RUN_DIR --resume`"
-                if any(path.glob("checkpoint-*")) else "give the --out folder of `ldlm train`")
-        raise InputError(f"RUN_DIR {str(run_dir)!r} holds no trained model (no {RUN_FILE}); {hint}")
+    values: list[str]  # class labels or conditioning texts, each sampled num_samples times
+    guidance_scale: float = 1.0  # classifier-free guidance W (1: plain conditional, 0: unconditional)
+
+
+@dataclass
+class Init:
+    """Variations: start from these texts instead of noise (SDEdit)."""
+
+    texts: list[str]  # each varied num_samples times
+    strength: float = VARIATION_STRENGTH  # in (0, 1]: near 0 keeps the text, 1 is plain sampling
+
+
+@dataclass
+class Sampling:
+    """The latents of one `sample` call, to iterate once."""
+
+    header: LatentHeader  # what the latents are and how they were made
+    frames: Iterator[tuple[np.ndarray, list[dict] | None]]  # (latents (b, k, d), per-row meta)
+    total: int  # latents the frames hold
+    batch_size: int  # latents per frame (the last may be fewer)
+
+
+def sampling_args(args: SamplingArgs | None, fields: dict) -> SamplingArgs:
+    """`args`, or SamplingArgs(**fields) for the callers that take its fields as keywords."""
+    if args is not None and fields:
+        raise InputError(f"pass SamplingArgs or its fields ({', '.join(fields)}), not both")
     try:
-        meta = json.loads((path / RUN_FILE).read_text())
-        model = load_denoiser(meta["arch"], path / "denoiser")
-        noise = DDPMScheduler.from_pretrained(str(path / "scheduler"))
-        k, d = meta["latent_shape"]
-        mean = np.asarray(meta["stats_mean"], np.float32).reshape(k, d)
-        std = np.asarray(meta["stats_std"], np.float32).reshape(k, d)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        first = first_line(exc)
-        raise RuntimeFailure(f"RUN_DIR {str(run_dir)!r} is damaged ({first}); retrain it or resume "
-                             "training from a checkpoint") from exc
-    model.to(device).eval()
-    diffusion = Diffusion(noise, meta["objective"], bool(meta["self_condition"]))
-    return Run(path, meta, model, noise, diffusion, Standardiser(mean, std))
+        return args or SamplingArgs(**fields)
+    except TypeError as exc:
+        raise InputError(f"{exc}; the sampling options are the fields of SamplingArgs") from exc
 
 
-def check_sample_args(num_samples: int, num_inference_steps: int, scheduler: str,
-                      batch_size: int | None, train_steps: int = 1000) -> None:
-    if num_samples < 1:
-        raise InputError(f"--num-samples {num_samples} must be at least 1")
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size {batch_size} must be at least 1")
-    if not 1 <= num_inference_steps <= train_steps:
-        raise InputError(f"--num-inference-steps {num_inference_steps} must be between 1 and "
-                         f"{train_steps} (the training timesteps)")
-    if scheduler not in SAMPLERS:
-        raise InputError(f"--scheduler {scheduler!r} is not one of {', '.join(SAMPLERS)}")
+def check_texts(texts: list[str], flag: str = "--init-text") -> list[str]:
+    """The input texts, refusing none or empty ones."""
+    texts = list(texts)
+    if not texts:
+        raise InputError(f"no input text given; pass {flag} TEXT")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{flag} number {i + 1} is empty; give a non-empty text")
+    return texts
 
 
-def header_for(run: Run, scheduler: str, num_inference_steps: int, seed: int) -> StreamHeader:
-    m = run.meta
-    return StreamHeader(
-        latent_space=m.get("latent_space") or "unknown", latent_shape=run.latent_shape,
-        autoencoder=m.get("autoencoder"),
-        extra={"run": str(run.path), "scheduler": scheduler,
-               "num_inference_steps": num_inference_steps, "seed": seed},
-    )
+def iter_samples(run: Run, n: int, args: SamplingArgs, device: str | torch.device = "cpu",
+                 reporter: Reporter = SILENT, *, init: np.ndarray | None = None, strength: float = 1.0,
+                 conditions: np.ndarray | None = None, guidance_scale: float = 1.0
+                 ) -> Iterator[np.ndarray]:
+    """Yield batches of latents (b, k, d) in the store's units, `n` in all (args.num_samples
+    is not read: callers expand per condition or text).
 
-
-def iter_samples(run: Run, num_samples: int = 5, num_inference_steps: int = 1000,
-                 scheduler: str = "ddpm", seed: int = 42, batch_size: int | None = None,
-                 device: str | torch.device = "cpu", reporter: Reporter = SILENT,
-                 init: np.ndarray | None = None, strength: float = 1.0,
-                 conditions: np.ndarray | None = None, guidance_scale: float = 1.0,
-                 noise_scale: float = 1.0) -> Iterator[np.ndarray]:
-    """Yield batches of latents (b, k, d) in the store's units, `num_samples` in all.
-
-    The same seed and batch size give the same latents (noise comes from one CPU generator).
-    `init` (num_samples, k, d, store units) starts each sample from that latent noised to
-    `strength` (SDEdit, ldlm.variations); strength 1 ignores it and is plain sampling.
-    `conditions` (num_samples,) or (num_samples, L): encoded conditions of a conditional run
-    (ldlm.conditions.encode_for_run), sampled with classifier-free guidance `guidance_scale`.
-    `noise_scale` multiplies the starting noise (Diffusion.sample); 1 is plain sampling.
+    `init` (n, k, d, store units) starts each sample from that latent noised to `strength`
+    (SDEdit); strength 1 ignores it and is plain sampling. `conditions` (n,) or (n, L):
+    encoded conditions of a conditional run, sampled with guidance `guidance_scale`.
     """
-    check_sample_args(num_samples, num_inference_steps, scheduler, batch_size,
-                      run.noise.config.num_train_timesteps)
-    check_noise_scale(noise_scale)
-    batch_size = batch_size or min(num_samples, 256)
+    from ldlm.guidance import guided
+
+    batch_size = args.batch_size or min(n, MAX_BATCH)
     k, d = run.latent_shape
-    gen = torch.Generator().manual_seed(seed)
-    reporter.start("sample", total=num_samples, unit="latents")
+    gen = torch.Generator().manual_seed(args.seed)
+    options = step_options(args.scheduler, eta=args.eta)
+    reporter.start("sample", total=n, unit="latents")
     done = 0
-    while done < num_samples:
-        n = min(batch_size, num_samples - done)
-        sampler = make_sampler(scheduler, run.noise.config)
-        z_init = None if init is None else run.standard.forward(torch.from_numpy(init[done:done + n]))
-        model = run.model if conditions is None else guided(run.model, conditions[done:done + n],
+    while done < n:
+        b = min(batch_size, n - done)
+        sampler = make_sampler(args.scheduler, run.noise.config)
+        z_init = None if init is None else run.standard.forward(torch.from_numpy(init[done:done + b]))
+        model = run.model if conditions is None else guided(run.model, conditions[done:done + b],
                                                             guidance_scale, device)
-        z = run.diffusion.sample(model, sampler, (n, k, d), gen, num_inference_steps, device,
-                                 init=z_init, strength=strength, noise_scale=noise_scale)
-        x = run.standard.inverse(z.float()).cpu().numpy()  # (n, k, d)
+        z = run.diffusion.sample(model, sampler, (b, k, d), gen, args.num_inference_steps, device,
+                                 init=z_init, strength=strength, noise_scale=args.noise_scale,
+                                 step_options=options)
+        x = run.standard.inverse(z.float()).cpu().numpy()  # (b, k, d)
         if not np.isfinite(x).all():
             raise RuntimeFailure(
-                f"the sampler produced NaN or inf latents (samples {done}-{done + n}); try more "
-                f"--num-inference-steps than {num_inference_steps} or another --scheduler than "
-                f"{scheduler}, or retrain the run"
+                f"the sampler produced NaN or inf latents (samples {done}-{done + b}); try more "
+                f"--num-inference-steps than {args.num_inference_steps} or another --scheduler than "
+                f"{args.scheduler}, or retrain the run"
             )
-        done += n
-        reporter.advance(n)
+        done += b
+        reporter.advance(b)
         yield x
     reporter.stop()
 
 
-def sample_latents(run_dir: str | Path, num_samples: int = 5, num_inference_steps: int = 1000,
-                   scheduler: str = "ddpm", seed: int = 42, batch_size: int | None = None,
-                   device: str | None = None, reporter: Reporter = SILENT,
-                   ) -> tuple[np.ndarray, StreamHeader]:
-    """Sample `num_samples` latents (n, k, d) from RUN_DIR, with the header that describes them."""
-    check_sample_args(num_samples, num_inference_steps, scheduler, batch_size)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    run = load_run(run_dir, device)
-    batches = list(iter_samples(run, num_samples, num_inference_steps, scheduler, seed, batch_size,
-                                device, reporter))
-    return np.concatenate(batches), header_for(run, scheduler, num_inference_steps, seed)
+def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, conditions: Conditions | None = None,
+           init: Init | None = None, mbr: MBRArgs | None = None, autoencoder: str | Path | None = None,
+           device: str | None = None, reporter: Reporter = SILENT) -> Sampling:
+    """Sample latents from a run (a loaded `Run` or RUN_DIR); see the module docstring.
+
+    `autoencoder` (default: the run's; it must define the run's latent space) encodes `init`
+    texts, decodes `mbr` candidates, and is the one the header names for `ldlm decode`.
+    """
+    from ldlm.guidance import check_guidance_scale
+
+    args = args or SamplingArgs()
+    args.check()  # every flag before the run is loaded
+    if init is not None and conditions is not None:
+        raise InputError("--condition and --init-text/--init-file cannot be combined; pass one of them")
+    if mbr is not None and conditions is None:
+        raise InputError("--mbr applies to conditional sampling; add --condition VALUE or "
+                         "--condition-file FILE, or drop it")
+    if init is not None:
+        if args.noise_scale != 1:
+            raise InputError(f"--noise-scale {args.noise_scale} applies to sampling from noise; "
+                             "variations set how far to move from the text with --strength; drop "
+                             "--noise-scale")
+        texts = check_texts(init.texts)
+        strength_start(args.num_inference_steps, float(init.strength))
+    if conditions is not None:
+        check_guidance_scale(conditions.guidance_scale)
+    if mbr is not None and mbr.candidates < 1:
+        raise InputError(f"--mbr {mbr.candidates} must be at least 1 (candidates per sample)")
+    if isinstance(run, Run):
+        device = device or str(next(run.model.parameters()).device)
+    else:
+        device = pick_device(device)
+        run = load_run(run, device)
+    if run.train_timesteps != TRAIN_TIMESTEPS:
+        args.check(run.train_timesteps)
+    run_name = str(run.path)
+    extra: dict = {}
+    if conditions is not None:
+        encoded = encode_conditions(run.condition_spec, conditions.values, run_name)
+        known = mbr.check(run.condition_spec, run_name) if mbr is not None else set()
+        extra = {"guidance_scale": conditions.guidance_scale, "mbr": mbr.candidates if mbr else None,
+                 "rerank_slots": bool(mbr and mbr.rerank_slots), "conditions": len(conditions.values)}
+        if mbr is not None and mbr.reranker is not None:
+            extra.update({"reranker": str(mbr.reranker), "reranker_weight": mbr.reranker_weight,
+                          "fluency_weight": mbr.fluency_weight})
+    if init is not None:
+        extra = {"strength": float(init.strength)}
+    model = None  # the autoencoder, loaded once where this sampling needs or names one
+    if autoencoder is not None or init is not None or mbr is not None:
+        model = run_autoencoder(run, autoencoder, device)  # refuses one from another latent space
+    if args.noise_scale != 1:
+        extra["noise_scale"] = args.noise_scale
+    if args.eta:
+        extra["eta"] = args.eta
+    header = header_for(run, args.scheduler, args.num_inference_steps, args.seed, autoencoder, **extra)
+
+    if conditions is not None:
+        total = args.num_samples * len(conditions.values)
+        frames = _conditional(run, conditions, encoded, args, mbr, known, model, device, reporter)
+    elif init is not None:
+        total = args.num_samples * len(texts)
+        latents = np.repeat(model.encode_texts(texts).cpu().numpy(), args.num_samples, axis=0)
+        meta = [{"source": t, "strength": float(init.strength)}
+                for t in texts for _ in range(args.num_samples)]
+        frames = _with_meta(iter_samples(run, total, args, device, reporter, init=latents,
+                                         strength=float(init.strength)), meta)
+    else:
+        total = args.num_samples
+        frames = ((x, None) for x in iter_samples(run, total, args, device, reporter))
+    return Sampling(header, frames, total, args.batch_size or min(total, MAX_BATCH))
+
+
+def _with_meta(batches: Iterator[np.ndarray], meta: list[dict]):
+    done = 0
+    for x in batches:
+        yield x, meta[done:done + len(x)]
+        done += len(x)
+
+
+def _conditional(run: Run, conditions: Conditions, encoded: np.ndarray, args: SamplingArgs,
+                 mbr: MBRArgs | None, known: set[str], model, device, reporter: Reporter):
+    """(latents, meta) for `num_samples` samples of each condition, row i * num_samples + j
+    being sample j of condition i; with mbr, each the chosen one of its candidates."""
+    draws = args.num_samples * (mbr.candidates if mbr else 1)
+    expanded = np.repeat(encoded, draws, axis=0)
+    rows = [v for v in conditions.values for _ in range(args.num_samples)]
+    batch = args.batch_size or min(len(rows), MAX_BATCH)
+    if mbr:  # whole candidate groups per batch
+        batch = max(mbr.candidates, batch // mbr.candidates * mbr.candidates)
+    inner = SamplingArgs(**{**args.__dict__, "batch_size": batch})
+    frames = iter_samples(run, len(expanded), inner, device, reporter, conditions=expanded,
+                          guidance_scale=conditions.guidance_scale)
+    done = drawn = 0  # output rows yielded, candidate rows drawn
+    for x in frames:
+        if not mbr:
+            yield x, [{"condition": v} for v in rows[done:done + len(x)]]
+            done += len(x)
+            continue
+        texts = model.generate(torch.from_numpy(x), max_new_tokens=mbr.max_new_tokens, temperature=0.0)
+        groups = len(x) // mbr.candidates
+        keep = choose(texts, rows[done:done + groups], expanded[drawn:drawn + len(x)], mbr, known)
+        meta = [{"condition": rows[done + g], "mbr_text": texts[i], "mbr_candidates": mbr.candidates}
+                for g, i in enumerate(keep)]
+        drawn += len(x)
+        done += groups
+        yield x[keep], meta
+
+
+def sample_latents(run_dir: str | Path | Run, args: SamplingArgs | None = None, *,
+                   conditions: Conditions | None = None, init: Init | None = None, mbr: MBRArgs | None = None,
+                   autoencoder: str | Path | None = None, device: str | None = None,
+                   reporter: Reporter = SILENT, **fields) -> tuple[np.ndarray, LatentHeader]:
+    """All latents (n, k, d) of one `sample` call at once, with their header. The sampling
+    options come as `args` or as SamplingArgs fields (`num_samples=8, scheduler="ddim"`)."""
+    args = sampling_args(args, fields)
+    result = sample(run_dir, args, conditions=conditions, init=init, mbr=mbr, autoencoder=autoencoder,
+                    device=device, reporter=reporter)
+    return np.concatenate([x for x, _ in result.frames]), result.header
+
+
+def save_samples(result: Sampling, out: str | Path) -> int:
+    """Write a sampling to `out`, all of it or nothing: a latent store when the path ends in
+    .zarr (one chunk per batch; texts: the source texts of variations), else a latent file.
+    Returns the latents written."""
+    out = str(out)
+    if out.rstrip("/").endswith(".zarr"):
+        return _save_store(result, out)
+    from ldlm.atomic import atomic_file
+    from ldlm.latent_file import LatentWriter
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as fh:
+        writer = LatentWriter(fh, result.header)
+        for x, meta in result.frames:
+            writer.write(x, meta)
+        writer.close()
+    return writer.rows
+
+
+def _save_store(result: Sampling, path: str) -> int:
+    from ldlm.store import LatentStore
+
+    header = result.header
+    store = LatentStore.create(path, rows=result.total, latent_shape=header.latent_shape,
+                               chunk_rows=result.batch_size, attributes={
+                                   "latent_space": header.latent_space,
+                                   "autoencoder": header.autoencoder, "source": header.extra["run"],
+                                   "split": "sample", "column": None, **header.extra})
+    rows, buf, texts = 0, [], []  # frames regrouped into whole chunks (--mbr frames are smaller)
+    for x, meta in result.frames:
+        buf.append(x)
+        texts += [m.get("source", "") for m in meta] if meta else [""] * len(x)
+        while len(texts) >= result.batch_size or (texts and rows + len(texts) == result.total):
+            latents = np.concatenate(buf)
+            n = min(result.batch_size, len(latents))
+            store.write_chunk(rows // result.batch_size, latents[:n], texts[:n], np.zeros(n, np.int32))
+            buf, texts, rows = [latents[n:]], texts[n:], rows + n
+    store.finalize()
+    return rows
+
+
+__all__ = ["Conditions", "Init", "MBRArgs", "Sampling", "SamplingArgs",
+           "iter_samples", "sample", "sample_latents", "save_samples", "load_run", "check_texts"]

@@ -1,13 +1,9 @@
 """Stage: latent store -> diffusion run (a denoiser trained with accelerate, EMA, checkpoints).
 
-RUN_DIR after a run:
-    denoiser/            the EMA denoiser, diffusers `save_pretrained` layout
-    scheduler/           the training noise scheduler config (samplers are built from it)
-    ldlm_run.json        latent space, autoencoder, latent shape, statistics, objective, args
-    checkpoint-<step>/   accelerate states (model, EMA, optimizer, lr, RNG, data position);
-                         the last `checkpoints_total_limit` are kept
-    samples/             latent files sampled from the EMA model during training
-    metrics.jsonl        loss per epoch, Frechet distance of samples to held-out latents
+RUN_DIR (the layout is `ldlm.run`'s): checkpoint-<step>/ folders (accelerate states: model,
+EMA, optimiser, lr, RNG, data position; the last `checkpoints_total_limit` kept), samples/
+(latent files sampled from the EMA model during training), metrics.jsonl (loss per epoch,
+Frechet distance of samples to held-out latents), and at the end the model (`save_run`).
 
 Only the store is read: no encoder runs here. Latents are standardised with the store's
 statistics before diffusion; the statistics travel with the run and `sample` restores them.
@@ -21,31 +17,38 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ldlm.atomic import replace_path
-from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers, write_checkpoint
+from ldlm.batches import (
+    WINDOWS_RESIDENT,
+    ChunkStream,
+    ChunkWindowOrder,
+    DataOrder,
+    InMemoryRows,
+    fits_in_memory,
+    megabytes,
+    window_chunks,
+)
+from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers
 from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
-from ldlm.conditions import ConditionedDenoiser, drop_conditions
-from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
-from ldlm.diffusion import RUN_FILE, Diffusion, Standardiser, make_noise_scheduler, make_sampler
-from ldlm.distributed import check_mixed_precision, cpu_only, ranks
-from ldlm.errors import InputError, RuntimeFailure, first_line
+from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
+from ldlm.diffusion import Diffusion, Standardiser
+from ldlm.distributed import check_mixed_precision, ranks
+from ldlm.errors import InputError
+from ldlm.guidance import ConditionedDenoiser, drop_conditions
+from ldlm.latent_file import LatentHeader, write_latent_file
+from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
+from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
+from ldlm.schedulers import make_noise_scheduler, make_sampler
 from ldlm.store import LatentStore, holdout_rows
-from ldlm.stream import StreamHeader, write_latent_file
-from ldlm.streaming import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, megabytes, window_chunks
 
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
-CONDITIONAL_ARCHS = ("mlp", "transformer")
 
 
 @dataclass
@@ -114,8 +117,10 @@ class TrainArgs:
         if not 0 <= self.condition_dropout < 1 or self.condition_dropout != self.condition_dropout:
             raise InputError(f"--condition-dropout {self.condition_dropout} must be in [0, 1) (0.1 "
                              "is usual; 0 trains no unconditional path, so no guidance)")
-        if self.conditional and self.arch not in CONDITIONAL_ARCHS:
-            raise InputError(f"--conditional works with --arch {' or '.join(CONDITIONAL_ARCHS)}, not "
+        if self.arch not in ARCHS:
+            raise InputError(f"--arch {self.arch!r} is not one of {', '.join(ARCHS)}")
+        if self.conditional and self.arch not in conditional_archs():
+            raise InputError(f"--conditional works with --arch {' or '.join(conditional_archs())}, not "
                              f"{self.arch}; pick one of them")
         if self.hub_model_id and not self.push_to_hub:
             raise InputError(f"--hub-model-id {self.hub_model_id!r} is only used with --push-to-hub; "
@@ -128,67 +133,6 @@ class TrainResult:
     steps: int  # optimiser steps done in total
     loss: float | None  # mean loss of the last epoch logged
     frechet_distance: float | None  # of the last samples to the held-out latents
-
-
-# ----- data ------------------------------------------------------------------------------
-class TrainingLatents:
-    """Rows [0, n) of a store, in memory when they fit, else read per batch from zarr (training
-    streams stores that do not fit instead: `ldlm.streaming`)."""
-
-    def __init__(self, store: LatentStore, n: int, memory_limit_mb: int, conditional: bool = False):
-        self.n, self.store = n, store
-        fits = self.fits(store, n, memory_limit_mb)
-        self.memory = store.read_latents(0, n).astype(np.float32, copy=False) if fits else None  # (n, k, d)
-        self.conditions = store.read_conditions(0, n) if conditional else None  # (n,) or (n, L)
-
-    @staticmethod
-    def fits(store: LatentStore, n: int, memory_limit_mb: int) -> bool:
-        k, d = store.latent_shape
-        return n * k * d * 4 <= memory_limit_mb * 2**20
-
-    def batch(self, order: DataOrder, micro: int, rank: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows (B, k, d) and conditions ((B,) / (B, L), or None) of micro-batch `micro` of `rank`."""
-        idx = order.batch(micro, rank)
-        return self.rows(idx), None if self.conditions is None else self.condition_rows(idx)
-
-    def condition_rows(self, idx: np.ndarray) -> np.ndarray:
-        return self.conditions[np.sort(idx)]
-
-    def rows(self, idx: np.ndarray) -> np.ndarray:
-        idx = np.sort(idx)
-        if self.memory is not None:
-            return self.memory[idx]  # (B, k, d)
-        return np.asarray(self.store.array("latents").get_orthogonal_selection(
-            (idx, slice(None), slice(None))), np.float32)
-
-
-@dataclass
-class DataOrder:
-    """Which rows each micro-batch takes: epoch e is a permutation seeded by (seed, e)."""
-
-    rows: int  # training rows
-    batch_size: int  # per process
-    processes: int  # data-parallel processes
-    seed: int
-
-    @property
-    def per_epoch(self) -> int:
-        """Micro-batches per epoch (the last partial batch is dropped, unless it is the only one)."""
-        return max(1, self.rows // (self.batch_size * self.processes))
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        """The row order of `epoch` (computed once per epoch, not per batch)."""
-        cached = self.__dict__.get("_cached")
-        if cached is None or cached[0] != epoch:
-            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.rows))
-            self.__dict__["_cached"] = cached
-        return cached[1]
-
-    def batch(self, micro: int, rank: int) -> np.ndarray:
-        epoch, pos = divmod(micro, self.per_epoch)
-        order = self.permutation(epoch)
-        size = self.batch_size * self.processes
-        return order[pos * size : (pos + 1) * size][rank :: self.processes]
 
 
 class TrainState:
@@ -222,58 +166,6 @@ def find_checkpoint(run: Path, resume: str) -> Path:
     return find_checkpoint_in(run, resume, CHECKPOINT_FILE)
 
 
-# ----- the final model -------------------------------------------------------------------
-def save_run(run: Path, model, scheduler, meta: dict) -> None:
-    """Write denoiser/, scheduler/ and ldlm_run.json; ldlm_run.json goes last, so a run that
-    has it has a whole model (a kill midway leaves no ldlm_run.json: `sample` refuses)."""
-    tmp = run / f".final.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        model.save_pretrained(tmp / "denoiser")
-        scheduler.save_pretrained(tmp / "scheduler")
-        (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2))
-        (run / RUN_FILE).unlink(missing_ok=True)
-        replace_path(tmp / "denoiser", run / "denoiser")
-        replace_path(tmp / "scheduler", run / "scheduler")
-        os.replace(tmp / RUN_FILE, run / RUN_FILE)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _model_card(meta: dict) -> str:
-    args = meta["training"]
-    return (
-        "---\nlibrary_name: diffusers\ntags:\n- ldlm\n- latent-diffusion\n- text-generation\n---\n\n"
-        f"# ldlm latent diffusion denoiser\n\nA `{meta['arch']}` denoiser ({meta['objective']}"
-        f"-prediction, {meta['schedule']} schedule) trained with "
-        "[ldlm](https://github.com/) on latents of shape "
-        f"{tuple(meta['latent_shape'])} from autoencoder `{meta['latent_space']}`, for "
-        f"{meta['steps']} steps (batch {args['batch_size']}, lr {args['learning_rate']}, "
-        f"seed {args['seed']}).\n\n```\nldlm sample RUN_DIR --num-samples 5 | ldlm decode "
-        "--autoencoder AE_DIR\n```\n"
-    )
-
-
-def push_to_hub(run: Path, repo_id: str, meta: dict) -> str:
-    """Upload RUN_DIR (without checkpoints) with a model card; RuntimeFailure on any failure."""
-    try:
-        from huggingface_hub import HfApi
-
-        (run / "README.md").write_text(_model_card(meta))
-        api = HfApi()
-        url = api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(folder_path=str(run), repo_id=repo_id,
-                          ignore_patterns=["checkpoint-*", "checkpoint-*/**", ".*", "logs/**"])
-        return str(url)
-    except Exception as exc:  # noqa: BLE001 - offline, auth, network: all reported alike
-        first = first_line(exc)
-        raise RuntimeFailure(
-            f"the model is saved in {str(run)!r}, but pushing it to the hub as {repo_id!r} failed "
-            f"({first}); log in (`hf auth login`), go online, and upload the folder with `hf "
-            "upload`"
-        ) from exc
-
-
 # ----- training ----------------------------------------------------------------------------
 def _has_tensorboard() -> bool:
     try:
@@ -281,16 +173,6 @@ def _has_tensorboard() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _release_accelerator_state(mixed_precision: str) -> None:
-    """Let a second run in one process use another precision (accelerate keeps one global
-    state and refuses to change it; the earlier run is over by now)."""
-    from accelerate.state import AcceleratorState
-
-    shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
-        AcceleratorState._reset_state()
 
 
 def _append_metrics(run: Path, record: dict) -> None:
@@ -302,9 +184,7 @@ class _Trainer:
     """The pieces of one run; `train_diffusion` drives them."""
 
     def __init__(self, store: LatentStore, out: Path, args: TrainArgs, reporter: Reporter):
-        from accelerate import Accelerator
         from accelerate.utils import ProjectConfiguration, set_seed
-        from diffusers.optimization import get_scheduler
         from diffusers.training_utils import EMAModel
 
         self.store, self.out, self.args, self.reporter = store, out, args, reporter
@@ -313,25 +193,18 @@ class _Trainer:
         n_train = store.rows - self.held
         if n_train < 1:
             raise InputError(f"store {store.path!r} has no rows to train on; encode more texts")
-        _release_accelerator_state(args.mixed_precision)
-        self.acc = Accelerator(
-            cpu=cpu_only(),  # gloo between CPU processes under a launch without GPUs
-            mixed_precision=args.mixed_precision,
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            log_with="tensorboard" if _has_tensorboard() else None,
-            project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")),
-        )
+        group = ranks()  # one process, or this process's place under `accelerate launch`
+        self.rank, self.is_main = group.index, group.is_main
         set_seed(args.seed)
-        procs = self.acc.num_processes
-        batch = min(args.batch_size, max(1, n_train // procs))
-        self.streaming = not TrainingLatents.fits(store, n_train, args.memory_limit_mb)
+        batch = min(args.batch_size, max(1, n_train // group.count))
+        self.streaming = not fits_in_memory(store, n_train, args.memory_limit_mb)
         if self.streaming:  # whole chunks in shuffled windows, a bounded number in memory
             chunk_bytes = store.chunk_rows * self.k * self.d * 4
             window = window_chunks(args.shuffle_window_chunks, chunk_bytes, batch, store.chunk_rows,
                                    args.memory_limit_mb)
-            self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, procs, args.seed, window)
+            self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, group.count, args.seed, window)
         else:
-            self.order = DataOrder(n_train, batch, procs, args.seed)
+            self.order = DataOrder(n_train, batch, group.count, args.seed)
         self.total_steps = args.max_steps or math.ceil(
             args.num_epochs * self.order.per_epoch / args.gradient_accumulation_steps)
         self.spec = store.condition_spec if args.conditional else None
@@ -339,14 +212,14 @@ class _Trainer:
             raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
                              "`ldlm encode --condition-column COL`, or drop --conditional")
         if self.streaming:
-            self.data = ChunkStream(store, self.order, self.acc.process_index, args.conditional)
-            if self.acc.is_main_process:
+            self.data = ChunkStream(store, self.order, self.rank, args.conditional)
+            if self.is_main:
                 held, size = WINDOWS_RESIDENT * self.order.window * chunk_bytes, n_train * self.k * self.d * 4
                 reporter.log(f"streaming {n_train} training rows ({megabytes(size)} > "
                              f"--memory-limit-mb {args.memory_limit_mb}) in shuffled windows of "
                              f"{self.order.window} chunks, at most {megabytes(held)} of them in memory")
         else:
-            self.data = TrainingLatents(store, n_train, args.memory_limit_mb, args.conditional)
+            self.data = InMemoryRows(store, n_train, args.conditional)
         self.standard = Standardiser(*store.stats())
         cond_options = self.spec.model_options() if self.spec else {}
         self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
@@ -354,20 +227,20 @@ class _Trainer:
         model = build_denoiser(args.arch, self.config)
         self.noise = make_noise_scheduler(args.schedule, args.objective)
         self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
-        opt = torch.optim.AdamW(model.parameters(), lr=args.learning_rate,
-                                weight_decay=args.weight_decay)
-        # stepped once per optimiser step, whatever the number of processes (accelerate's
-        # prepared scheduler steps once per process, so a resume on another count would shift
-        # the schedule); checkpointed as a registered object
-        self.lr = get_scheduler(args.lr_scheduler, opt, num_warmup_steps=args.lr_warmup_steps,
-                                num_training_steps=self.total_steps)
-        self.model, self.opt = self.acc.prepare(model, opt)
-        self.core = self.acc.unwrap_model(self.model)
+        self.loop = TrainingLoop(
+            model, LoopArgs(max_steps=self.total_steps, learning_rate=args.learning_rate,
+                            warmup_steps=args.lr_warmup_steps, schedule=args.lr_scheduler,
+                            weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+                            gradient_accumulation_steps=args.gradient_accumulation_steps,
+                            mixed_precision=args.mixed_precision),
+            log_with="tensorboard" if _has_tensorboard() else None,
+            project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+        self.acc, self.core = self.loop.acc, self.loop.core
         self.ema = EMAModel(self.core.parameters(), decay=args.ema_decay, use_ema_warmup=True,
                             power=0.75, model_cls=denoiser_class(args.arch), model_config=self.core.config)
         self.ema.to(self.acc.device)
-        self.state = TrainState(torch.Generator().manual_seed(args.seed + self.acc.process_index))
-        self.acc.register_for_checkpointing(self.ema, self.state, self.lr)
+        self.state = TrainState(torch.Generator().manual_seed(args.seed + self.rank))
+        self.loop.register(self.ema, self.state)
         # what a checkpoint must share with the run that resumes it (the model, the data order)
         self.identity = {
             "arch": args.arch, "denoiser": self.config, "latent_shape": [self.k, self.d],
@@ -381,27 +254,23 @@ class _Trainer:
 
     # -- checkpoints
     def save_checkpoint(self) -> Path:
-        rank = self.acc.process_index
+        def noise_generator(tmp: Path) -> None:
+            if self.rank:  # the main process's noise generator is in TrainState
+                torch.save(self.state.generator.get_state(), tmp / f"noise_generator_{self.rank}.pt")
 
-        def fill(tmp: Path) -> None:
-            self.acc.save_state(str(tmp))
-            if rank:  # the main process's noise generator is in TrainState
-                torch.save(self.state.generator.get_state(), tmp / f"noise_generator_{rank}.pt")
-
-        return write_checkpoint(self.out, self.state.step, CHECKPOINT_FILE, self.identity, fill,
-                                self.args.checkpoints_total_limit, ranks())
+        return self.loop.save_checkpoint(self.out, self.state.step, CHECKPOINT_FILE, self.identity,
+                                         self.args.checkpoints_total_limit, noise_generator)
 
     def load_checkpoint(self, ckpt: Path) -> None:
         check_same(ckpt, CHECKPOINT_FILE, self.identity)
-        self.acc.load_state(str(ckpt))
+        self.loop.load_checkpoint(ckpt)
         self.ema.to(self.acc.device)
-        rank = self.acc.process_index
-        if rank:  # TrainState brought the main process's noise generator: take this rank's own
-            own = ckpt / f"noise_generator_{rank}.pt"
+        if self.rank:  # TrainState brought the main process's noise generator: take this rank's own
+            own = ckpt / f"noise_generator_{self.rank}.pt"
             if own.is_file():
-                self.state.generator.set_state(torch.load(own))
+                self.state.generator.set_state(torch.load(own, weights_only=True))
             else:  # saved by fewer processes: a fresh stream, distinct per rank and step
-                self.state.generator.manual_seed(self.args.seed + rank + 1_000_003 * self.state.step)
+                self.state.generator.manual_seed(self.args.seed + self.rank + 1_000_003 * self.state.step)
 
     # -- samples from the EMA weights
     def ema_sample(self, n: int, steps: int, seed: int) -> np.ndarray:
@@ -428,9 +297,9 @@ class _Trainer:
     def save_samples(self, epoch: int) -> float | None:
         step = self.state.step
         x = self.ema_sample(self.args.eval_samples, self.args.eval_inference_steps, self.args.seed)
-        header = StreamHeader(self.store.latent_space or "unknown", (self.k, self.d),
+        header = LatentHeader(self.store.latent_space or "unknown", (self.k, self.d),
                               self.store.attrs.get("autoencoder"),
-                              {"run": str(self.out), "step": step, "sampler": "ddim",
+                              {"run": str(self.out), "step": step, "scheduler": "ddim",
                                "num_inference_steps": self.args.eval_inference_steps})
         (self.out / "samples").mkdir(exist_ok=True)
         write_latent_file(self.out / "samples" / f"samples-{step}.ldlm", header, x)
@@ -452,33 +321,17 @@ class _Trainer:
         gas, device = self.args.gradient_accumulation_steps, self.acc.device
         total = 0.0
         for micro in range(gas):
-            m = self.state.step * gas + micro
-            rows, conds = self.data.batch(self.order, m, self.acc.process_index)
-            x = torch.from_numpy(rows)
-            x0 = self.standard.forward(x.to(device))  # (B, k, d)
-            model = self.model
+            batch = self.data.batch(self.order, self.state.step * gas + micro, self.rank)
+            x0 = self.standard.forward(torch.from_numpy(batch.latents).to(device))  # (B, k, d)
+            model = self.loop.model
             if self.spec is not None:
-                cond = torch.from_numpy(conds).long()  # (B,) or (B, L)
+                cond = torch.from_numpy(batch.conditions).long()  # (B,) or (B, L)
                 null = torch.from_numpy(self.spec.null(1)).long()
                 cond = drop_conditions(cond, null, self.args.condition_dropout, self.state.generator)
-                model = ConditionedDenoiser(self.model, cond.to(device))
-            with self.acc.accumulate(self.model):
-                with self.acc.autocast():
-                    loss = self.diffusion.loss(model, x0, self.state.generator)
-                if not torch.isfinite(loss):
-                    last = _checkpoints(self.out)
-                    keep = f"the last good checkpoint is {str(last[-1])!r}" if last else "no checkpoint yet"
-                    raise RuntimeFailure(
-                        f"loss became {loss.item()} at step {self.state.step + 1}; {keep}; lower "
-                        f"--learning-rate ({self.args.learning_rate}) or use --mixed-precision no"
-                    )
-                self.acc.backward(loss)
-                if self.acc.sync_gradients:
-                    self.acc.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
-                self.opt.step()
-                if self.acc.sync_gradients:
-                    self.lr.step()
-                self.opt.zero_grad(set_to_none=True)
+                model = ConditionedDenoiser(self.loop.model, cond.to(device))
+            loss = self.loop.step(lambda value: diverged(value, self.state.step + 1, self.out,
+                                                         CHECKPOINT_FILE, self.args.learning_rate),
+                                  self.diffusion.loss, model, x0, self.state.generator)
             if self.acc.num_processes > 1:  # report the mean over every process's batch
                 loss = self.acc.gather(loss.detach()[None]).mean()
             total += loss.item() / gas
@@ -489,7 +342,7 @@ class _Trainer:
     def meta(self) -> dict:
         mean, std = self.standard.mean, self.standard.std
         return {
-            "format": "ldlm-run", "version": 1, "arch": self.args.arch,
+            "format": RUN_FORMAT, "version": 1, "arch": self.args.arch,
             "latent_space": self.store.latent_space, "autoencoder": self.store.attrs.get("autoencoder"),
             "store": self.store.path, "latent_shape": [self.k, self.d],
             "stats_mean": mean.ravel().tolist(), "stats_std": std.ravel().tolist(),
@@ -535,7 +388,7 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
             epoch_before = t.state.step * gas // per_epoch
             loss = t.train_step()
             t.state.losses.append(loss)
-            lr = t.lr.get_last_lr()[0]
+            lr = t.loop.lr
             reporter.advance(1, loss=f"{loss:.4f}")
             t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
             epoch = t.state.step * gas // per_epoch
@@ -576,5 +429,4 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
     return TrainResult(out, t.state.step, t.state.last_loss, fd)
 
 
-__all__ = ["TrainArgs", "TrainResult", "train_diffusion", "save_run", "find_checkpoint",
-           "holdout_rows", "DataOrder"]
+__all__ = ["CHECKPOINT_FILE", "TrainArgs", "TrainResult", "find_checkpoint", "train_diffusion"]

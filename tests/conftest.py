@@ -47,14 +47,15 @@ def tiny_ae(tmp_path_factory) -> Path:
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.autoencoder import AutoencoderConfig
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.data import TextRows
 
     out = tmp_path_factory.mktemp("ae") / "tiny"
     rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
     train_autoencoder(
-        rows, out, AutoencoderSpec(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
-        TrainingArgs(max_steps=120, batch_size=16, learning_rate=3e-3, eval_rows=5),
+        rows, out, AutoencoderConfig(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
+        AutoencoderTrainArgs(max_steps=120, batch_size=16, learning_rate=3e-3, eval_rows=5),
     )
     return out
 
@@ -62,14 +63,15 @@ def tiny_ae(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def other_ae(tmp_path_factory) -> Path:
     """A second tiny autoencoder (another latent space, same shape)."""
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.autoencoder import AutoencoderConfig
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.data import TextRows
 
     out = tmp_path_factory.mktemp("ae") / "other"
     rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
     train_autoencoder(
-        rows, out, AutoencoderSpec(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
-        TrainingArgs(max_steps=2, batch_size=8, seed=7, eval_rows=0),
+        rows, out, AutoencoderConfig(size="tiny", max_length=24, latent_tokens=4, latent_dim=16),
+        AutoencoderTrainArgs(max_steps=2, batch_size=8, seed=7, eval_rows=0),
     )
     return out
 

@@ -13,9 +13,9 @@ from ldlm.adapt import AdaptArgs, adapt_decoder
 from ldlm.autoencoder import load_autoencoder
 from ldlm.cli import app
 from ldlm.errors import InputError
+from ldlm.run import run_autoencoder
 from ldlm.sample import load_run
 from ldlm.train import TrainArgs, train_diffusion
-from ldlm.variations import run_autoencoder
 from tests.conftest import CORPUS, one_line_error
 
 runner = CliRunner()

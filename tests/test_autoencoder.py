@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ldlm.autoencoder import LatentAutoencoder, is_autoencoder_dir, load_autoencoder
-from ldlm.autoencoder.train import AutoencoderSpec, build_autoencoder, holdout_split
+from ldlm.autoencoder import AutoencoderConfig, LatentAutoencoder, is_autoencoder_dir, load_autoencoder
+from ldlm.autoencoder.train import build_autoencoder, spaced_holdout
 from ldlm.errors import InputError
 from tests.conftest import CORPUS
 
@@ -61,7 +61,7 @@ def test_fingerprint_changes_with_encoder_weights(tiny_ae):
 
 
 def test_mean_pooling_gives_one_latent_of_hidden_width():
-    model = build_autoencoder(AutoencoderSpec(size="tiny", pooling="mean", max_length=16), CORPUS)
+    model = build_autoencoder(AutoencoderConfig(size="tiny", pooling="mean", max_length=16), CORPUS)
     model.eval()
     assert model.latent_shape == (1, 64)
     assert model.encode_texts(["a b c"]).shape == (1, 1, 64)
@@ -69,9 +69,9 @@ def test_mean_pooling_gives_one_latent_of_hidden_width():
 
 def test_bad_specs():
     with pytest.raises(InputError, match="--latent-tokens 4 needs --pooling queries"):
-        build_autoencoder(AutoencoderSpec(size="tiny", pooling="mean", latent_tokens=4), CORPUS)
+        build_autoencoder(AutoencoderConfig(size="tiny", pooling="mean", latent_tokens=4), CORPUS)
     with pytest.raises(InputError, match="--latent-dim 0"):
-        build_autoencoder(AutoencoderSpec(size="tiny", latent_dim=0), CORPUS)
+        build_autoencoder(AutoencoderConfig(size="tiny", latent_dim=0), CORPUS)
 
 
 def test_not_an_autoencoder_folder(tmp_path):
@@ -82,10 +82,10 @@ def test_not_an_autoencoder_folder(tmp_path):
 
 
 def test_holdout_split_is_disjoint_and_deterministic():
-    train, held = holdout_split(100, 10)
+    train, held = spaced_holdout(100, 10)
     assert len(held) == 10 and not set(train) & set(held)
     assert sorted(train + held) == list(range(100))
-    assert holdout_split(100, 10) == (train, held)
+    assert spaced_holdout(100, 10) == (train, held)
 
 
 def minilm_folder() -> str:
@@ -98,13 +98,13 @@ def test_design_b_real_minilm_encoder_with_mean_pooling(tmp_path):
     """Design B: a real pretrained BERT-family encoder (all-MiniLM-L6-v2), mean pooling."""
     from transformers import AutoModel, AutoTokenizer
 
-    from ldlm.autoencoder.train import TrainingArgs, train_autoencoder
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.data import TextRows
 
     rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
     model, _ = train_autoencoder(
-        rows, tmp_path / "ae", AutoencoderSpec(encoder=minilm_folder(), size="tiny", max_length=24),
-        TrainingArgs(max_steps=3, batch_size=8, eval_rows=2),
+        rows, tmp_path / "ae", AutoencoderConfig(encoder_source=minilm_folder(), size="tiny", max_length=24),
+        AutoencoderTrainArgs(max_steps=3, batch_size=8, eval_rows=2),
     )
     assert model.latent_shape == (1, 384) and model.config.pooling == "mean"
     assert model.config.freeze_encoder

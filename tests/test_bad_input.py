@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from ldlm.autoencoder import load_autoencoder
 from ldlm.cli import app
+from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.store import LatentStore
-from ldlm.stream import StreamHeader, write_latent_file
 from tests.conftest import CORPUS
 from tests.test_train_sample import make_store
 
@@ -78,7 +78,7 @@ def world(tmp_path_factory, tiny_ae, other_ae) -> World:
     (f["bad_array_meta"] / "latents" / "zarr.json").write_text("not json")
     model = load_autoencoder(tiny_ae)
     z = model.encode_texts(CORPUS[:3]).numpy()
-    header_a = StreamHeader(model.fingerprint, model.latent_shape, str(tiny_ae))
+    header_a = LatentHeader(model.fingerprint, model.latent_shape, str(tiny_ae))
     f["good"] = root / "good.ldlm"
     write_latent_file(f["good"], header_a, z)
     f["nan"] = root / "nan.ldlm"
@@ -90,11 +90,11 @@ def world(tmp_path_factory, tiny_ae, other_ae) -> World:
     write_latent_file(f["inf"], header_a, bad)
     f["space_b"] = root / "b.ldlm"
     other = load_autoencoder(other_ae)
-    write_latent_file(f["space_b"], StreamHeader(other.fingerprint, other.latent_shape, str(other_ae)), z)
+    write_latent_file(f["space_b"], LatentHeader(other.fingerprint, other.latent_shape, str(other_ae)), z)
     f["space_c"] = root / "c.ldlm"
-    write_latent_file(f["space_c"], StreamHeader("fake-space", (4, 16), "/no/ae"), z)
+    write_latent_file(f["space_c"], LatentHeader("fake-space", (4, 16), "/no/ae"), z)
     f["lost_ae"] = root / "lost_ae.ldlm"
-    write_latent_file(f["lost_ae"], StreamHeader(model.fingerprint, (4, 16), "/gone/ae"), z)
+    write_latent_file(f["lost_ae"], LatentHeader(model.fingerprint, (4, 16), "/gone/ae"), z)
     f["bad_csv"] = root / "bad.csv"
     f["bad_csv"].write_bytes(b"\xff\xfe\x00\x00garbage\x00\x81\n\x00\x00\x9c,\x00\n")
     f["bad_json"] = root / "bad.jsonl"
@@ -251,7 +251,7 @@ CASES = [
     ("train-max-steps-0", ["train", "{store}", "--out", "{out}", "--max-steps", "0"], 2,
      ["--max-steps 0", "at least 1"], None),
     ("train-adaln-with-unet2d", ["train", "{store}", "--out", "{out}", "--arch", "unet2d", "--adaln"], 2,
-     ["--adaln", "--arch transformer or mlp"], None),
+     ["--adaln", "--arch mlp or transformer"], None),
     ("train-denoiser-config-not-json", ["train", "{store}", "--out", "{out}", "--denoiser-config",
                                         "{widths"], 2, ["--denoiser-config", "JSON"], None),
     ("train-hub-id-without-push", ["train", "{store}", "--out", "{out}", "--hub-model-id", "me/x"],

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ldlm.autoencoder import load_autoencoder
 from ldlm.cli import app
-from ldlm.stream import StreamHeader, write_latent_file
+from ldlm.latent_file import LatentHeader, write_latent_file
 from tests.conftest import one_line_error, read_jsonl
 
 runner = CliRunner()
@@ -60,7 +60,7 @@ def test_decode_reads_stdin(tmp_path, tiny_ae):
     model = load_autoencoder(tiny_ae)
     z = model.encode_texts(["the cat sat on the mat"]).numpy()
     path = tmp_path / "z.ldlm"
-    write_latent_file(path, StreamHeader(model.fingerprint, model.latent_shape, str(tiny_ae)), z)
+    write_latent_file(path, LatentHeader(model.fingerprint, model.latent_shape, str(tiny_ae)), z)
     r = runner.invoke(app, ["decode", "--temperature", "0"], input=path.read_bytes())
     assert r.exit_code == 0, r.stderr
     assert r.stdout == "the cat sat on the mat\n"
@@ -76,7 +76,7 @@ def test_bad_inputs(tmp_path, tiny_ae, other_ae, tiny_store, corpus_file):
     model = load_autoencoder(tiny_ae)
     k, d = model.latent_shape
     wrong = tmp_path / "wrong.ldlm"
-    write_latent_file(wrong, StreamHeader(model.fingerprint, (k, d + 2)), np.zeros((1, k, d + 2), "f4"))
+    write_latent_file(wrong, LatentHeader(model.fingerprint, (k, d + 2)), np.zeros((1, k, d + 2), "f4"))
     cases = [
         (["encode", str(tmp_path / "missing.txt"), "--autoencoder", str(tiny_ae), "--store",
           str(tmp_path / "x.zarr")], "does not exist"),

@@ -13,18 +13,12 @@ import torch
 from typer.testing import CliRunner
 
 from ldlm.cli import app
-from ldlm.conditions import (
-    ConditionSpec,
-    Guided,
-    drop_conditions,
-    known_slot_values,
-    mbr_pick,
-    slot_errors,
-    slot_values,
-    tokenize_condition,
-)
+from ldlm.conditions import ConditionSpec, known_slot_values, slot_errors, slot_values, tokenize_condition
 from ldlm.errors import InputError
-from ldlm.sample import iter_samples, load_run
+from ldlm.guidance import Guided, drop_conditions
+from ldlm.mbr import MBRArgs, mbr_pick
+from ldlm.run import load_run
+from ldlm.sample import Conditions, SamplingArgs, iter_samples, sample
 from ldlm.store import LatentStore
 from ldlm.train import TrainArgs, train_diffusion
 from tests.conftest import CORPUS, one_line_error, read_jsonl
@@ -156,8 +150,9 @@ def test_text_store_round_trip(text_store):
 # ----- guidance ---------------------------------------------------------------------------------
 def _sample(run_dir, conditions=None, scale=1.0, n=6):
     run = load_run(run_dir)
-    return np.concatenate(list(iter_samples(run, n, 4, "ddim", seed=3, conditions=conditions,
-                                            guidance_scale=scale)))
+    return np.concatenate(list(iter_samples(run, n, SamplingArgs(num_inference_steps=4, scheduler="ddim",
+                                                                 seed=3),
+                                            conditions=conditions, guidance_scale=scale)))
 
 
 def test_noise_scale_one_is_plain_sampling_and_zero_is_deterministic(text_run):
@@ -166,8 +161,8 @@ def test_noise_scale_one_is_plain_sampling_and_zero_is_deterministic(text_run):
     cond = spec.encode([_mr(t) for t in CORPUS[:6]])
 
     def draw(seed, scale, conditions=cond):
-        return np.concatenate(list(iter_samples(run, len(conditions), 4, "ddim", seed=seed,
-                                                conditions=conditions, noise_scale=scale)))
+        args = SamplingArgs(num_inference_steps=4, scheduler="ddim", seed=seed, noise_scale=scale)
+        return np.concatenate(list(iter_samples(run, len(conditions), args, conditions=conditions)))
 
     np.testing.assert_array_equal(draw(3, 1.0), _sample(text_run, cond, 1.0))
     np.testing.assert_array_equal(draw(3, 0.0), draw(4, 0.0))  # no noise: the seed is irrelevant
@@ -175,7 +170,7 @@ def test_noise_scale_one_is_plain_sampling_and_zero_is_deterministic(text_run):
     same = spec.encode([_mr(CORPUS[0])] * 64)  # one condition: a smaller scale, a tighter spread
     assert draw(3, 0.3, same).std(0).mean() < draw(3, 1.0, same).std(0).mean()
     with pytest.raises(InputError, match="--noise-scale -0.5"):
-        next(iter_samples(run, 2, 2, "ddim", noise_scale=-0.5))
+        SamplingArgs(num_inference_steps=2, scheduler="ddim", noise_scale=-0.5).check()
 
 
 def test_cli_noise_scale_is_recorded_and_zero_ignores_the_seed(text_run, tmp_path):
@@ -190,7 +185,7 @@ def test_cli_noise_scale_is_recorded_and_zero_ignores_the_seed(text_run, tmp_pat
         assert r.exit_code == 0, r.stderr
         outs.append([x["text"] for x in read_jsonl(r.stdout)])
     assert outs[0] == outs[1] and outs[0][0] == outs[0][1]
-    from ldlm.stream import read_header
+    from ldlm.latent_file import read_header
 
     with open(tmp_path / "1.ldlm", "rb") as fh:
         assert read_header(fh, "1.ldlm").extra["noise_scale"] == 0.0
@@ -262,8 +257,9 @@ def test_class_conditional_model_separates_two_clusters(tmp_path, film):
     run = load_run(out)
     spec = ConditionSpec.from_dict(run.meta["condition"])
     for label, sign in (("up", 1), ("down", -1)):
-        x = np.concatenate(list(iter_samples(run, 40, 20, "ddim", seed=0, conditions=spec.encode(
-            [label] * 40), guidance_scale=2.0)))
+        args = SamplingArgs(num_inference_steps=20, scheduler="ddim", seed=0)
+        x = np.concatenate(list(iter_samples(run, 40, args, conditions=spec.encode([label] * 40),
+                                             guidance_scale=2.0)))
         frac = float((np.sign(x.mean(axis=(1, 2))) == sign).mean())
         assert frac >= 0.9, (label, frac)
 
@@ -316,7 +312,7 @@ def test_cli_label_file(label_run, tmp_path):
     r = runner.invoke(app, ["sample", str(label_run), "--condition-file", str(f), "--num-samples", "2",
                             "--num-inference-steps", "2", "--out", str(lat)])
     assert r.exit_code == 0, r.stderr
-    from ldlm.stream import read_frames, read_header
+    from ldlm.latent_file import read_frames, read_header
 
     with open(lat, "rb") as fh:
         header = read_header(fh, "x")
@@ -369,11 +365,13 @@ def test_bad_train_arguments(kw, needle):
 
 
 def test_unknown_label_from_python(label_run):
-    from ldlm.conditions import encode_for_run
+    from ldlm.conditions import encode_conditions
 
     run = load_run(label_run)
     with pytest.raises(InputError, match="unknown condition label 'plant'.*animal, other"):
-        encode_for_run(run.meta, run.path, ["plant"])
+        encode_conditions(run.condition_spec, ["plant"], str(run.path))
+    with pytest.raises(InputError, match="unknown condition label 'plant'.*animal, other"):
+        sample(run, SamplingArgs(num_inference_steps=2), conditions=Conditions(["plant"]))
 
 
 # ----- reranking MBR candidates with a condition classifier -----------------------------------
@@ -382,30 +380,34 @@ def text_classifier(tmp_path_factory, text_store):
     from ldlm.classifier import ClassifierArgs, train_classifier
 
     out = tmp_path_factory.mktemp("cond") / "clf"
-    return train_classifier(text_store, out, ClassifierArgs(epochs=3, min_count=1)).model
+    train_classifier(text_store, out, ClassifierArgs(epochs=3, min_count=1))
+    return out
 
 
 @pytest.mark.parametrize("weight,fluency", [(0.0, 0.0), (1e6, 0.0), (0.5, 10.0), (0.0, 1e6)])
 def test_reranker_adds_its_log_likelihood_to_the_mbr_score(text_run, tiny_ae, text_classifier, weight,
                                                          fluency):
     from ldlm.autoencoder import load_autoencoder
-    from ldlm.conditions import iter_conditional
+    from ldlm.classifier import ConditionClassifier
     from ldlm.mbr import mbr_scores
 
     run, ae = load_run(text_run), load_autoencoder(tiny_ae, device="cpu")
+    clf = ConditionClassifier.from_pretrained(text_classifier)
     conds, mbr = ["name[the], size[short]", "name[a], size[long]"], 4
-    kw = dict(num_inference_steps=2, scheduler="ddim", batch_size=8, autoencoder=ae)
-    chosen = [m["mbr_text"] for _, meta in iter_conditional(
-        run, conds, mbr=mbr, reranker=text_classifier, reranker_weight=weight,
-        fluency_weight=fluency, **kw) for m in meta]
+    kw = dict(num_inference_steps=2, scheduler="ddim", batch_size=8)
+    chosen = [m["mbr_text"] for _, meta in sample(
+        run, SamplingArgs(num_samples=1, **kw), conditions=Conditions(conds), autoencoder=tiny_ae,
+        mbr=MBRArgs(mbr, reranker=text_classifier, reranker_weight=weight,
+                    fluency_weight=fluency)).frames for m in meta]
     # the same candidates, drawn without MBR (same seed, batch and condition rows)
-    x = np.concatenate([x for x, _ in iter_conditional(run, conds, num_samples=mbr, **kw)])
+    x = np.concatenate([x for x, _ in sample(run, SamplingArgs(num_samples=mbr, **kw),
+                                             conditions=Conditions(conds)).frames])
     cands = ae.generate(torch.from_numpy(x), temperature=0.0)
     spec = ConditionSpec.from_dict(run.meta["condition"])
     for i, cond in enumerate(conds):
         group = cands[i * mbr:(i + 1) * mbr]
-        ll = text_classifier.log_likelihood(group, spec.encode([cond] * mbr))
-        score = mbr_scores(group) + weight * ll + fluency * text_classifier.fluency(group)
+        ll = clf.log_likelihood(group, spec.encode([cond] * mbr))
+        score = mbr_scores(group) + weight * ll + fluency * clf.fluency(group)
         assert chosen[i] == group[int(np.argmax(score))]
         if weight == fluency == 0:
             assert chosen[i] == group[mbr_pick(group)]  # weight 0 is plain MBR
@@ -420,7 +422,7 @@ def test_cli_sample_with_reranker(text_run, text_store, tmp_path):
                             "--num-samples", "2", "--num-inference-steps", "2", "--mbr", "3",
                             "--reranker", str(clf), "--reranker-weight", "2", "--out", str(lat)])
     assert r.exit_code == 0, r.stderr
-    from ldlm.stream import read_frames, read_header
+    from ldlm.latent_file import read_frames, read_header
 
     with open(lat, "rb") as fh:
         header = read_header(fh, "x")
@@ -453,20 +455,18 @@ def test_cli_bad_reranker(text_run, text_store, tmp_path, extra, needle):
 
 
 def test_reranker_of_another_condition_vocabulary(label_run, text_classifier):
-    from ldlm.conditions import check_reranker
-
     run = load_run(label_run)
     with pytest.raises(InputError, match="another vocabulary than run"):
-        check_reranker(text_classifier, run.meta, run.path, 4, 1.0)
+        MBRArgs(4, reranker=text_classifier, reranker_weight=1.0).check(run.condition_spec, str(run.path))
 
 
 def test_fluency_weight_needs_the_classifiers_language_model(text_run, text_store, tmp_path):
     from ldlm.classifier import ClassifierArgs, train_classifier
-    from ldlm.conditions import check_reranker
 
     run = load_run(text_run)
-    bare = train_classifier(text_store, tmp_path / "c", ClassifierArgs(epochs=1, min_count=1,
-                                                                       lm_order=0)).model
+    train_classifier(text_store, tmp_path / "c", ClassifierArgs(epochs=1, min_count=1, lm_order=0))
+    spec, name = run.condition_spec, str(run.path)
     with pytest.raises(InputError, match="--fluency-weight 10.0 needs the classifier's language model"):
-        check_reranker(bare, run.meta, run.path, 4, 0.5, 10.0)
-    check_reranker(bare, run.meta, run.path, 4, 0.5, 0.0)  # no fluency term: no model needed
+        MBRArgs(4, reranker=tmp_path / "c", reranker_weight=0.5, fluency_weight=10.0).check(spec, name)
+    # no fluency term: no model needed
+    MBRArgs(4, reranker=tmp_path / "c", reranker_weight=0.5, fluency_weight=0.0).check(spec, name)

@@ -6,12 +6,12 @@ import pytest
 from ldlm.autoencoder import load_autoencoder
 from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
 from ldlm.errors import InputError
+from ldlm.latent_file import LatentHeader, LatentWriter, write_latent_file
 from ldlm.store import LatentStore
-from ldlm.stream import LatentWriter, StreamHeader, write_latent_file
 
 
 def _header(model, ae_path):
-    return StreamHeader(latent_space=model.fingerprint, latent_shape=model.latent_shape,
+    return LatentHeader(latent_space=model.fingerprint, latent_shape=model.latent_shape,
                         autoencoder=str(ae_path))
 
 
@@ -59,7 +59,7 @@ def test_latents_of_another_space_are_refused(tmp_path, tiny_ae, other_ae):
 def test_wrong_shape_is_refused(tmp_path, tiny_ae):
     model = load_autoencoder(tiny_ae)
     k, d = model.latent_shape
-    header = StreamHeader(latent_space=model.fingerprint, latent_shape=(k, d + 1))
+    header = LatentHeader(latent_space=model.fingerprint, latent_shape=(k, d + 1))
     path = tmp_path / "z.ldlm"
     write_latent_file(path, header, np.zeros((1, k, d + 1), "f4"))
     with pytest.raises(InputError, match="have shape .* expects"):
@@ -69,7 +69,7 @@ def test_wrong_shape_is_refused(tmp_path, tiny_ae):
 def test_unknown_autoencoder_named_by_stream(tiny_ae):
     buf = io.BytesIO()
     model = load_autoencoder(tiny_ae)
-    w = LatentWriter(buf, StreamHeader(latent_space="x", latent_shape=model.latent_shape,
+    w = LatentWriter(buf, LatentHeader(latent_space="x", latent_shape=model.latent_shape,
                                        autoencoder="/gone/ae"))
     w.close()
     with pytest.raises(InputError, match="not on this machine; pass --autoencoder"):

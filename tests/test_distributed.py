@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ldlm.batches import DataOrder
 from ldlm.store import LatentStore
-from ldlm.train import DataOrder
 
 
 def _free_port() -> int:

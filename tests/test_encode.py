@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from ldlm.autoencoder import load_autoencoder
+from ldlm.autoencoder.batching import encode_chunk
 from ldlm.data import load_texts
-from ldlm.encode import encode_chunk, encode_dataset
+from ldlm.encode import encode_dataset
 from ldlm.errors import InputError
 from ldlm.store import LatentStore
 

@@ -24,7 +24,7 @@ from ldlm.evaluate import (
     text_features,
     tokenize,
 )
-from ldlm.stream import StreamHeader, write_latent_file
+from ldlm.latent_file import LatentHeader, write_latent_file
 from tests.conftest import one_line_error
 
 runner = CliRunner()
@@ -268,9 +268,9 @@ def test_cli_latent_frechet_distance(tmp_path, files):
     gen = files[0]
     rng = np.random.default_rng(0)
     a, b, c = tmp_path / "a.ldlm", tmp_path / "b.ldlm", tmp_path / "c.ldlm"
-    write_latent_file(a, StreamHeader("space-1", (2, 3), None), rng.normal(size=(40, 2, 3)).astype("f4"))
-    write_latent_file(b, StreamHeader("space-1", (2, 3), None), rng.normal(size=(50, 2, 3)).astype("f4"))
-    write_latent_file(c, StreamHeader("space-2", (2, 3), None), rng.normal(size=(50, 2, 3)).astype("f4"))
+    write_latent_file(a, LatentHeader("space-1", (2, 3), None), rng.normal(size=(40, 2, 3)).astype("f4"))
+    write_latent_file(b, LatentHeader("space-1", (2, 3), None), rng.normal(size=(50, 2, 3)).astype("f4"))
+    write_latent_file(c, LatentHeader("space-2", (2, 3), None), rng.normal(size=(50, 2, 3)).astype("f4"))
     r = runner.invoke(app, ["evaluate", str(gen), "--latents", str(a), "--reference-latents", str(b),
                             "--format", "json"])
     assert r.exit_code == 0, r.stderr

@@ -37,8 +37,8 @@ from ldlm.autoencoder import load_autoencoder
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_MARKER
 from ldlm.cli import app
 from ldlm.info import describe
+from ldlm.latent_file import read_frames, read_header
 from ldlm.store import LatentStore, is_store
-from ldlm.stream import read_frames, read_header
 from ldlm.train import CHECKPOINT_FILE as RUN_MARKER
 from tests.conftest import CORPUS, one_line_error
 from tests.test_train_sample import make_store
@@ -498,21 +498,22 @@ def _record(command: str, kills: int) -> None:
 
 # ----- train-autoencoder resume, in process (fast) ------------------------------------------
 def test_train_autoencoder_resume_matches_an_uninterrupted_run(tmp_path):
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, train_autoencoder
+    from ldlm.autoencoder import AutoencoderConfig
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
     from ldlm.data import TextRows
     from ldlm.errors import InputError
 
     rows = TextRows(texts=list(CORPUS), source="t", split="train", column="text")
-    spec = AutoencoderSpec(size="tiny", max_length=24, latent_tokens=2, latent_dim=8)
+    spec = AutoencoderConfig(size="tiny", max_length=24, latent_tokens=2, latent_dim=8)
 
     def args(steps, **kw):
-        return TrainingArgs(max_steps=steps, batch_size=8, eval_rows=4, checkpointing_steps=5, **kw)
+        return AutoencoderTrainArgs(max_steps=steps, batch_size=8, eval_rows=4, checkpointing_steps=5, **kw)
 
     clean, _ = train_autoencoder(rows, tmp_path / "a", spec, args(12))
     train_autoencoder(rows, tmp_path / "b", spec, args(5))
     assert [p.name for p in (tmp_path / "b").glob("checkpoint-*")] == ["checkpoint-5"]
     with pytest.raises(InputError, match="batch_size 8, but this run has 4"):
-        train_autoencoder(rows, tmp_path / "b", spec, TrainingArgs(
+        train_autoencoder(rows, tmp_path / "b", spec, AutoencoderTrainArgs(
             max_steps=12, batch_size=4, eval_rows=4, resume="latest"))
     (tmp_path / "b" / "config.json").unlink()  # as if killed before the model was saved
     assert describe(str(tmp_path / "b"))["kind"] == "autoencoder training (unfinished)"

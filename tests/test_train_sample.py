@@ -12,12 +12,13 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from ldlm.batches import DataOrder
 from ldlm.cli import app
 from ldlm.errors import InputError, RuntimeFailure
 from ldlm.progress import Reporter
 from ldlm.sample import sample_latents
-from ldlm.store import LatentStore
-from ldlm.train import DataOrder, TrainArgs, holdout_rows, train_diffusion
+from ldlm.store import LatentStore, holdout_rows
+from ldlm.train import TrainArgs, train_diffusion
 from tests.conftest import one_line_error
 
 runner = CliRunner()
@@ -117,6 +118,27 @@ def test_sampling_is_deterministic(fake_store, tmp_path):
     c, _ = sample_latents(run, num_samples=4, num_inference_steps=3, seed=6, batch_size=2)
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
+
+
+def test_every_sampler_and_ddim_eta(fake_store, tmp_path):
+    """Each sampler of the table samples; DDIM's eta reaches its step (eta 0 is deterministic
+    DDIM: the same latents as without the flag; eta 1 adds step noise); eta elsewhere is refused."""
+    from ldlm.schedulers import SAMPLERS
+
+    run = tmp_path / "run"
+    train_diffusion(fake_store, run, args(objective="x0", max_steps=4))
+    for name in SAMPLERS:
+        x, header = sample_latents(run, num_samples=3, num_inference_steps=4, scheduler=name)
+        assert np.isfinite(x).all() and header.extra["scheduler"] == name
+    plain, _ = sample_latents(run, num_samples=3, num_inference_steps=4, scheduler="ddim")
+    zero, _ = sample_latents(run, num_samples=3, num_inference_steps=4, scheduler="ddim", eta=0.0)
+    noisy, header = sample_latents(run, num_samples=3, num_inference_steps=4, scheduler="ddim", eta=1.0)
+    np.testing.assert_array_equal(plain, zero)
+    assert not np.allclose(plain, noisy) and header.extra["eta"] == 1.0
+    with pytest.raises(InputError, match="--eta 0.5 applies to --scheduler ddim, not dpm-solver"):
+        sample_latents(run, num_samples=1, scheduler="dpm-solver", eta=0.5)
+    with pytest.raises(InputError, match="--eta 2.0 must be in"):
+        sample_latents(run, num_samples=1, scheduler="ddim", eta=2.0)
 
 
 def test_bf16_and_per_batch_reads(fake_store, tmp_path):

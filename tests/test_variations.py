@@ -12,7 +12,6 @@ from ldlm.cli import app
 from ldlm.errors import InputError
 from ldlm.sample import sample_latents
 from ldlm.variations import (
-    encode_texts,
     interpolate,
     interpolate_texts,
     sample_variations,
@@ -22,6 +21,12 @@ from ldlm.variations import (
 from tests.conftest import CORPUS, one_line_error, read_jsonl
 
 runner = CliRunner()
+
+
+def encode_texts(model, texts):
+    return model.encode_texts(texts).cpu().numpy()
+
+
 TEXTS = ["the cat sat on the mat", "a family friendly pub near the river"]
 
 
@@ -161,11 +166,17 @@ def test_cli_interpolate(tiny_ae, tmp_path):
 
 
 def test_cli_defaults_agree_with_the_library():
-    import ldlm.cli.interpolate as cli
-    import ldlm.variations as lib
+    import inspect
 
-    assert (cli.INTERPOLATION_STRENGTH, cli.INTERPOLATION_STEPS) == (
-        lib.INTERPOLATION_STRENGTH, lib.INTERPOLATION_STEPS)
+    import ldlm.variations as lib
+    from ldlm import recipe
+
+    params = inspect.signature(lib.interpolate).parameters
+    assert (params["strength"].default, params["num_inference_steps"].default) == (
+        recipe.INTERPOLATION_STRENGTH, recipe.INTERPOLATION_STEPS)
+    shown = " ".join(runner.invoke(app, ["interpolate", "--help"]).stdout.split())
+    assert f"(default {recipe.INTERPOLATION_STRENGTH})" in shown
+    assert f"(default {recipe.INTERPOLATION_STEPS})" in shown
 
 
 def test_bad_inputs(tiny_run, tiny_ae, other_ae, tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 from ldlm.autoencoder.model import AutoencoderConfig, LatentAutoencoder
 from ldlm.errors import InputError, first_line
 
-__all__ = ["AutoencoderConfig", "LatentAutoencoder", "load_autoencoder", "is_autoencoder_dir"]
+__all__ = ["AutoencoderConfig", "LatentAutoencoder", "autoencoder_location", "is_autoencoder_dir",
+           "load_autoencoder", "load_autoencoder_for"]
 
 
 def is_autoencoder_dir(path: str | Path) -> bool:
@@ -48,3 +49,34 @@ def load_autoencoder(path: str | Path, device: str | None = None) -> LatentAutoe
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def autoencoder_location(autoencoder: str | Path) -> str:
+    """An autoencoder's location as artefacts record it: absolute for a local folder, else the id."""
+    return str(Path(autoencoder).resolve()) if Path(autoencoder).exists() else str(autoencoder)
+
+
+def load_autoencoder_for(latent_space: str | None, latent_shape: tuple[int, int], named: str | None,
+                         given: str | Path | None, owner: str, plural: bool, made: str,
+                         device: str | None = None) -> LatentAutoencoder:
+    """The autoencoder of latents that live in `latent_space` (k, d): `given`, else the one the
+    latents' owner names; InputError when it is not here or defines another latent space.
+
+    owner: how messages name the latents' owner ("the latents in stdin", plural; "run 'r'");
+    made: what the right autoencoder did ("made them", "encoded its store").
+    """
+    if given is None:
+        if not named or not Path(named).exists():
+            raise InputError(f"{owner} {'name' if plural else 'names'} autoencoder {named!r}, which is "
+                             f"not on this machine; pass --autoencoder AE_DIR (the one that {made})")
+        given = named
+    model = load_autoencoder(given, device=None if device is None else str(device))
+    if latent_space and latent_space != "unknown" and model.fingerprint != latent_space:
+        raise InputError(f"--autoencoder {str(given)!r} defines latent space {model.fingerprint}, but "
+                         f"{owner} {'live in' if plural else 'was trained in'} latent space "
+                         f"{latent_space}; pass the autoencoder that {made}")
+    if tuple(model.latent_shape) != tuple(latent_shape):
+        raise InputError(f"{owner} {'have shape' if plural else 'has latents of shape'} "
+                         f"{tuple(latent_shape)}, but --autoencoder {str(given)!r} expects "
+                         f"{tuple(model.latent_shape)}; pass the autoencoder that {made}")
+    return model

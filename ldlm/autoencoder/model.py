@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +29,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ldlm.autoencoder.tokenizer import pad_rows
+from ldlm.errors import InputError
 
 Pooling = Literal["mean", "queries"]
 Size = Literal["tiny", "small", "base"]
@@ -43,20 +44,53 @@ SIZES: dict[str, tuple[int, int, int, int, int]] = {
 
 @dataclass
 class AutoencoderConfig:
-    encoder_config: dict  # Hugging Face config dict of the encoder (rebuilds it offline)
-    decoder_config: dict  # Hugging Face config dict of the causal-LM decoder
-    pooling: Pooling = "queries"  # "mean": k = 1 mean of last hidden states; "queries": k learned queries
-    latent_tokens: int = 8  # k, latent vectors per text
-    latent_dim: int = 64  # d, width of each latent vector
+    """Everything that defines an autoencoder: what `ldlm train-autoencoder` was asked for (its
+    options of the same names) and, once built, the configs of its parts. Saved as config.json;
+    `LatentAutoencoder(config)` rebuilds the model from it (nanoGPT's GPTConfig(**model_args))."""
+
+    encoder_source: str | None = None  # --encoder: a pretrained id/path; None: BERT from scratch
+    decoder_source: str | None = None  # --decoder: a pretrained causal LM; None: GPT-2 from scratch
+    pooling: Pooling | None = None  # "mean" (k = 1) | "queries" (k learned queries); None: resolve()
+    size: Size = "small"  # --size of the parts built from scratch
+    latent_tokens: int | None = None  # k, latent vectors per text; None: resolve()
+    latent_dim: int | None = None  # d, width of each latent vector; None: resolve()
     max_length: int = 64  # tokens per text seen by the encoder and the decoder
     latent_noise: float = 0.1  # std of Gaussian noise added to latents when training the decoder
     compressor_layers: int = 2  # cross-attention layers of the query compressor
-    freeze_encoder: bool = False  # keep the encoder's weights fixed (default for pretrained ones)
-    encoder_source: str | None = None  # pretrained id/path the encoder started from, if any
-    decoder_source: str | None = None  # pretrained id/path the decoder started from, if any
-    size: str | None = None  # --size used for parts built from scratch
+    freeze_encoder: bool | None = None  # keep the encoder's weights fixed; None: resolve()
+    encoder_config: dict | None = None  # Hugging Face config dict of the encoder (set when built)
+    decoder_config: dict | None = None  # Hugging Face config dict of the decoder (set when built)
     fingerprint: str | None = None  # latent-space id, set when saved
     extra: dict = field(default_factory=dict)  # provenance: data, steps, reconstruction scores
+
+    def check(self) -> None:
+        """Refuse options that cannot build a model (InputError, one line)."""
+        if self.size not in SIZES:
+            raise InputError(f"--size {self.size!r} is not one of {', '.join(SIZES)}")
+        if self.pooling not in (None, "mean", "queries"):
+            raise InputError(f"--pooling {self.pooling!r} must be 'mean' or 'queries'")
+        if self.pooling == "mean" and self.latent_tokens not in (None, 1):
+            raise InputError(f"--latent-tokens {self.latent_tokens} needs --pooling queries; mean pooling "
+                             "gives k = 1")
+        for name, value in (("--latent-tokens", self.latent_tokens), ("--latent-dim", self.latent_dim)):
+            if value is not None and value < 1:
+                raise InputError(f"{name} {value} must be at least 1")
+        if self.max_length < 4:
+            raise InputError(f"--max-length {self.max_length} must be at least 4 tokens")
+        if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
+            raise InputError(f"--latent-noise {self.latent_noise} must be a finite number >= 0")
+
+    def resolve(self, encoder_hidden: int) -> AutoencoderConfig:
+        """A copy with the defaults that depend on the parts filled in: mean pooling for a
+        pretrained encoder (k = 1, d = its hidden size), else 8 queries of width 64; a
+        pretrained encoder frozen, one from scratch trained."""
+        pooling = self.pooling or ("mean" if self.encoder_source else "queries")
+        return replace(
+            self, pooling=pooling,
+            latent_tokens=1 if pooling == "mean" else (self.latent_tokens or 8),
+            latent_dim=self.latent_dim or (encoder_hidden if pooling == "mean" else 64),
+            freeze_encoder=(self.freeze_encoder if self.freeze_encoder is not None
+                            else bool(self.encoder_source)))
 
 
 class QueryCompressor(nn.Module):
@@ -165,20 +199,14 @@ class LatentAutoencoder(
         z = self.compressor(states.last_hidden_state, attention_mask)  # (B, k, d)
         return F.layer_norm(z.float(), (z.shape[-1],))
 
-    def tokenize_for_encoder(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.encoder_tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_length,
-            return_tensors="pt",
-        )
-
     @torch.no_grad()
-    def encode_texts(self, texts: list[str]) -> torch.Tensor:
-        """Texts -> latents (B, k, d) on the model's device, in eval mode."""
-        batch = self.tokenize_for_encoder(texts).to(self.device)
-        return self.encode(batch["input_ids"], batch["attention_mask"])
+    def encode_texts(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Texts -> latents (n, k, d) on the model's device, in eval mode: length-sorted
+        batches, truncated as `ldlm encode` does (ldlm.autoencoder.batching)."""
+        from ldlm.autoencoder.batching import encode_chunk
+
+        latents, _ = encode_chunk(self, list(texts), batch_size)
+        return torch.from_numpy(latents).to(self.device)
 
     # ----- latent -> text -------------------------------------------------------------
     def _prefix_embeds(self, latents: torch.Tensor) -> torch.Tensor:
@@ -289,8 +317,7 @@ class LatentAutoencoder(
     def save_pretrained(self, save_directory, **kwargs):
         """Save config, safetensors weights and both tokenizers (fingerprint recorded)."""
         self.config.fingerprint = self.compute_fingerprint()
-        self._hub_mixin_config = {"config": asdict(self.config)}
-        return super().save_pretrained(save_directory, **kwargs)
+        return super().save_pretrained(save_directory, config={"config": asdict(self.config)}, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id, revision=None, cache_dir=None, force_download=False,

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import math
-import os
 import random
-import shutil
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import torch
-
-from ldlm.atomic import remove_path, replace_path
-from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder, Pooling, Size
+from ldlm.atomic import publish, remove_path
+from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
-from ldlm.checkpoints import (
-    check_same,
-    find_checkpoint,
-    list_checkpoints,
-    remove_leftovers,
-    write_checkpoint,
-)
+from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
-from ldlm.distributed import check_mixed_precision, cpu_only, ranks
+from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, first_line
+from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
 
@@ -34,22 +23,7 @@ _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dt
 
 
 @dataclass
-class AutoencoderSpec:
-    """What to build: the CLI's train-autoencoder options that shape the model."""
-
-    encoder: str | None = None  # pretrained encoder id/path; None: train one from scratch
-    decoder: str | None = None  # pretrained causal LM id/path; None: GPT-2 from scratch
-    pooling: Pooling | None = None  # None: "mean" with a pretrained encoder, else "queries"
-    size: Size = "small"  # size of the parts built from scratch
-    latent_tokens: int | None = None  # k (None: 1 for mean pooling, 8 for queries)
-    latent_dim: int | None = None  # d (None: hidden size for mean pooling, 64 for queries)
-    max_length: int = 64  # tokens per text
-    latent_noise: float = 0.1  # std of noise on latents while training the decoder
-    freeze_encoder: bool | None = None  # None: frozen when pretrained, trained when scratch
-
-
-@dataclass
-class TrainingArgs:
+class AutoencoderTrainArgs:
     """How to train it."""
 
     max_steps: int = 3000  # optimiser steps
@@ -74,24 +48,6 @@ def _clean(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in _TRANSIENT_KEYS}
 
 
-def _check_spec(spec: AutoencoderSpec) -> None:
-    if spec.size not in SIZES:
-        raise InputError(f"--size {spec.size!r} is not one of {', '.join(SIZES)}")
-    if spec.pooling not in (None, "mean", "queries"):
-        raise InputError(f"--pooling {spec.pooling!r} must be 'mean' or 'queries'")
-    if spec.pooling == "mean" and spec.latent_tokens not in (None, 1):
-        raise InputError(
-            f"--latent-tokens {spec.latent_tokens} needs --pooling queries; mean pooling gives k = 1"
-        )
-    for name, value in (("--latent-tokens", spec.latent_tokens), ("--latent-dim", spec.latent_dim)):
-        if value is not None and value < 1:
-            raise InputError(f"{name} {value} must be at least 1")
-    if spec.max_length < 4:
-        raise InputError(f"--max-length {spec.max_length} must be at least 4 tokens")
-    if spec.latent_noise < 0:
-        raise InputError(f"--latent-noise {spec.latent_noise} must be >= 0")
-
-
 def _load_pretrained(kind: str, name: str, causal: bool):
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -106,53 +62,44 @@ def _load_pretrained(kind: str, name: str, causal: bool):
         ) from exc
 
 
-def build_autoencoder(spec: AutoencoderSpec, texts: list[str]) -> LatentAutoencoder:
-    """Build an untrained autoencoder: pretrained parts loaded, scratch parts sized by spec."""
+def build_autoencoder(config: AutoencoderConfig, texts: list[str]) -> LatentAutoencoder:
+    """Build an untrained autoencoder: pretrained parts loaded, scratch parts sized by
+    `config.size`; the returned model's config is `config` resolved, with its parts' configs."""
     from transformers import AutoConfig, GPT2Config
 
-    _check_spec(spec)
-    hidden, enc_layers, dec_layers, heads, vocab = SIZES[spec.size]
-    pooling = spec.pooling or ("mean" if spec.encoder else "queries")
+    config.check()
+    hidden, enc_layers, dec_layers, heads, vocab = SIZES[config.size]
     scratch_tok = None
-    if spec.encoder is None or spec.decoder is None:
+    if config.encoder_source is None or config.decoder_source is None:
         scratch_tok = train_tokenizer(texts, vocab)
 
-    if spec.encoder:
-        enc_model, enc_tok = _load_pretrained("encoder", spec.encoder, causal=False)
+    if config.encoder_source:
+        enc_model, enc_tok = _load_pretrained("encoder", config.encoder_source, causal=False)
         enc_config = _clean(enc_model.config.to_dict())
     else:
         enc_model, enc_tok = None, scratch_tok
         enc_config = _clean(AutoConfig.for_model(
             "bert", vocab_size=len(scratch_tok), hidden_size=hidden,
             num_hidden_layers=enc_layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-            max_position_embeddings=max(spec.max_length, 64), pad_token_id=scratch_tok.pad_token_id,
+            max_position_embeddings=max(config.max_length, 64), pad_token_id=scratch_tok.pad_token_id,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         ).to_dict())
-    if spec.decoder:
-        dec_model, dec_tok = _load_pretrained("decoder", spec.decoder, causal=True)
+    if config.decoder_source:
+        dec_model, dec_tok = _load_pretrained("decoder", config.decoder_source, causal=True)
         ensure_special_tokens(dec_tok)
         dec_config = _clean(dec_model.config.to_dict())
     else:
         dec_model, dec_tok = None, scratch_tok
         dec_config = _clean(GPT2Config(
             vocab_size=len(scratch_tok), n_embd=hidden, n_layer=dec_layers, n_head=heads,
-            n_positions=spec.max_length + 64, bos_token_id=scratch_tok.bos_token_id,
+            n_positions=config.max_length + 64, bos_token_id=scratch_tok.bos_token_id,
             eos_token_id=scratch_tok.eos_token_id, pad_token_id=scratch_tok.pad_token_id,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         ).to_dict())
 
-    enc_hidden = enc_config.get("hidden_size", hidden)
-    k = 1 if pooling == "mean" else (spec.latent_tokens or 8)
-    d = spec.latent_dim or (enc_hidden if pooling == "mean" else 64)
-    freeze = spec.freeze_encoder if spec.freeze_encoder is not None else bool(spec.encoder)
-    config = AutoencoderConfig(
-        encoder_config=enc_config, decoder_config=dec_config, pooling=pooling,
-        latent_tokens=k, latent_dim=d, max_length=spec.max_length,
-        latent_noise=spec.latent_noise, freeze_encoder=freeze,
-        encoder_source=spec.encoder, decoder_source=spec.decoder,
-        size=spec.size if (spec.encoder is None or spec.decoder is None) else None,
-    )
-    model = LatentAutoencoder(config)
+    resolved = config.resolve(enc_config.get("hidden_size", hidden))
+    model = LatentAutoencoder(replace(resolved, encoder_config=enc_config, decoder_config=dec_config,
+                                      extra={}))
     if enc_model is not None:
         model.encoder.load_state_dict(enc_model.state_dict())
     if dec_model is not None:
@@ -161,7 +108,7 @@ def build_autoencoder(spec: AutoencoderSpec, texts: list[str]) -> LatentAutoenco
     return model
 
 
-def holdout_split(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
+def spaced_holdout(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
     """Deterministic (train, held-out) row indices: every step-th row is held out."""
     if n < 4 or eval_rows < 1:
         return list(range(n)), []
@@ -169,16 +116,6 @@ def holdout_split(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
     held = list(range(0, n, step))[:eval_rows]
     held_set = set(held)
     return [i for i in range(n) if i not in held_set], held
-
-
-def _lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
 
 
 def _batches(n: int, batch_size: int, rng: random.Random):
@@ -204,7 +141,7 @@ def reconstruct(
     return out
 
 
-def _check_args(args: TrainingArgs) -> None:
+def _check_args(args: AutoencoderTrainArgs) -> None:
     if args.max_steps < 1 or args.batch_size < 1:
         raise InputError(
             f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
@@ -218,16 +155,16 @@ def _check_args(args: TrainingArgs) -> None:
     check_mixed_precision(args.mixed_precision)
 
 
-def check_training(spec: AutoencoderSpec, args: TrainingArgs) -> None:
+def check_training(config: AutoencoderConfig, args: AutoencoderTrainArgs) -> None:
     """Refuse bad options (InputError) before any data is read or model built."""
-    _check_spec(spec)
+    config.check()
     _check_args(args)
 
 
-def _identity(spec: AutoencoderSpec, args: TrainingArgs, rows: TextRows) -> dict:
+def _identity(config: AutoencoderConfig, args: AutoencoderTrainArgs, rows: TextRows) -> dict:
     """What a checkpoint must share with the run that resumes it (model, data and its order)."""
     return {
-        "spec": asdict(spec), "data_digest": rows.digest(), "batch_size": args.batch_size,
+        "options": asdict(config), "data_digest": rows.digest(), "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
         "weight_decay": args.weight_decay, "mixed_precision": args.mixed_precision,
         "seed": args.seed, "eval_rows": args.eval_rows,
@@ -251,27 +188,16 @@ def _model_from_checkpoint(ckpt: Path, saved: dict) -> LatentAutoencoder:
 
 
 def save_final(model: LatentAutoencoder, out: Path) -> None:
-    """Write the model into `out` beside its checkpoints: every file goes to a temporary
-    folder first and is renamed into place, config.json last (and the old one is removed
-    first), so `out` is a loadable model only once the whole new model is there."""
-    tmp = out / f".final.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        model.save_pretrained(tmp)
-        (out / "config.json").unlink(missing_ok=True)
-        for item in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
-            if item.is_dir():
-                replace_path(item, out / item.name)
-            else:
-                os.replace(item, out / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Write the model into `out` beside its checkpoints, config.json last (ldlm.atomic.publish),
+    so `out` is a loadable model only once the whole new model is there."""
+    publish(out, model.save_pretrained, "config.json")
 
 
 def train_autoencoder(
     rows: TextRows,
     out: str | Path,
-    spec: AutoencoderSpec | None = None,
-    args: TrainingArgs | None = None,
+    config: AutoencoderConfig | None = None,
+    args: AutoencoderTrainArgs | None = None,
     reporter: Reporter = SILENT,
     overwrite: bool = False,
 ) -> tuple[LatentAutoencoder, ReconstructionScores | None]:
@@ -286,24 +212,23 @@ def train_autoencoder(
     --overwrite first); `overwrite` only refuses to be combined with `resume`.
     Returns the model and its reconstruction scores on a held-out slice of the rows.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    spec, args = spec or AutoencoderSpec(), args or TrainingArgs()
-    _check_spec(spec)  # every flag is checked before any work starts
+    config, args = config or AutoencoderConfig(), args or AutoencoderTrainArgs()
+    config.check()  # every flag is checked before any work starts
     _check_args(args)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a folder path")
     if args.resume and overwrite:
         raise InputError("--resume and --overwrite contradict each other; drop one")
-    identity = _identity(spec, args, rows)
+    identity = _identity(config, args, rows)
     ckpt = find_checkpoint(out, args.resume, CHECKPOINT_FILE) if args.resume else None
     saved = check_same(ckpt, CHECKPOINT_FILE, identity) if ckpt else None
 
     set_seed(args.seed)
     texts = list(rows.texts)  # training tokenises every text anyway
-    train_idx, held_idx = holdout_split(len(texts), args.eval_rows)
+    train_idx, held_idx = spaced_holdout(len(texts), args.eval_rows)
     train_texts = [texts[i] for i in train_idx]
     held_texts = [texts[i] for i in held_idx]
 
@@ -311,11 +236,10 @@ def train_autoencoder(
         reporter.log(f"resuming from {ckpt} (step {saved['step']})")
         model = _model_from_checkpoint(ckpt, saved)
     else:
-        model = build_autoencoder(spec, train_texts)  # logged once built: a failure is one line
+        model = build_autoencoder(config, train_texts)  # logged once built: a failure is one line
         size = sum(p.numel() for p in model.parameters())
         reporter.log(f"built the autoencoder ({size / 1e6:.1f}M parameters, "
                      f"{len(train_texts)} training texts)")
-    acc = Accelerator(cpu=cpu_only(), mixed_precision=args.mixed_precision)
     group = ranks()  # one process, or this process's place under `accelerate launch`
     if not group.is_main:
         reporter = SILENT
@@ -326,17 +250,15 @@ def train_autoencoder(
     pooler = getattr(model.encoder, "pooler", None)
     if pooler is not None:  # a BERT-style pooler never reaches the loss (DDP refuses idle weights)
         pooler.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(args.warmup_steps, args.max_steps))
-    # not prepared: accelerate's wrapper steps it once per process, which would shift the
-    # schedule under a launch; registered, so checkpoints keep it
-    model, opt = acc.prepare(model, opt)
-    acc.register_for_checkpointing(sched)
-    core: LatentAutoencoder = acc.unwrap_model(model)
+    loop = TrainingLoop(model, LoopArgs(
+        max_steps=args.max_steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        schedule="warmup-cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
+        max_grad_norm=1.0, mixed_precision=args.mixed_precision),
+        params=[p for p in model.parameters() if p.requires_grad])
+    core: LatentAutoencoder = loop.core
     start, last_loss = 0, None
     if saved is not None:
-        acc.load_state(str(ckpt))  # weights, optimiser, lr schedule and every RNG
+        loop.load_checkpoint(ckpt)  # weights, optimiser, lr schedule and every RNG
         start, last_loss = int(saved["step"]), saved.get("loss")
 
     out.mkdir(parents=True, exist_ok=True)
@@ -348,16 +270,15 @@ def train_autoencoder(
     group.wait()
 
     def checkpoint(step: int) -> None:
-        def fill(tmp: Path) -> None:
-            acc.save_state(str(tmp))
+        def tokenizers(tmp: Path) -> None:
             if group.is_main:
                 core.encoder_tokenizer.save_pretrained(tmp / "encoder_tokenizer")
                 core.decoder_tokenizer.save_pretrained(tmp / "decoder_tokenizer")
 
         record = {**identity, "loss": last_loss, "config": asdict(core.config)}
-        write_checkpoint(out, step, CHECKPOINT_FILE, record, fill, args.checkpoints_total_limit, group)
+        loop.save_checkpoint(out, step, CHECKPOINT_FILE, record, args.checkpoints_total_limit, tokenizers)
 
-    enc = core.encoder_tokenizer(train_texts, truncation=True, max_length=spec.max_length)["input_ids"]
+    enc = core.encoder_tokenizer(train_texts, truncation=True, max_length=core.config.max_length)["input_ids"]
     dec_all = core.tokenize_for_decoder(train_texts)  # padded once; batches trim it
     rng = random.Random(args.seed)
     if len(train_texts) < group.count:
@@ -369,6 +290,7 @@ def train_autoencoder(
         next(batches)
     pad_enc = core.encoder_tokenizer.pad_token_id or 0
 
+    model = loop.model
     model.train()
     if core.config.freeze_encoder:
         core.encoder.eval()
@@ -382,21 +304,10 @@ def train_autoencoder(
             d_mask = dec_all["attention_mask"][idx]
             d_width = int(d_mask.sum(1).max())
             d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
-            dev = acc.device
-            with acc.autocast():
-                loss = model(ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
-            if not torch.isfinite(loss):
-                found = list_checkpoints(out, CHECKPOINT_FILE)
-                keep = f"the last good checkpoint is {str(found[-1])!r}" if found else "no checkpoint yet"
-                raise RuntimeFailure(
-                    f"loss became {loss.item()} at step {step}; {keep}; lower --learning-rate "
-                    f"({args.learning_rate}) or use --mixed-precision no"
-                )
-            acc.backward(loss)
-            acc.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            dev = loop.device
+            loss = loop.step(lambda value, step=step: diverged(value, step, out, CHECKPOINT_FILE,
+                                                               args.learning_rate),
+                             model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
             last_loss = loss.item()
             reporter.advance(1, loss=round(last_loss, 4))
             done = step + 1

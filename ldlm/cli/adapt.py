@@ -9,7 +9,8 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed, pick_device
+from ldlm.cli.options import Device, Seed
+from ldlm.distributed import pick_device
 
 
 @command("adapt-decoder")

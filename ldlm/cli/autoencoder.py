@@ -12,6 +12,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Data, MixedPrecision, Seed, Split, TextColumn
 from ldlm.errors import InputError
+from ldlm.recipe import SIZES
 
 
 def _holds_anything(out: Path) -> bool:
@@ -33,7 +34,7 @@ def train_autoencoder_cmd(
         "(default: mean with --encoder, queries without).")] = None,
     decoder: Annotated[str | None, typer.Option(
         help="Pretrained causal LM (hub id or folder); default: GPT-2 from scratch.")] = None,
-    size: Annotated[Literal["tiny", "small", "base"], typer.Option(
+    size: Annotated[Literal[SIZES], typer.Option(
         help="Size of the parts built from scratch.")] = "small",
     latent_tokens: Annotated[int | None, typer.Option(
         help="k, latent vectors per text (queries pooling; default 8).")] = None,
@@ -63,7 +64,8 @@ def train_autoencoder_cmd(
     Interrupted runs continue exactly with --resume (latest checkpoint in --out) or
     --resume-from OUT/checkpoint-<step>.
     """
-    from ldlm.autoencoder.train import AutoencoderSpec, TrainingArgs, check_training, train_autoencoder
+    from ldlm.autoencoder.model import AutoencoderConfig
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, check_training, train_autoencoder
     from ldlm.data import load_texts
 
     resuming = resume or resume_from is not None
@@ -74,21 +76,21 @@ def train_autoencoder_cmd(
         hint = "pass --resume to continue its checkpoints, " if any(out.glob("checkpoint-*")) else ""
         raise InputError(f"--out {str(out)!r} already exists; {hint}choose a new folder or pass "
                          "--overwrite")
-    spec = AutoencoderSpec(
-        encoder=encoder, decoder=decoder, pooling=pooling, size=size,
+    config = AutoencoderConfig(
+        encoder_source=encoder, decoder_source=decoder, pooling=pooling, size=size,
         latent_tokens=latent_tokens, latent_dim=latent_dim, max_length=max_length,
         latent_noise=latent_noise,
     )
-    args = TrainingArgs(max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+    args = AutoencoderTrainArgs(max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
                         mixed_precision=mixed_precision, seed=seed, eval_rows=eval_rows,
                         checkpointing_steps=checkpointing_steps,
                         resume=str(resume_from) if resume_from else ("latest" if resuming else None))
-    check_training(spec, args)  # every flag before the data is read
+    check_training(config, args)  # every flag before the data is read
     reporter = RichReporter()
     rows = load_texts(data, text_column=text_column, split=split)
     if rows.skipped:
         reporter.log(f"skipped {rows.skipped} rows that are empty or not text")
-    model, scores = train_autoencoder(rows, out, spec, args, reporter=reporter, overwrite=overwrite)
+    model, scores = train_autoencoder(rows, out, config, args, reporter=reporter, overwrite=overwrite)
     from ldlm.distributed import ranks
 
     if not ranks().is_main:  # under `accelerate launch`, the main process speaks for all

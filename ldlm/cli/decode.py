@@ -12,7 +12,8 @@ import typer
 from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed, pick_device
+from ldlm.cli.options import Device, Seed
+from ldlm.distributed import pick_device
 
 
 @command("decode")

@@ -9,7 +9,8 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Data, Device, Split, TextColumn, pick_device
+from ldlm.cli.options import Data, Device, Split, TextColumn
+from ldlm.distributed import pick_device
 
 
 @command("encode")

@@ -12,8 +12,10 @@ import typer
 from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Split, pick_device
+from ldlm.cli.options import Device, Split
+from ldlm.distributed import pick_device
 from ldlm.errors import InputError
+from ldlm.metrics import TOKENIZATIONS
 
 
 @command("evaluate")
@@ -52,7 +54,7 @@ def evaluate_cmd(
         help="Generated latents (latent file or store) for the latent Frechet distance.")] = None,
     reference_latents: Annotated[str | None, typer.Option(
         help="Reference latents (a store from `ldlm encode`) for the latent Frechet distance.")] = None,
-    tokenize: Annotated[Literal["words", "cased-words", "whitespace"], typer.Option(
+    tokenize: Annotated[Literal[TOKENIZATIONS], typer.Option(
         help="Tokens of the n-gram metrics: words (lowercased words and punctuation), "
         "cased-words, or whitespace.")] = "words",
     reference_row: Annotated[bool, typer.Option(
@@ -71,7 +73,7 @@ def evaluate_cmd(
     """
     from ldlm.data import load_texts
     from ldlm.evaluate import evaluate_texts
-    from ldlm.evaluation.inputs import paired_groups, read_generated, read_latents
+    from ldlm.evaluate.inputs import paired_groups, read_generated, read_latents
 
     if json_out is not None:
         check_output_path(json_out, "--json")
@@ -129,7 +131,7 @@ def render_table(result):
     from rich.markup import escape
     from rich.table import Table
 
-    from ldlm.evaluate import LABELS
+    from ldlm.evaluate import METRICS
 
     repeats = len(result.seeds)
     title = (f"N = {result.num_samples} texts per side, {repeats} repeat{'s' if repeats > 1 else ''}"
@@ -141,27 +143,18 @@ def render_table(result):
     for row in rows:
         table.add_column(headers.get(row, row), justify="right")
 
-    def cell(row: str, key: str) -> str:
-        s = result.summary(row, key)
+    def cell(row: str, metric) -> str:
+        s = result.summary(row, metric.key)
         if s is None:
             return "-"
-        digits = 1 if key in ("perplexity", "words") else 3
-        return f"{s[0]:.{digits}f}" + (f" ± {s[1]:.{digits}f}" if repeats > 1 else "")
+        d = metric.digits
+        return f"{s[0]:.{d}f}" + (f" ± {s[1]:.{d}f}" if repeats > 1 else "")
 
-    for key, label in LABELS.items():
-        if not any(result.summary(row, key) for row in rows):
+    for metric in METRICS:
+        if not any(result.summary(row, metric.key) for row in rows):
             continue
-        if key == "mauve":
-            label = f"MAUVE ({result.mauve_features})"
-        elif key == "perplexity":
-            label = f"Gen PPL ({result.ppl_model})"
-        elif key in ("diversity", "distinct_1", "distinct_2"):
-            label = f"{label} ({result.tokenize} tokens)"
-        elif key == "mem_4gram":
-            label = f"Mem (4-grams in train, {result.tokenize} tokens)"
-        elif key == "copy_rate":
-            label = "Copy rate (exact train copies)"
-        table.add_row(escape(label), *(cell(row, key) for row in rows))
+        label = metric.describe(result) if metric.describe else metric.label
+        table.add_row(escape(label), *(cell(row, metric) for row in rows))
     if result.bleu:
         b = result.bleu
         table.add_row(escape(f"BLEU (paired, {b['pairs']} texts, {b['references_per_text']:.1f} refs each)"),

@@ -11,11 +11,10 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed, pick_device
-
-# the defaults of ldlm.variations (not imported here: it loads torch; a test checks they agree)
-INTERPOLATION_STRENGTH = 0.2
-INTERPOLATION_STEPS = 50
+from ldlm.cli.options import Device, Seed
+from ldlm.distributed import pick_device
+from ldlm.recipe import INTERPOLATION_SAMPLER, INTERPOLATION_STEPS, INTERPOLATION_STRENGTH
+from ldlm.schedulers import SAMPLERS
 
 
 @command("interpolate")
@@ -31,8 +30,8 @@ def interpolate_cmd(
         help=f"With --run: re-noising strength in (0, 1] (default {INTERPOLATION_STRENGTH}).")] = None,
     num_inference_steps: Annotated[int | None, typer.Option(
         help=f"With --run: denoising steps of the full schedule (default {INTERPOLATION_STEPS}).")] = None,
-    scheduler: Annotated[Literal["ddpm", "ddim", "dpm-solver"] | None, typer.Option(
-        help="With --run: sampler (default dpm-solver).")] = None,
+    scheduler: Annotated[Literal[tuple(SAMPLERS)] | None, typer.Option(
+        help=f"With --run: sampler (default {INTERPOLATION_SAMPLER}).")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per text.")] = 100,
     temperature: Annotated[float, typer.Option(
         help="Decoding temperature; 0 (greedy) shows the latent path, not sampling noise.")] = 0.0,
@@ -58,12 +57,12 @@ def interpolate_cmd(
                 raise InputError(f"{flag} applies to re-noising with a run; add --run RUN_DIR or drop it")
     strength = INTERPOLATION_STRENGTH if strength is None else strength
     num_inference_steps = num_inference_steps or INTERPOLATION_STEPS
-    scheduler = scheduler or "dpm-solver"
+    scheduler = scheduler or INTERPOLATION_SAMPLER
     reporter = RichReporter()
     result, model = interpolate(text_a, text_b, autoencoder, steps, run, strength, num_inference_steps,
                                 scheduler, seed, pick_device(device), reporter)
     if out is not None:
-        from ldlm.stream import write_latent_file
+        from ldlm.latent_file import write_latent_file
 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_latent_file(out, result.header, result.latents, result.meta)

@@ -10,35 +10,22 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed, pick_device
+from ldlm.cli.options import Device, Seed
 from ldlm.errors import InputError
-from ldlm.mbr import FLUENCY_WEIGHT, RERANKER_WEIGHT
+from ldlm.recipe import FLUENCY_WEIGHT, RERANKER_WEIGHT, VARIATION_STRENGTH
+from ldlm.schedulers import SAMPLERS
+
+Sampler = Literal[tuple(SAMPLERS)]  # the choices are the table's keys
 
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _write_store(path: str, frames, header, num_samples: int, batch_size: int) -> None:
-    """A latent store with one chunk per batch (texts: the source texts of variations, else
-    empty), complete only at the end."""
-    import numpy as np
-
-    from ldlm.store import LatentStore
-
-    store = LatentStore.create(path, rows=num_samples, latent_shape=header.latent_shape,
-                               chunk_rows=batch_size, attributes={
-                                   "latent_space": header.latent_space,
-                                   "autoencoder": header.autoencoder, "source": header.extra["run"],
-                                   "split": "sample", "column": None, **header.extra})
-    for chunk, (x, meta) in enumerate(frames):
-        texts = [m.get("source", "") for m in meta] if meta else [""] * len(x)
-        store.write_chunk(chunk, x, texts, np.zeros(len(x), np.int32))
-    store.finalize()
-
-
-def _init_texts(init_text, init_file, strength, num_inference_steps) -> list[str] | None:
+def _init(init_text, init_file, strength):
     """The texts to start from (None: plain sampling from noise), with the flags checked."""
+    from ldlm.sample import Init
+
     if init_text and init_file is not None:
         raise InputError("--init-text and --init-file both given; pass one of them")
     if not init_text and init_file is None:
@@ -46,17 +33,19 @@ def _init_texts(init_text, init_file, strength, num_inference_steps) -> list[str
             raise InputError("--strength applies to variations; add --init-text TEXT or --init-file "
                              "FILE, or drop it")
         return None
-    from ldlm.variations import DEFAULT_STRENGTH, check_strength, check_texts, read_init_file
-
-    check_strength(DEFAULT_STRENGTH if strength is None else strength, num_inference_steps)
     if init_file is not None:
-        return read_init_file(init_file)
-    return check_texts(init_text)
+        from ldlm.variations import read_init_file
+
+        init_text = read_init_file(init_file)
+    return Init(list(init_text), VARIATION_STRENGTH if strength is None else strength)
 
 
-def _conditions(condition, condition_file, guidance_scale, mbr, init,
-                rerank_slots: bool = False, reranker: Path | None = None) -> list[str] | None:
-    """The conditions to sample (None: unconditional), with the flags checked."""
+def _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots, reranker, reranker_weight,
+                fluency_weight):
+    """The conditions to sample and the MBR options (None: unconditional), with the flags checked."""
+    from ldlm.mbr import MBRArgs
+    from ldlm.sample import Conditions
+
     if condition and condition_file is not None:
         raise InputError("--condition and --condition-file both given; pass one of them")
     if not condition and condition_file is None:
@@ -65,21 +54,23 @@ def _conditions(condition, condition_file, guidance_scale, mbr, init,
             if value is not None:
                 raise InputError(f"{flag} applies to conditional sampling; add --condition VALUE or "
                                  "--condition-file FILE, or drop it")
-        return None
-    if init:
-        raise InputError("--condition and --init-text/--init-file cannot be combined; pass one of them")
-    from ldlm.conditions import check_guidance_scale, read_condition_file
-
-    if guidance_scale is not None:
-        check_guidance_scale(guidance_scale)
-    if mbr is not None and mbr < 1:
-        raise InputError(f"--mbr {mbr} must be at least 1 (candidates per sample)")
+        return None, None
+    if mbr is None:
+        for flag, value in (("--rerank-slots", rerank_slots or None), ("--reranker", reranker)):
+            if value is not None:
+                raise InputError(f"{flag} chooses among --mbr candidates; add --mbr N (e.g. 40) or "
+                                 f"drop {flag}")
     if condition_file is not None:
-        return read_condition_file(condition_file)
-    for i, value in enumerate(condition):
-        if not value.strip():
-            raise InputError(f"--condition number {i + 1} is empty; give a label or a text")
-    return list(condition)
+        from ldlm.conditions import read_condition_file
+
+        values = read_condition_file(condition_file)
+    else:
+        values = list(condition)
+        for i, value in enumerate(values):
+            if not value.strip():
+                raise InputError(f"--condition number {i + 1} is empty; give a label or a text")
+    mbr_args = None if mbr is None else MBRArgs(mbr, rerank_slots, reranker, reranker_weight, fluency_weight)
+    return Conditions(values, 1.0 if guidance_scale is None else guidance_scale), mbr_args
 
 
 @command("sample")
@@ -87,8 +78,10 @@ def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR written by `ldlm train`.")],
     num_samples: Annotated[int, typer.Option(help="Latents to generate.")] = 5,
     num_inference_steps: Annotated[int, typer.Option(help="Denoising steps.")] = 1000,
-    scheduler: Annotated[Literal["ddpm", "ddim", "dpm-solver"], typer.Option(
+    scheduler: Annotated[Sampler, typer.Option(
         help="Sampler (built from the run's noise schedule).")] = "ddpm",
+    eta: Annotated[float, typer.Option(
+        help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
     seed: Seed = 42,
     out: Annotated[str | None, typer.Option(
         help="Latent file to write, or a path ending in .zarr for a latent store (default: the "
@@ -103,7 +96,7 @@ def sample_cmd(
         help="Start from the texts of this file, one per line.")] = None,
     strength: Annotated[float | None, typer.Option(
         help="With --init-text/--init-file: how much to change the text, in (0, 1]; near 0 keeps "
-        "it, 1 is plain sampling (default 0.3).")] = None,
+        f"it, 1 is plain sampling (default {VARIATION_STRENGTH}).")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
         help="The autoencoder of this sampling (default: the run's; it must define the run's latent "
         "space, e.g. an `ldlm adapt-decoder` one): it encodes --init-text/--init-file, decodes --mbr "
@@ -121,8 +114,8 @@ def sample_cmd(
         "highest mean BLEU against the others (minimum Bayes risk).")] = None,
     noise_scale: Annotated[float, typer.Option(
         help="Multiply the starting noise: 1 samples the model's distribution, below 1 likelier "
-        "samples, 0 one deterministic sample per condition with ddim or dpm-solver (on E2E, 0 to "
-        "0.3 gave far higher BLEU). Not with --init-text/--init-file.")] = 1.0,
+        "samples, 0 one deterministic sample per condition with ddim or dpm-solver (figures: the "
+        "benchmarks page). Not with --init-text/--init-file.")] = 1.0,
     rerank_slots: Annotated[bool, typer.Option(
         "--rerank-slots", help="With --mbr and structured conditions (key[value], ...): keep the "
         "candidates that miss the fewest of the condition's values and state the fewest other "
@@ -139,20 +132,15 @@ def sample_cmd(
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
-    from ldlm.diffusion import check_noise_scale
-    from ldlm.sample import check_sample_args, header_for, iter_samples, load_run
+    from ldlm.sample import SamplingArgs, sample, save_samples
 
-    check_sample_args(num_samples, num_inference_steps, scheduler, batch_size)
-    check_noise_scale(noise_scale)
-    if noise_scale != 1 and (init_text or init_file is not None):
-        raise InputError(f"--noise-scale {noise_scale} applies to sampling from noise; variations "
-                         "set how far to move from the text with --strength; drop --noise-scale")
-    values = _conditions(condition, condition_file, guidance_scale, mbr, init_text or init_file,
-                         rerank_slots, reranker)
-    texts = _init_texts(init_text, init_file, strength, num_inference_steps)
-    total = num_samples if texts is None else num_samples * len(texts)
-    if values is not None:
-        total = num_samples * len(values)
+    args = SamplingArgs(num_samples=num_samples, num_inference_steps=num_inference_steps,
+                        scheduler=scheduler, seed=seed, batch_size=batch_size, noise_scale=noise_scale,
+                        eta=eta)
+    args.check()
+    init = _init(init_text, init_file, strength)
+    conditions, mbr_args = _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots,
+                                       reranker, reranker_weight, fluency_weight)
     if out is None and stdout_is_terminal():
         raise InputError("stdout is a terminal, not a place for binary latents; pass --out PATH or "
                          "pipe into `ldlm decode`")
@@ -163,84 +151,22 @@ def sample_cmd(
         if is_url(out) and not out.rstrip("/").endswith(".zarr"):
             raise InputError(f"--out {out!r}: latent files are written to local paths; give a path, "
                              "or a URL ending in .zarr for a latent store")
-    if out is not None and not is_url(out):
-        from ldlm.atomic import check_output_path
+        if not is_url(out):
+            from ldlm.atomic import check_output_path
 
-        check_output_path(out, "--out", folder=out.rstrip("/").endswith(".zarr"))
-    dev = pick_device(device)
-    run = load_run(run_dir, dev)
-    batch_size = batch_size or min(total, 256)
+            check_output_path(out, "--out", folder=out.rstrip("/").endswith(".zarr"))
     reporter = RichReporter()
-    model = None  # the autoencoder, loaded once where this sampling needs or names one
-    if autoencoder is not None or texts is not None:
-        from ldlm.variations import run_autoencoder
-
-        model = run_autoencoder(run, autoencoder, dev)  # refuses one from another latent space
-    if values is not None:
-        from ldlm.conditions import encode_for_run, iter_conditional
-
-        encode_for_run(run.meta, run.path, values)  # refuses bad conditions before any work
-        if rerank_slots:
-            from ldlm.conditions import rerank_slot_values
-
-            rerank_slot_values(run.meta, run.path, mbr)
-        classifier = None
-        if reranker is not None:
-            from ldlm.classifier import ConditionClassifier
-            from ldlm.conditions import check_reranker
-
-            classifier = ConditionClassifier.from_pretrained(reranker)
-            check_reranker(classifier, run.meta, run.path, mbr, reranker_weight, fluency_weight)
-        header = header_for(run, scheduler, num_inference_steps, seed)
-        w = 1.0 if guidance_scale is None else guidance_scale
-        header.extra.update({"guidance_scale": w, "mbr": mbr, "rerank_slots": rerank_slots,
-                             "conditions": len(values)})
-        if classifier is not None:
-            header.extra.update({"reranker": str(reranker), "reranker_weight": reranker_weight,
-                                 "fluency_weight": fluency_weight})
-        frames = iter_conditional(run, values, num_samples, w, num_inference_steps, scheduler, seed,
-                                  batch_size, dev, reporter, mbr, model,
-                                  rerank_slots=rerank_slots, noise_scale=noise_scale,
-                                  reranker=classifier, reranker_weight=reranker_weight,
-                                  fluency_weight=fluency_weight)
-    elif texts is None:
-        header = header_for(run, scheduler, num_inference_steps, seed)
-        frames = ((x, None) for x in iter_samples(run, num_samples, num_inference_steps, scheduler,
-                                                  seed, batch_size, dev, reporter,
-                                                  noise_scale=noise_scale))
-    else:
-        from ldlm.variations import DEFAULT_STRENGTH, iter_variations, variations_header
-
-        strength = DEFAULT_STRENGTH if strength is None else strength
-        header = variations_header(run, scheduler, num_inference_steps, seed, strength, autoencoder)
-        frames = iter_variations(run, model, texts, strength, num_samples, num_inference_steps,
-                                 scheduler, seed, batch_size, dev, reporter)
-    if autoencoder is not None:  # the output names it, so `ldlm decode` finds it by itself
-        from ldlm.variations import autoencoder_location
-
-        header.autoencoder = autoencoder_location(autoencoder)
-    if noise_scale != 1:
-        header.extra["noise_scale"] = noise_scale
-    num_samples = total
-    if out is not None and out.rstrip("/").endswith(".zarr"):
-        _write_store(out, frames, header, num_samples, batch_size)
-        reporter.log(f"wrote {num_samples} latents to store {out}")
-        return
-    from ldlm.stream import LatentWriter
-
+    result = sample(run_dir, args, conditions=conditions, init=init, mbr=mbr_args, autoencoder=autoencoder,
+                    device=device, reporter=reporter)
     if out is not None:
-        from ldlm.atomic import atomic_file
-
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(out) as fh:
-            writer = LatentWriter(fh, header)
-            for x, meta in frames:
-                writer.write(x, meta)
-            writer.close()
-        reporter.log(f"wrote {num_samples} latents to {out}")
+        rows = save_samples(result, out)
+        where = f"store {out}" if out.rstrip("/").endswith(".zarr") else out
+        reporter.log(f"wrote {rows} latents to {where}")
         return
-    writer = LatentWriter(sys.stdout.buffer, header)
-    for x, meta in frames:
+    from ldlm.latent_file import LatentWriter
+
+    writer = LatentWriter(sys.stdout.buffer, result.header)
+    for x, meta in result.frames:
         writer.write(x, meta)
         sys.stdout.buffer.flush()
     writer.close()

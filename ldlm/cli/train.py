@@ -11,7 +11,10 @@ import typer
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import MixedPrecision, Seed
+from ldlm.denoisers import ARCHS
 from ldlm.errors import InputError
+from ldlm.recipe import SIZES
+from ldlm.schedulers import BETA_SCHEDULES, PREDICTION_TYPES
 
 
 def _denoiser_overrides(arch: str, adaln: bool, denoiser_config: str | None) -> dict:
@@ -25,10 +28,14 @@ def _denoiser_overrides(arch: str, adaln: bool, denoiser_config: str | None) -> 
         if not isinstance(overrides, dict):
             raise InputError(f"--denoiser-config {denoiser_config!r} must be a JSON object")
     if adaln:
-        if arch not in ("transformer", "mlp"):
-            raise InputError(f"--adaln is an option of --arch transformer or mlp, not {arch}; drop "
-                             "it or use --arch transformer or mlp")
-        overrides["adaln" if arch == "transformer" else "film"] = True
+        from ldlm.denoisers import ARCHS, denoiser_class
+
+        option = denoiser_class(arch).modulation
+        if option is None:
+            able = " or ".join(a for a in ARCHS if denoiser_class(a).modulation)
+            raise InputError(f"--adaln is an option of --arch {able}, not {arch}; drop it or use "
+                             f"--arch {able}")
+        overrides[option] = True
     return overrides
 
 
@@ -36,21 +43,20 @@ def _denoiser_overrides(arch: str, adaln: bool, denoiser_config: str | None) -> 
 def train_cmd(
     store: Annotated[str, typer.Argument(help="Latent store written by `ldlm encode` (path or URL).")],
     out: Annotated[Path, typer.Option("--out", help="RUN_DIR: checkpoints, samples and the model.")],
-    arch: Annotated[Literal["mlp", "unet2d", "transformer"], typer.Option(
+    arch: Annotated[Literal[tuple(ARCHS)], typer.Option(
         help="Denoiser: residual MLP U-Net, diffusers UNet2DModel on a 2-D layout, or transformer "
         "over the k latent tokens.")] = "mlp",
-    size: Annotated[Literal["tiny", "small", "base"], typer.Option(
-        help="Denoiser size preset.")] = "small",
+    size: Annotated[Literal[SIZES], typer.Option(help="Denoiser size preset.")] = "small",
     denoiser_config: Annotated[str | None, typer.Option(
         help="JSON object of denoiser options over the preset, e.g. '{\"layers\": 6}'.")] = None,
     adaln: Annotated[bool, typer.Option(
         "--adaln", help="The timestep (and condition) scale and shift each block's normalised "
         "input: adaLN-Zero in the transformer, FiLM in the MLP (better for --conditional).")
     ] = False,
-    objective: Annotated[Literal["eps", "x0", "v"], typer.Option(
+    objective: Annotated[Literal[tuple(PREDICTION_TYPES)], typer.Option(
         help="What the denoiser predicts: the noise, the clean latent, or v (x0 gave the best "
         "samples on E2E).")] = "x0",
-    schedule: Annotated[Literal["linear", "scaled-linear", "cosine"], typer.Option(
+    schedule: Annotated[Literal[tuple(BETA_SCHEDULES)], typer.Option(
         help="Noise schedule (linear and scaled-linear: betas 0.00085 to 0.012, 1000 steps).")
     ] = "linear",
     num_epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 100,

@@ -13,7 +13,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ldlm.denoisers.conditioning import ConditionEncoder, check_condition_options, null_condition
+from ldlm.denoisers.condition_encoder import ConditionEncoder, check_condition_options, null_condition
 from ldlm.denoisers.embeddings import TimestepMLP, timesteps_like
 
 PRESETS = {
@@ -50,6 +50,9 @@ class ResBlock(nn.Module):
 
 class MLPDenoiser(ModelMixin, ConfigMixin):
     """Residual MLP U-Net over the flattened latent: model(x_t (B, k, d), t (B,)) -> (B, k, d)."""
+
+    conditional = True  # takes `cond` (ldlm train --conditional)
+    modulation = "film"  # the option that --adaln turns on
 
     @register_to_config
     def __init__(

@@ -8,7 +8,7 @@ input (adaLN-Zero, Peebles & Xie 2023) and gates its residual branches.
 
 Conditional (`condition_type`): a class embedding is added to every latent token (and to
 the adaLN timestep embedding); a conditioning text is encoded by a small transformer
-(ldlm.denoisers.conditioning) and every block cross-attends from the k latent tokens to its
+(ldlm.denoisers.condition_encoder) and every block cross-attends from the k latent tokens to its
 tokens (padding masked), after self-attention. (Cross-attention, not a prefix: the blocks
 then run on k tokens, not k + L; 5x less compute per step with E2E's MRs on CPU.)
 """
@@ -20,7 +20,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from ldlm.denoisers.conditioning import ConditionEncoder, check_condition_options, null_condition
+from ldlm.denoisers.condition_encoder import ConditionEncoder, check_condition_options, null_condition
 from ldlm.denoisers.embeddings import TimestepMLP, sinusoidal_embedding, timesteps_like
 from ldlm.errors import InputError
 
@@ -64,6 +64,9 @@ class Block(nn.Module):
 
 class TransformerDenoiser(ModelMixin, ConfigMixin):
     """model(x_t (B, k, d), t (B,), self_cond (B, k, d) | None) -> (B, k, d)."""
+
+    conditional = True  # takes `cond` (ldlm train --conditional)
+    modulation = "adaln"  # the option that --adaln turns on
 
     @register_to_config
     def __init__(

@@ -45,6 +45,9 @@ def grid_shape(width: int, multiple: int) -> tuple[int, int]:
 class UNet2DDenoiser(ModelMixin, ConfigMixin):
     """model(x_t (B, k, d), t (B,)) -> (B, k, d) through a UNet2DModel on (B, k, H, W)."""
 
+    conditional = False  # takes `cond` (ldlm train --conditional)
+    modulation = None  # the option that --adaln turns on
+
     @register_to_config
     def __init__(
         self,

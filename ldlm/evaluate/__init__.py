@@ -3,12 +3,13 @@ memorisation and copies of training texts, generative perplexity, paired BLEU, l
 Frechet distance; N samples against N references, repeated over seeds, beside a row of
 held-out human texts scored the same way.
 
-The implementation lives in `ldlm.metrics` (n-gram metrics, BLEU, Frechet distance) and
-`ldlm.evaluation` (model-based metrics, the protocol, reading inputs); this module gathers
-the public names.
+The n-gram metrics, BLEU and the Frechet distance live in `ldlm.metrics` (the stages use
+them too); this package holds the model-based metrics (`models`), the protocol and its
+METRICS registry (`protocol`) and the readers of what `ldlm evaluate` scores (`inputs`), and
+gathers the public names here.
 """
 
-from ldlm.evaluation.models import (
+from ldlm.evaluate.models import (
     MINILM,
     load_feature_model,
     mauve_from_features,
@@ -17,7 +18,7 @@ from ldlm.evaluation.models import (
     text_features,
     text_nll,
 )
-from ldlm.evaluation.protocol import LABELS, Evaluation, evaluate_texts
+from ldlm.evaluate.protocol import LABELS, METRICS, Evaluation, Metric, evaluate_texts
 from ldlm.metrics import (
     TOKENIZATIONS,
     corpus_bleu,
@@ -29,7 +30,8 @@ from ldlm.metrics import (
 )
 
 __all__ = [
-    "LABELS", "MINILM", "TOKENIZATIONS", "Evaluation", "corpus_bleu", "distinct_n", "diversity",
+    "LABELS", "METRICS", "MINILM", "Metric", "TOKENIZATIONS", "Evaluation", "corpus_bleu", "distinct_n",
+    "diversity",
     "evaluate_texts", "frechet_distance", "load_feature_model", "mauve_from_features", "mauve_score",
     "memorisation", "perplexity", "text_features", "text_nll", "tokenize",
 ]

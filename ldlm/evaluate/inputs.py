@@ -119,7 +119,7 @@ def paired_groups(gen: Generated, ref_texts: list[str] | None, ref_keys: list[st
 
 def read_latents(path: str, flag: str) -> tuple[np.ndarray, str | None]:
     """All latents (n, k, d) of a latent file or store, and the latent space they name."""
-    from ldlm.decode import open_latents
+    from ldlm.latent_file import open_latents
 
     if not path or path == "-":
         raise InputError(f"{flag} needs a latent file or store path (stdin is for GENERATED)")

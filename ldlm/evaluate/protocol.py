@@ -10,15 +10,16 @@ once per distinct text and reused by every repeat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from ldlm.errors import InputError
-from ldlm.evaluation import models
+from ldlm.evaluate import models
 from ldlm.metrics import (
+    TOKENIZATIONS,
     Tokenization,
     corpus_bleu,
     distinct_n,
@@ -29,17 +30,70 @@ from ldlm.metrics import (
 )
 from ldlm.progress import SILENT, Reporter
 
-# metric key -> label shown in tables (in this order)
-LABELS = {
-    "mauve": "MAUVE",
-    "diversity": "Div",
-    "distinct_1": "dist-1",
-    "distinct_2": "dist-2",
-    "mem_4gram": "Mem (4-gram)",
-    "copy_rate": "Copy rate",
-    "perplexity": "Gen PPL",
-    "words": "Words/text",
-}
+
+class _Repeat:
+    """What one repeat scores one row of texts with: the metrics' shared inputs."""
+
+    def __init__(self, texts: list[str], tokenize: Tokenization, p=None, q=None, seed: int = 0,
+                 num_buckets="auto", grams=None, train_set=None, nll=None):
+        self.texts, self.tokenize, self.seed, self.num_buckets = texts, tokenize, seed, num_buckets
+        self.p, self.q = p, q  # MAUVE features of the texts and of the yardstick (or None)
+        self.grams, self.train_set, self.nll = grams, train_set, nll
+        self._mem = None
+
+    def memorisation(self) -> dict | None:
+        if self.grams is None:
+            return None
+        if self._mem is None:
+            self._mem = memorisation(self.texts, tokenize=self.tokenize, train_grams=self.grams,
+                                     train_set=self.train_set)
+        return self._mem
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the evaluation table: how it is computed and shown."""
+
+    key: str  # the JSON key
+    label: str  # the short label (markdown tables, one-line summaries)
+    compute: Callable[[_Repeat], float | None]  # None: not measured in this evaluation
+    digits: int = 3  # decimals shown
+    describe: Callable[[Evaluation], str] | None = None  # the table label, given the evaluation
+
+
+def _mauve(r: _Repeat) -> float | None:
+    if r.p is None:
+        return None
+    return models.mauve_from_features(r.p, r.q, seed=r.seed, num_buckets=r.num_buckets)
+
+
+def _perplexity(r: _Repeat) -> float | None:
+    if r.nll is None:
+        return None
+    return models.perplexity_of(np.array([a for a, _ in r.nll]), np.array([c for _, c in r.nll]))
+
+
+def _mem(key: str):
+    return lambda r: None if r.memorisation() is None else r.memorisation()[key]
+
+
+# every metric of `ldlm evaluate`, in table order: adding one is an entry here (and its
+# implementation in ldlm.metrics)
+METRICS: tuple[Metric, ...] = (
+    Metric("mauve", "MAUVE", _mauve, describe=lambda e: f"MAUVE ({e.mauve_features})"),
+    Metric("diversity", "Div", lambda r: diversity(r.texts, r.tokenize),
+           describe=lambda e: f"Div ({e.tokenize} tokens)"),
+    Metric("distinct_1", "dist-1", lambda r: distinct_n(r.texts, 1, r.tokenize),
+           describe=lambda e: f"dist-1 ({e.tokenize} tokens)"),
+    Metric("distinct_2", "dist-2", lambda r: distinct_n(r.texts, 2, r.tokenize),
+           describe=lambda e: f"dist-2 ({e.tokenize} tokens)"),
+    Metric("mem_4gram", "Mem (4-gram)", _mem("mem_4gram"),
+           describe=lambda e: f"Mem (4-grams in train, {e.tokenize} tokens)"),
+    Metric("copy_rate", "Copy rate", _mem("copy_rate"), describe=lambda e: "Copy rate (exact train copies)"),
+    Metric("perplexity", "Gen PPL", _perplexity, digits=1, describe=lambda e: f"Gen PPL ({e.ppl_model})"),
+    Metric("words", "Words/text", lambda r: float(np.mean([len(t.split()) for t in r.texts])), digits=1),
+)
+LABELS = {m.key: m.label for m in METRICS}  # metric key -> short label, in table order
 
 
 @dataclass
@@ -189,8 +243,8 @@ def evaluate_texts(
     gen = _check_pool(generated, "GENERATED")
     refs = _check_pool(references, "references")
     human = _check_pool(human_texts, "human texts")
-    if tokenize not in ("words", "cased-words", "whitespace"):
-        raise InputError(f"tokenize {tokenize!r} is not one of words, cased-words, whitespace")
+    if tokenize not in TOKENIZATIONS:
+        raise InputError(f"tokenize {tokenize!r} is not one of {', '.join(TOKENIZATIONS)}")
     if mauve_features in (None, "none", ""):
         mauve_features = None
     notes: list[str] = []
@@ -263,27 +317,17 @@ def evaluate_texts(
     rows: dict[str, dict[str, list[float]]] = {key: {} for key in pools}
     for r, (s, plan) in enumerate(zip(seed_list, plans, strict=True)):
         reporter.log(f"repeat {r + 1}/{len(plans)} (seed {s}): scoring {n} texts per side")
+        q = np.stack([feats["yard"][int(i)] for i in plan["yard"]]) if feats else None
         for key, (plan_key, pool) in pools.items():
             idx = [int(i) for i in plan[plan_key]]
-            texts = [pool[i] for i in idx]
-            m = rows[key]
-            if feats:
-                p = np.stack([feats[plan_key][i] for i in idx])
-                q = np.stack([feats["yard"][int(i)] for i in plan["yard"]])
-                m.setdefault("mauve", []).append(
-                    models.mauve_from_features(p, q, seed=s, num_buckets=num_buckets))
-            m.setdefault("diversity", []).append(diversity(texts, tokenize))
-            m.setdefault("distinct_1", []).append(distinct_n(texts, 1, tokenize))
-            m.setdefault("distinct_2", []).append(distinct_n(texts, 2, tokenize))
-            if grams is not None:
-                mem = memorisation(texts, tokenize=tokenize, train_grams=grams, train_set=train_set)
-                m.setdefault("mem_4gram", []).append(mem["mem_4gram"])
-                m.setdefault("copy_rate", []).append(mem["copy_rate"])
-            if nll:
-                pairs = [nll[key][i] for i in idx]
-                m.setdefault("perplexity", []).append(
-                    models.perplexity_of(np.array([a for a, _ in pairs]), np.array([c for _, c in pairs])))
-            m.setdefault("words", []).append(float(np.mean([len(tokenize_words(t)) for t in texts])))
+            repeat = _Repeat([pool[i] for i in idx], tokenize, seed=s, num_buckets=num_buckets,
+                             p=np.stack([feats[plan_key][i] for i in idx]) if feats else None, q=q,
+                             grams=grams, train_set=train_set,
+                             nll=[nll[key][i] for i in idx] if nll else None)
+            for metric in METRICS:
+                value = metric.compute(repeat)
+                if value is not None:
+                    rows[key].setdefault(metric.key, []).append(value)
 
     bleu = None
     if paired_references is not None:
@@ -314,10 +358,3 @@ def evaluate_texts(
     return Evaluation(num_samples=n, seeds=seed_list, rows=rows, counts=counts,
                       mauve_features=feature_name, tokenize=tokenize, ppl_model=ppl_model,
                       bleu=bleu, latent_fd=fd, notes=notes)
-
-
-def tokenize_words(text: str) -> list[str]:
-    """Whitespace words (for the mean length shown beside the metrics)."""
-    return text.split()
-
-

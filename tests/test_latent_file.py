@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from ldlm.errors import InputError
-from ldlm.stream import (
+from ldlm.latent_file import (
+    LatentHeader,
     LatentWriter,
-    StreamHeader,
     read_frames,
     read_header,
     write_latent_file,
 )
 
-HEADER = StreamHeader(latent_space="abc123", latent_shape=(2, 3), autoencoder="/x/ae",
+HEADER = LatentHeader(latent_space="abc123", latent_shape=(2, 3), autoencoder="/x/ae",
                       extra={"run": "r1"})
 
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ldlm.batches import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, window_chunks
 from ldlm.conditions import ConditionSpec
 from ldlm.errors import InputError
 from ldlm.progress import Reporter
-from ldlm.store import LatentStore
-from ldlm.streaming import WINDOWS_RESIDENT, ChunkStream, ChunkWindowOrder, window_chunks
-from ldlm.train import TrainArgs, holdout_rows, train_diffusion
+from ldlm.store import LatentStore, holdout_rows
+from ldlm.train import TrainArgs, train_diffusion
 from tests.test_train_sample import StopAt, args, make_store
 
 
@@ -123,7 +123,7 @@ def test_reader_serves_the_order_with_a_bounded_number_of_chunks(tmp_path):
     total = 3 * order.per_epoch
     for m in range(total):
         for r, reader in enumerate(readers):
-            x, cond = reader.batch(order, m, r)
+            x, cond, _ = reader.batch(order, m, r)
             ids = order.batch(m, r)
             assert x.dtype == np.float32 and x.shape == (6, 2, 3)
             np.testing.assert_array_equal(x[:, 0, 0], ids)  # the rows the order names

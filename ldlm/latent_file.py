@@ -12,14 +12,18 @@
 The end frame makes a stream cut short detectable; the header lets `decode` refuse latents
 from another latent space and find the autoencoder on its own. The same bytes are a latent
 file on disk (written atomically) and the stream `ldlm sample | ldlm decode` passes.
+`open_latents` reads any latents a command takes: a latent file, the stream on stdin, or a
+latent store (whose rows carry their source texts).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -32,7 +36,7 @@ _U32 = struct.Struct("<I")
 
 
 @dataclass
-class StreamHeader:
+class LatentHeader:
     latent_space: str  # fingerprint of the autoencoder whose latents these are
     latent_shape: tuple[int, int]  # (k, d)
     autoencoder: str | None = None  # where that autoencoder was (path or hub id)
@@ -45,7 +49,7 @@ class StreamHeader:
         return json.dumps(body).encode("utf-8")
 
     @classmethod
-    def from_json(cls, raw: bytes, source: str) -> StreamHeader:
+    def from_json(cls, raw: bytes, source: str) -> LatentHeader:
         try:
             body = json.loads(raw.decode("utf-8"))
             k, d = body["latent_shape"]
@@ -61,7 +65,7 @@ class StreamHeader:
 class LatentWriter:
     """Writes a header, then frames of latents, then the end frame on `close()`."""
 
-    def __init__(self, fh: BinaryIO, header: StreamHeader):
+    def __init__(self, fh: BinaryIO, header: LatentHeader):
         self.fh, self.header, self.rows = fh, header, 0
         raw = header.to_json()
         fh.write(MAGIC + _U32.pack(len(raw)) + raw)
@@ -92,7 +96,7 @@ def _read_exact(fh: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_header(fh: BinaryIO, source: str) -> StreamHeader:
+def read_header(fh: BinaryIO, source: str) -> LatentHeader:
     magic = _read_exact(fh, len(MAGIC))
     if not magic:
         raise InputError(f"{source} is empty: no latents to read; pipe `ldlm sample RUN` into "
@@ -109,11 +113,11 @@ def read_header(fh: BinaryIO, source: str) -> StreamHeader:
     raw = _read_exact(fh, n)
     if len(raw) < n:
         raise InputError(f"{source} is cut short inside its header; regenerate it")
-    return StreamHeader.from_json(raw, source)
+    return LatentHeader.from_json(raw, source)
 
 
 def read_frames(
-    fh: BinaryIO, header: StreamHeader, source: str
+    fh: BinaryIO, header: LatentHeader, source: str
 ) -> Iterator[tuple[np.ndarray, list[dict] | None]]:
     """Yield (latents (n, k, d) float32, per-row meta or None) until the end frame."""
     k, d = header.latent_shape
@@ -145,7 +149,56 @@ def read_frames(
         yield x, meta
 
 
-def write_latent_file(path, header: StreamHeader, latents: np.ndarray,
+@dataclass
+class LatentSource:
+    """Latents to decode and what they say about themselves."""
+
+    name: str  # for messages: a path or "stdin"
+    latent_space: str | None
+    latent_shape: tuple[int, int]
+    autoencoder: str | None  # where the latents say their autoencoder is
+    frames: Iterator[tuple[np.ndarray, list[dict] | None]]  # (latents (n, k, d), meta)
+    rows: int | None = None  # when known in advance
+
+
+def _store_frames(store, step: int = 1024):
+    for start in range(0, store.rows, step):
+        stop = min(start + step, store.rows)
+        texts = store.read_texts(start, stop)
+        yield store.read_latents(start, stop), [{"reference": t} for t in texts]
+
+
+def open_latents(path: str | None, stdin: BinaryIO | None = None) -> LatentSource:
+    """Open LATENTS: a store, a latent file, or '-' / None for the stream on stdin."""
+    from ldlm.store import LatentStore, is_store, is_url, store_location
+
+    if path in (None, "-"):
+        fh = stdin if stdin is not None else sys.stdin.buffer
+        name = "stdin"
+    else:
+        path = store_location(path)  # file:// -> a local path
+        if is_url(path) or is_store(path):  # at a URL only a store can be read
+            store = LatentStore.open(path)
+            return LatentSource(path, store.latent_space, store.latent_shape,
+                                store.attrs.get("autoencoder"), _store_frames(store), store.rows)
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"LATENTS {path!r} does not exist; give a latent file, a store, or "
+                             "'-' for stdin")
+        if p.is_dir():
+            raise InputError(f"LATENTS {path!r} is a folder but not an ldlm latent store; give "
+                             "a store written by `ldlm encode` or a latent file")
+        try:
+            fh = open(p, "rb")  # noqa: SIM115 - read lazily by the frame iterator
+        except OSError as exc:
+            raise InputError(f"cannot read LATENTS {path!r}: {exc.strerror}") from exc
+        name = repr(path)
+    header: LatentHeader = read_header(fh, name)
+    return LatentSource(name, header.latent_space, header.latent_shape, header.autoencoder,
+                        read_frames(fh, header, name))
+
+
+def write_latent_file(path, header: LatentHeader, latents: np.ndarray,
                       meta: list[dict] | None = None) -> None:
     """Write latents (n, k, d) to a latent file atomically (all of it or nothing)."""
     from ldlm.atomic import atomic_file

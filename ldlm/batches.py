@@ -1,4 +1,14 @@
-"""Training on a store larger than memory: whole row chunks streamed in shuffled windows.
+"""Training batches from a latent store: the one reader of its rows for every trainer.
+
+Two orders and two readers, one batch type (`Batch`: latents, conditions, texts):
+    in memory (`DataOrder` + `InMemoryRows`): a store that fits in the training memory limit
+        is read once; epoch e is a permutation of its rows seeded by (seed, e);
+    streamed (`ChunkWindowOrder` + `ChunkStream`): whole row chunks in shuffled windows, a
+        bounded number of them in memory, for a store of any size.
+`ldlm train` picks one by the store's size; `ldlm adapt-decoder` streams (it also needs the
+texts). Both readers go through `read_rows`.
+
+Streaming a store larger than memory, in detail:
 
 Order (`ChunkWindowOrder`): epoch e permutes the row chunks that hold training rows (seeded by
 (seed, e)); data-parallel rank r of P takes chunks perm[r::P], so ranks read disjoint chunks.
@@ -36,10 +46,93 @@ from __future__ import annotations
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 WINDOWS_RESIDENT = 3  # windows a ChunkStream holds at most: the 1-2 a batch needs, 1 prefetched
+
+
+class Batch(NamedTuple):
+    """One micro-batch of store rows."""
+
+    latents: np.ndarray  # (B, k, d) float32
+    conditions: np.ndarray | None  # (B,) label ids or (B, L) condition token ids; None if not asked
+    texts: list[str] | None  # the rows' source texts; None if not asked
+
+
+def read_rows(store, start: int, stop: int, conditions: bool = False, texts: bool = False) -> Batch:
+    """Rows [start, stop) of a store, in order (whole chunks when the bounds are chunk bounds)."""
+    return Batch(np.asarray(store.read_latents(start, stop), np.float32),
+                 store.read_conditions(start, stop) if conditions else None,
+                 store.read_texts(start, stop) if texts else None)
+
+
+def _pick(batch: Batch, idx: np.ndarray) -> Batch:
+    return Batch(batch.latents[idx], None if batch.conditions is None else batch.conditions[idx],
+                 None if batch.texts is None else [batch.texts[i] for i in idx])
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return Batch(np.concatenate([p.latents for p in parts]),
+                 None if first.conditions is None else np.concatenate([p.conditions for p in parts]),
+                 None if first.texts is None else [t for p in parts for t in p.texts])
+
+
+def fits_in_memory(store, n: int, memory_limit_mb: int) -> bool:
+    """True when rows [0, n) of the store's latents fit in `memory_limit_mb`."""
+    k, d = store.latent_shape
+    return n * k * d * 4 <= memory_limit_mb * 2**20
+
+
+# ----- in memory -------------------------------------------------------------------------
+@dataclass
+class DataOrder:
+    """Which rows each micro-batch takes: epoch e is a permutation seeded by (seed, e)."""
+
+    rows: int  # training rows
+    batch_size: int  # per process
+    processes: int  # data-parallel processes
+    seed: int
+
+    @property
+    def per_epoch(self) -> int:
+        """Micro-batches per epoch (the last partial batch is dropped, unless it is the only one)."""
+        return max(1, self.rows // (self.batch_size * self.processes))
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The row order of `epoch` (computed once per epoch, not per batch)."""
+        cached = self.__dict__.get("_cached")
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.rows))
+            self.__dict__["_cached"] = cached
+        return cached[1]
+
+    def batch(self, micro: int, rank: int) -> np.ndarray:
+        epoch, pos = divmod(micro, self.per_epoch)
+        order = self.permutation(epoch)
+        size = self.batch_size * self.processes
+        return order[pos * size : (pos + 1) * size][rank :: self.processes]
+
+
+class InMemoryRows:
+    """Rows [0, n) of a store, read once (ldlm train, when they fit in its memory limit)."""
+
+    def __init__(self, store, n: int, conditions: bool = False, texts: bool = False):
+        self.rows = read_rows(store, 0, n, conditions, texts)
+
+    def batch(self, order: DataOrder, micro: int, rank: int) -> Batch:
+        """Micro-batch `micro` of `rank`, its rows in store order."""
+        return _pick(self.rows, np.sort(order.batch(micro, rank)))
+
+    def close(self) -> None:
+        """Nothing to release (the streaming reader's counterpart)."""
+
+
+# ----- streamed --------------------------------------------------------------------------
 
 
 @dataclass
@@ -53,7 +146,7 @@ class _Layout:
 @dataclass
 class ChunkWindowOrder:
     """Which rows each micro-batch takes when the store is streamed chunk by chunk (see the
-    module docstring); the streaming counterpart of `ldlm.train.DataOrder`."""
+    module docstring); the streaming counterpart of `DataOrder`."""
 
     rows: int  # training rows: rows [0, rows) of the store (held-out rows come after)
     chunk_rows: int  # the store's rows per chunk
@@ -159,8 +252,10 @@ class ChunkStream:
     """Serves one rank's micro-batches of a `ChunkWindowOrder` from whole chunks read on a
     background thread; holds at most `WINDOWS_RESIDENT` windows (see the module docstring)."""
 
-    def __init__(self, store, order: ChunkWindowOrder, rank: int, conditional: bool = False):
-        self.store, self.order, self.rank, self.conditional = store, order, rank, conditional
+    def __init__(self, store, order: ChunkWindowOrder, rank: int, conditional: bool = False,
+                 texts: bool = False):
+        self.store, self.order, self.rank = store, order, rank
+        self.conditional, self.texts = conditional, texts
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldlm-chunks")
         self._windows: dict[tuple[int, int], Future] = {}
         self._sizes: dict[tuple[int, int], int] = {}  # chunks in each window held
@@ -171,19 +266,14 @@ class ChunkStream:
         """Chunks held now, decoded or being read."""
         return sum(self._sizes.values())
 
-    def _load(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The rows (n, k, d) float32 and conditions of `chunks`, in that order."""
-        k, d = self.store.latent_shape
-        bounds = [(int(c) * self.order.chunk_rows, int(c) * self.order.chunk_rows
-                   + self.order.chunk_length(int(c))) for c in chunks]
-        x = np.empty((sum(b - a for a, b in bounds), k, d), np.float32)
-        conds, at = [], 0
-        for a, b in bounds:
-            x[at : at + b - a] = self.store.read_latents(a, b)  # one whole chunk
-            at += b - a
-            if self.conditional:
-                conds.append(self.store.read_conditions(a, b))
-        return x, (np.concatenate(conds) if self.conditional else None)
+    def _load(self, chunks: np.ndarray) -> Batch:
+        """The rows of `chunks`, in that order."""
+        parts = []
+        for c in map(int, chunks):
+            start = c * self.order.chunk_rows
+            parts.append(read_rows(self.store, start, start + self.order.chunk_length(c),
+                                   self.conditional, self.texts))  # one whole chunk
+        return _concat(parts)
 
     def _request(self, key: tuple[int, int]) -> Future:
         if key not in self._windows:
@@ -193,9 +283,8 @@ class ChunkStream:
             self.max_resident_chunks = max(self.max_resident_chunks, self.resident_chunks)
         return self._windows[key]
 
-    def batch(self, order: ChunkWindowOrder, micro: int, rank: int
-              ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Rows (B, k, d) float32 and conditions ((B,) / (B, L), or None) of micro-batch `micro`."""
+    def batch(self, order: ChunkWindowOrder, micro: int, rank: int) -> Batch:
+        """Micro-batch `micro` of `rank`."""
         if order is not self.order or rank != self.rank:
             raise ValueError("a ChunkStream serves only the order and rank it was built for")
         spans = order.spans(micro, rank)
@@ -205,17 +294,11 @@ class ChunkStream:
             if key not in needed and key != ahead:
                 self._windows.pop(key).cancel()
                 del self._sizes[key]
-        parts = []
-        for e, w, lo, hi in spans:
-            x, cond = self._request((e, w)).result()
-            pick = order.shuffle(e, rank, w)[lo:hi]
-            parts.append((x[pick], None if cond is None else cond[pick]))
+        parts = [_pick(self._request((e, w)).result(), order.shuffle(e, rank, w)[lo:hi])
+                 for e, w, lo, hi in spans]
         if ahead is not None:
             self._request(ahead)  # read on the background thread while this batch trains
-        x = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
-        if not self.conditional:
-            return x, None
-        return x, parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
+        return _concat(parts)
 
     def close(self) -> None:
         self._windows.clear()
@@ -237,4 +320,5 @@ def window_chunks(requested: int, chunk_bytes: int, batch_size: int, chunk_rows:
     return max(1, math.ceil(batch_size / chunk_rows), min(requested, fit))
 
 
-__all__ = ["ChunkWindowOrder", "ChunkStream", "window_chunks", "megabytes", "WINDOWS_RESIDENT"]
+__all__ = ["Batch", "ChunkStream", "ChunkWindowOrder", "DataOrder", "InMemoryRows", "WINDOWS_RESIDENT",
+           "fits_in_memory", "megabytes", "read_rows", "window_chunks"]

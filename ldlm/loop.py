@@ -1,0 +1,164 @@
+"""The training-loop skeleton every ldlm trainer shares (autoencoder, denoiser, decoder
+adaptation, condition classifier): diffusers' accelerate core, in small pieces.
+
+    loop = TrainingLoop(model, LoopArgs(...), params)        # accelerate prepare, AdamW, LR schedule
+    loss = loop.step(bad_loss, loss_fn, *inputs)             # accumulate, autocast, backward, clip, step
+    loop.save_checkpoint(out, step, marker, record)          # atomic checkpoint-<step>/ (ldlm.checkpoints)
+    loop.load_checkpoint(ckpt)                               # resume: weights, optimiser, schedule, RNG
+
+The learning-rate schedules come from the libraries (`diffusers.optimization.get_scheduler`,
+transformers' cosine with a floor); the one exception is named below. EMA, data order and
+what a checkpoint must match stay with each trainer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ldlm.checkpoints import list_checkpoints, write_checkpoint
+from ldlm.distributed import cpu_only, ranks
+from ldlm.errors import RuntimeFailure
+
+
+@dataclass
+class LoopArgs:
+    """How a trainer optimises; each trainer maps its own flags onto these."""
+
+    max_steps: int  # optimiser steps in all (the schedule's length)
+    learning_rate: float  # peak learning rate (AdamW)
+    warmup_steps: int = 0  # linear warmup steps
+    schedule: str = "cosine"  # a diffusers.optimization name, or "cosine-floor" (to min_lr_ratio)
+    min_lr_ratio: float = 0.0  # cosine-floor: the last learning rate / the peak
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
+    max_grad_norm: float | None = 1.0  # gradient clipping (None: none)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
+    mixed_precision: str = "no"  # fp16 | bf16 | no (accelerate)
+    cpu: bool = False  # force the CPU even where a GPU is (a trainer given --device cpu)
+
+
+def release_accelerator_state(mixed_precision: str) -> None:
+    """Let a second run in one process use another precision. accelerate keeps one global
+    state and refuses to change it, and has no public call to release it (huggingface/
+    accelerate#2463); the earlier run is over by now, so its state is reset here, the only
+    place ldlm touches accelerate's internals."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state()
+
+
+def lr_schedule(optimizer, args: LoopArgs):
+    """The learning-rate schedule of `args` from the libraries, stepped once per optimiser step."""
+    if args.schedule == "cosine-floor":
+        from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+        return get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, args.warmup_steps, args.max_steps, min_lr_rate=args.min_lr_ratio)
+    if args.schedule == "warmup-cosine-floor":  # see `_warmup_cosine_floor`
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _warmup_cosine_floor(args.warmup_steps, args.max_steps, args.min_lr_ratio))
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(args.schedule, optimizer, num_warmup_steps=args.warmup_steps,
+                         num_training_steps=args.max_steps)
+
+
+def _warmup_cosine_floor(warmup: int, total: int, floor: float):
+    """The autoencoder's schedule until its recipe is remeasured: transformers' cosine with a
+    floor, one step earlier (warmup (s + 1) / w, then the cosine from progress 0)."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+class TrainingLoop:
+    """accelerate's Accelerator around one model, its AdamW optimiser and LR schedule.
+
+    `params`: the parameters (or torch parameter groups) to train; default every parameter.
+    The schedule is stepped once per optimiser step whatever the number of processes (it is
+    registered for checkpointing, not prepared: accelerate's prepared scheduler steps once per
+    process, so a resume on another process count would shift it).
+    """
+
+    def __init__(self, model: torch.nn.Module, args: LoopArgs, params=None, **accelerator_options):
+        from accelerate import Accelerator
+
+        release_accelerator_state(args.mixed_precision)
+        self.args = args
+        self.acc = Accelerator(cpu=args.cpu or cpu_only(), mixed_precision=args.mixed_precision,
+                               gradient_accumulation_steps=args.gradient_accumulation_steps,
+                               **accelerator_options)
+        groups = list(model.parameters()) if params is None else list(params)
+        self.params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+        opt = torch.optim.AdamW(groups, lr=args.learning_rate, weight_decay=args.weight_decay)
+        self.schedule = lr_schedule(opt, args)
+        self.model, self.opt = self.acc.prepare(model, opt)
+        self.core = self.acc.unwrap_model(self.model)
+        self.acc.register_for_checkpointing(self.schedule)
+
+    @property
+    def device(self) -> torch.device:
+        return self.acc.device
+
+    @property
+    def lr(self) -> float:
+        return self.schedule.get_last_lr()[0]
+
+    def register(self, *objects) -> None:
+        """Objects with state_dict / load_state_dict that checkpoints keep (EMA, step state)."""
+        self.acc.register_for_checkpointing(*objects)
+
+    def step(self, bad_loss: Callable[[float], Exception], loss_fn: Callable[..., torch.Tensor],
+             *args, **kwargs) -> torch.Tensor:
+        """One micro-batch: loss_fn(*args, **kwargs) under autocast, backward, and on the last
+        micro-batch of an optimiser step: clip, optimiser step, schedule step. A loss that is
+        not finite raises `bad_loss(value)` before any weight moves."""
+        with self.acc.accumulate(self.model):
+            with self.acc.autocast():
+                loss = loss_fn(*args, **kwargs)
+            if not torch.isfinite(loss):
+                raise bad_loss(loss.item())
+            self.acc.backward(loss)
+            if self.acc.sync_gradients and self.args.max_grad_norm is not None:
+                self.acc.clip_grad_norm_(self.params, self.args.max_grad_norm)
+            self.opt.step()
+            if self.acc.sync_gradients:
+                self.schedule.step()
+            self.opt.zero_grad(set_to_none=True)
+        return loss
+
+    def save_checkpoint(self, out: Path, step: int, marker: str, record: dict, keep: int,
+                        extra: Callable[[Path], None] | None = None) -> Path:
+        """Write `out/checkpoint-<step>` atomically: accelerate's state (weights, optimiser,
+        schedule, registered objects, every RNG), then `extra(tmp)`, then `marker`."""
+        def fill(tmp: Path) -> None:
+            self.acc.save_state(str(tmp))
+            if extra is not None:
+                extra(tmp)
+
+        return write_checkpoint(out, step, marker, record, fill, keep, ranks())
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        """Restore what `save_checkpoint` wrote."""
+        self.acc.load_state(str(ckpt))
+
+
+def diverged(loss: float, step: int, out: Path, marker: str, learning_rate: float) -> RuntimeFailure:
+    """The one-line error for a loss that became NaN or inf, naming the last good checkpoint."""
+    found = list_checkpoints(out, marker)
+    keep = f"the last good checkpoint is {str(found[-1])!r}" if found else "no checkpoint yet"
+    return RuntimeFailure(f"loss became {loss} at step {step}; {keep}; lower --learning-rate "
+                          f"({learning_rate}) or use --mixed-precision no")
+
+
+__all__ = ["LoopArgs", "TrainingLoop", "diverged", "lr_schedule", "release_accelerator_state"]

@@ -1,0 +1,22 @@
+"""The recipe: the defaults that a user gets from a command without the flag, where the
+library and the command line both need them.
+
+Each value here is a measured choice (benchmarks/README.md says where it was measured);
+the library's argument classes and the command line's options both read it from here, so a
+default is written once. This module imports nothing heavy: the command line reads it at
+start-up.
+"""
+
+SIZES = ("tiny", "small", "base")  # --size presets of every model ldlm builds from scratch
+
+# ----- ldlm sample -------------------------------------------------------------------------
+VARIATION_STRENGTH = 0.3  # --strength of --init-text variations (keeps a text's frame)
+
+# ----- ldlm interpolate --run ----------------------------------------------------------------
+INTERPOLATION_STRENGTH = 0.2  # re-noising strength of each point
+INTERPOLATION_STEPS = 50  # inference steps of that re-noising
+INTERPOLATION_SAMPLER = "dpm-solver"
+
+# ----- ldlm sample --mbr N --reranker CLF: BLEU points (0-100) per unit of each term --------
+RERANKER_WEIGHT = 0.5  # per nat of log p(condition | text)
+FLUENCY_WEIGHT = 10.0  # per nat per word of log p(text)
