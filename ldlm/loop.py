@@ -7,13 +7,12 @@ adaptation, condition classifier): diffusers' accelerate core, in small pieces.
     loop.load_checkpoint(ckpt)                               # resume: weights, optimiser, schedule, RNG
 
 The learning-rate schedules come from the libraries (`diffusers.optimization.get_scheduler`,
-transformers' cosine with a floor); the one exception is named below. EMA, data order and
-what a checkpoint must match stay with each trainer.
+transformers' cosine with a floor). EMA, data order and what a checkpoint must match stay
+with each trainer.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,25 +59,10 @@ def lr_schedule(optimizer, args: LoopArgs):
 
         return get_cosine_with_min_lr_schedule_with_warmup(
             optimizer, args.warmup_steps, args.max_steps, min_lr_rate=args.min_lr_ratio)
-    if args.schedule == "warmup-cosine-floor":  # see `_warmup_cosine_floor`
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _warmup_cosine_floor(args.warmup_steps, args.max_steps, args.min_lr_ratio))
     from diffusers.optimization import get_scheduler
 
     return get_scheduler(args.schedule, optimizer, num_warmup_steps=args.warmup_steps,
                          num_training_steps=args.max_steps)
-
-
-def _warmup_cosine_floor(warmup: int, total: int, floor: float):
-    """The autoencoder's schedule until its recipe is remeasured: transformers' cosine with a
-    floor, one step earlier (warmup (s + 1) / w, then the cosine from progress 0)."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
 
 
 class TrainingLoop:

@@ -28,7 +28,7 @@ class AutoencoderTrainArgs:
 
     max_steps: int = 3000  # optimiser steps
     batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
-    learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay
+    learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay to 0.1 of it
     warmup_steps: int = 100  # linear warmup steps
     weight_decay: float = 0.01
     mixed_precision: str = "no"  # "fp16" | "bf16" | "no" (accelerate)
@@ -252,7 +252,7 @@ def train_autoencoder(
         pooler.requires_grad_(False)
     loop = TrainingLoop(model, LoopArgs(
         max_steps=args.max_steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
-        schedule="warmup-cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
+        schedule="cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
         max_grad_norm=1.0, mixed_precision=args.mixed_precision),
         params=[p for p in model.parameters() if p.requires_grad])
     core: LatentAutoencoder = loop.core
