@@ -336,6 +336,7 @@ class LatentAutoencoder(
             ))
         model = cls(model_kwargs["config"])
         load_model(model, str(folder / "model.safetensors"), strict=strict, device=map_location)
-        model.encoder_tokenizer = AutoTokenizer.from_pretrained(folder / "encoder_tokenizer")
-        model.decoder_tokenizer = AutoTokenizer.from_pretrained(folder / "decoder_tokenizer")
+        for side in ("encoder", "decoder"):  # never a tokenizer's own code (auto_map): no remote code
+            setattr(model, f"{side}_tokenizer", AutoTokenizer.from_pretrained(
+                folder / f"{side}_tokenizer", trust_remote_code=False))
         return model.eval()

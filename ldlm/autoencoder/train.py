@@ -53,7 +53,8 @@ def _load_pretrained(kind: str, name: str, causal: bool):
 
     try:
         loader = AutoModelForCausalLM if causal else AutoModel
-        return loader.from_pretrained(name), AutoTokenizer.from_pretrained(name)
+        return (loader.from_pretrained(name, trust_remote_code=False),
+                AutoTokenizer.from_pretrained(name, trust_remote_code=False))
     except Exception as exc:
         first = first_line(exc)
         raise InputError(
@@ -177,8 +178,9 @@ def _model_from_checkpoint(ckpt: Path, saved: dict) -> LatentAutoencoder:
 
     try:
         model = LatentAutoencoder(AutoencoderConfig(**saved["config"]))
-        model.encoder_tokenizer = AutoTokenizer.from_pretrained(ckpt / "encoder_tokenizer")
-        model.decoder_tokenizer = AutoTokenizer.from_pretrained(ckpt / "decoder_tokenizer")
+        for side in ("encoder", "decoder"):
+            setattr(model, f"{side}_tokenizer", AutoTokenizer.from_pretrained(
+                ckpt / f"{side}_tokenizer", trust_remote_code=False))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RuntimeFailure(
             f"checkpoint {str(ckpt)!r} is damaged ({first_line(exc)}); resume from an older one "

@@ -74,9 +74,10 @@ def _load_feature_model(name: str, pooling: Pooling, device: str, max_length: in
     path = minilm_path() if name == MINILM else name
     try:
         local = _offline()
-        config = AutoConfig.from_pretrained(path, local_files_only=local)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-        model = AutoModel.from_pretrained(path, local_files_only=local).to(device).eval()
+        config = AutoConfig.from_pretrained(path, local_files_only=local, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local, trust_remote_code=False)
+        model = AutoModel.from_pretrained(path, local_files_only=local, trust_remote_code=False)
+        model = model.to(device).eval()
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "unset")
         raise InputError(
@@ -181,8 +182,9 @@ def _load_causal_lm(name: str, device: str):
 
     try:
         local = _offline()
-        tok = AutoTokenizer.from_pretrained(name, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(name, local_files_only=local).to(device).eval()
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=local, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(name, local_files_only=local,
+                                                     trust_remote_code=False).to(device).eval()
     except (OSError, ValueError) as exc:
         raise InputError(
             f"perplexity model {name!r} could not be loaded as a causal LM (a hub id needs a "
