@@ -6,6 +6,11 @@ adaptation, condition classifier): diffusers' accelerate core, in small pieces.
     loop.save_checkpoint(out, step, marker, record)          # atomic checkpoint-<step>/ (ldlm.checkpoints)
     loop.load_checkpoint(ckpt)                               # resume: weights, optimiser, schedule, RNG
 
+A checkpoint holds no pickled code: accelerate saves the model (safetensors), the optimiser
+and its RNG files (loaded with `weights_only=True`); the objects a trainer registers (the LR
+schedule, EMA weights, step state) are written here as JSON plus safetensors, never through
+accelerate's custom-state pickles, which it loads with `weights_only=False`.
+
 The learning-rate schedules come from the libraries (`diffusers.optimization.get_scheduler`,
 transformers' cosine with a floor). EMA, data order and what a checkpoint must match stay
 with each trainer.
@@ -13,6 +18,7 @@ with each trainer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +27,7 @@ import torch
 
 from ldlm.checkpoints import list_checkpoints, write_checkpoint
 from ldlm.distributed import cpu_only, ranks
-from ldlm.errors import RuntimeFailure
+from ldlm.errors import RuntimeFailure, first_line
 
 
 @dataclass
@@ -88,7 +94,7 @@ class TrainingLoop:
         self.schedule = lr_schedule(opt, args)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.core = self.acc.unwrap_model(self.model)
-        self.acc.register_for_checkpointing(self.schedule)
+        self.objects: list = [self.schedule]  # saved by save_checkpoint beside accelerate's state
 
     @property
     def device(self) -> torch.device:
@@ -99,8 +105,9 @@ class TrainingLoop:
         return self.schedule.get_last_lr()[0]
 
     def register(self, *objects) -> None:
-        """Objects with state_dict / load_state_dict that checkpoints keep (EMA, step state)."""
-        self.acc.register_for_checkpointing(*objects)
+        """Objects with state_dict / load_state_dict that checkpoints keep (EMA, step state):
+        their states must be nests of dicts, lists, numbers, strings and tensors."""
+        self.objects.extend(objects)
 
     def step(self, bad_loss: Callable[[float], Exception], loss_fn: Callable[..., torch.Tensor],
              *args, **kwargs) -> torch.Tensor:
@@ -127,14 +134,82 @@ class TrainingLoop:
         schedule, registered objects, every RNG), then `extra(tmp)`, then `marker`."""
         def fill(tmp: Path) -> None:
             self.acc.save_state(str(tmp))
+            if self.acc.is_main_process:
+                for i, obj in enumerate(self.objects):
+                    save_state_dict(obj.state_dict(), tmp / f"{STATE_PREFIX}{i}")
             if extra is not None:
                 extra(tmp)
 
         return write_checkpoint(out, step, marker, record, fill, keep, ranks())
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        """Restore what `save_checkpoint` wrote."""
-        self.acc.load_state(str(ckpt))
+        """Restore what `save_checkpoint` wrote; a file that is damaged, or a pickle that would
+        run code, is a one-line RuntimeFailure."""
+        from accelerate.utils import load as safe_load
+
+        rng = Path(ckpt) / f"random_states_{self.acc.process_index}.pkl"
+        try:
+            if rng.is_file():  # accelerate ignores an RNG file it cannot read: a resume unlike the run
+                safe_load(rng)  # weights_only: a damaged file or one carrying code is refused here
+            self.acc.load_state(str(ckpt))
+        except Exception as exc:  # noqa: BLE001 - torch, safetensors and pickle errors alike
+            raise RuntimeFailure(f"checkpoint {str(ckpt)!r} cannot be loaded ({type(exc).__name__}: "
+                                 f"{first_line(exc, 120)}); resume from another checkpoint-<step> "
+                                 "with --resume-from, or start again with --overwrite") from exc
+        for i, obj in enumerate(self.objects):
+            obj.load_state_dict(load_state_dict(Path(ckpt) / f"{STATE_PREFIX}{i}"))
+
+
+STATE_PREFIX = "ldlm_state_"  # ldlm_state_<i>.json (+ .safetensors): registered object i
+
+
+def save_state_dict(state, stem: Path) -> None:
+    """Write a state dict as `stem.json` (its structure, numbers and strings) and
+    `stem.safetensors` (its tensors, named by their place in the structure)."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(x, where: str):
+        if isinstance(x, torch.Tensor):
+            tensors[where] = x.detach().cpu().contiguous()
+            return {"__tensor__": where}
+        if isinstance(x, dict):
+            return {"__dict__": [[encode(k, f"{where}.k{i}"), encode(v, f"{where}.{i}")]
+                                 for i, (k, v) in enumerate(x.items())]}
+        if isinstance(x, list | tuple):
+            return [encode(v, f"{where}.{i}") for i, v in enumerate(x)]
+        if x is None or isinstance(x, bool | int | float | str):
+            return x
+        raise TypeError(f"a checkpointed state holds a {type(x).__name__} at {where}; only dicts, "
+                        "lists, numbers, strings and tensors are saved")
+
+    structure = encode(state, "s")
+    stem.with_suffix(".json").write_text(json.dumps(structure))
+    save_file(tensors, str(stem.with_suffix(".safetensors")))
+
+
+def load_state_dict(stem: Path):
+    """Read what `save_state_dict` wrote (no code runs: JSON and safetensors only)."""
+    from safetensors.torch import load_file
+
+    try:
+        structure = json.loads(stem.with_suffix(".json").read_text())
+        tensors = load_file(str(stem.with_suffix(".safetensors")))
+    except (OSError, ValueError) as exc:
+        raise RuntimeFailure(f"checkpoint state {str(stem)!r} is missing or damaged ({first_line(exc)}); "
+                             "resume from another checkpoint-<step> with --resume-from") from exc
+
+    def decode(x):
+        if isinstance(x, dict) and "__tensor__" in x:
+            return tensors[x["__tensor__"]]
+        if isinstance(x, dict) and "__dict__" in x:
+            return {decode(k): decode(v) for k, v in x["__dict__"]}
+        if isinstance(x, list):
+            return [decode(v) for v in x]
+        return x
+
+    return decode(structure)
 
 
 def diverged(loss: float, step: int, out: Path, marker: str, learning_rate: float) -> RuntimeFailure:

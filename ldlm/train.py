@@ -136,7 +136,7 @@ class TrainResult:
 
 
 class TrainState:
-    """Step and noise-generator state, checkpointed by accelerate beside the model."""
+    """Step and noise-generator state, checkpointed beside the model (ldlm.loop)."""
 
     def __init__(self, generator: torch.Generator):
         self.step, self.generator = 0, generator
