@@ -13,8 +13,9 @@ The end frame makes a stream cut short detectable; the header lets `decode` refu
 from another latent space and find the autoencoder on its own. Streams may be concatenated
 (`cat a.ldlm b.ldlm | ldlm decode`): after an end frame another stream of the same latent
 space and shape may follow, and its rows are read on; anything else after it is refused.
-The reader checks every field, so damaged or hostile input is a one-line InputError. The same bytes are a latent
-file on disk (written atomically) and the stream `ldlm sample | ldlm decode` passes.
+The reader checks every field, so damaged or hostile input is a one-line InputError. The
+same bytes are a latent file on disk (written atomically) and the stream `ldlm sample |
+ldlm decode` passes.
 `open_latents` reads any latents a command takes: a latent file, the stream on stdin, or a
 latent store (whose rows carry their source texts).
 """

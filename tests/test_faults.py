@@ -206,8 +206,8 @@ def _check_ae_folder(out: Path) -> None:
     """No torn checkpoint, no torn model."""
     for ckpt in out.glob("checkpoint-*"):
         names = {p.name for p in ckpt.iterdir()}
-        assert {AE_MARKER, "model.safetensors", "optimizer.bin", "ldlm_state_0.json", "ldlm_state_0.safetensors",
-                "encoder_tokenizer", "decoder_tokenizer"} <= names, (ckpt, names)
+        assert {AE_MARKER, "model.safetensors", "optimizer.bin", "ldlm_state_0.json",
+                "ldlm_state_0.safetensors", "encoder_tokenizer", "decoder_tokenizer"} <= names, (ckpt, names)
     if (out / "config.json").exists():
         load_autoencoder(out)  # a model under the final name loads whole
         assert describe(str(out))["kind"] == "autoencoder"
