@@ -33,15 +33,19 @@ import numpy as np
 import torch
 
 from ldlm.batches import ChunkStream, ChunkWindowOrder
+from ldlm.budget import check_budget, planned_steps
 from ldlm.errors import InputError, RuntimeFailure
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
+from ldlm.recipe import ADAPT_STEPS
 from ldlm.run import load_run, run_autoencoder, run_store
 
 
 @dataclass
 class AdaptArgs:
-    max_steps: int = 1000  # optimiser steps
+    max_steps: int | None = None  # optimiser steps (None: ADAPT_STEPS, or as many as max_minutes allows)
+    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
+    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = 64  # texts per step
     learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0 (diffusers')
     warmup_steps: int = 100  # linear warmup steps
@@ -52,9 +56,10 @@ class AdaptArgs:
     seed: int = 42
 
     def check(self) -> None:
+        check_budget(self.max_minutes, self.budget_clock)
         for name in ("max_steps", "batch_size", "window_chunks"):
             value = getattr(self, name)
-            if value < 1:
+            if value is not None and value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
         if not 0 < self.learning_rate < 1:
             raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
@@ -213,23 +218,30 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
         before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
 
     params = _decoder_params(model)
-    loop = TrainingLoop(model, LoopArgs(max_steps=args.max_steps, learning_rate=args.learning_rate,
-                                        warmup_steps=args.warmup_steps, schedule="cosine",
-                                        weight_decay=0.01, cpu=str(device) == "cpu"), params)
+    loop = TrainingLoop(model, LoopArgs(
+        max_steps=planned_steps(args.max_steps, args.max_minutes, ADAPT_STEPS),
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, schedule="cosine",
+        weight_decay=0.01, cpu=str(device) == "cpu", clock=args.budget_clock,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes), params)
     order = ChunkWindowOrder(n_train, store.chunk_rows, args.batch_size, 1, args.seed, args.window_chunks)
     data = ChunkStream(store, order, 0, conditional, texts=True)
     gen = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
-    reporter.start("adapt decoder", total=args.max_steps, unit="steps")
+    reporter.start("adapt decoder", total=loop.planned if args.max_minutes is None else None, unit="steps")
     model.train()
     model.encoder.eval()
+    step = 0
     try:
-        for step in range(args.max_steps):
+        while step < loop.planned:
             batch = data.batch(order, step, 0)
             z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
             loss = loop.step(lambda value, step=step: RuntimeFailure(
                                  f"loss became {value} at step {step}; lower --learning-rate "
                                  f"({args.learning_rate})"), _decoder_loss, model, z, batch.texts)
+            step += 1
+            loop.plan(step)
+            if args.max_minutes is not None:
+                reporter.set_total(loop.planned)
             reporter.advance(1, loss=f"{loss.item():.3f}")
     finally:
         reporter.stop()
@@ -251,7 +263,7 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
         "clean_loss": None if clean is None else list(clean)}}
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp)
-    return AdaptResult(model, out, args.max_steps, seconds, n_eval, estimate, clean)
+    return AdaptResult(model, out, step, seconds, n_eval, estimate, clean)
 
 
 __all__ = ["AdaptArgs", "AdaptResult", "adapt_decoder"]

@@ -11,20 +11,28 @@ and its RNG files (loaded with `weights_only=True`); the objects a trainer regis
 schedule, EMA weights, step state) are written here as JSON plus safetensors, never through
 accelerate's custom-state pickles, which it loads with `weights_only=False`.
 
-The learning-rate schedules come from the libraries (`diffusers.optimization.get_scheduler`,
-transformers' cosine with a floor). EMA, data order and what a checkpoint must match stay
-with each trainer.
+The learning rate warms up linearly, then follows a cosine (to 0, or to a floor) over the
+planned steps: the values of diffusers' and transformers' cosine schedules, in one small
+class that can also be re-planned (`CosineSchedule`); other diffusers schedules by name.
+
+A time budget (`LoopArgs.max_seconds`, on the wall clock or this process's CPU clock) plans
+the number of steps from the measured pace and revises it every `PLAN_EVERY` steps, so the
+run ends on a whole step near the budget with its cosine finished; the time spent travels in
+the checkpoints, so a resumed run continues the same budget. EMA, data order and what a
+checkpoint must match stay with each trainer.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ldlm.budget import PLAN_EVERY, Clock
 from ldlm.checkpoints import list_checkpoints, write_checkpoint
 from ldlm.distributed import cpu_only, ranks
 from ldlm.errors import RuntimeFailure, first_line
@@ -44,6 +52,37 @@ class LoopArgs:
     gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
     mixed_precision: str = "no"  # fp16 | bf16 | no (accelerate)
     cpu: bool = False  # force the CPU even where a GPU is (a trainer given --device cpu)
+    max_seconds: float | None = None  # time budget: stop near it, the schedule planned to fit
+    clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
+
+
+class CosineSchedule:
+    """The learning-rate factor at a step: linear warmup over `warmup` steps, then a cosine from
+    1 to `min_ratio` over the rest of `total` (transformers' cosine with a floor; diffusers'
+    cosine at floor 0, value for value). `replan(step, total)` lays the rest of the cosine over
+    a new total from the point it has reached, so the rate never jumps. Its fields are its
+    state: torch's LambdaLR checkpoints them."""
+
+    def __init__(self, warmup: int, total: int, min_ratio: float = 0.0):
+        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
+        self.anchor_step, self.anchor_progress = warmup, 0.0  # where the current plan starts
+
+    def progress(self, step: int) -> float:
+        """How far along the cosine `step` is, 0 to 1."""
+        span = max(1, self.total - self.anchor_step)
+        done = max(0, step - self.anchor_step) / span
+        return min(1.0, self.anchor_progress + (1 - self.anchor_progress) * done)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return step / max(1, self.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress(step)))
+        return self.min_ratio + (1 - self.min_ratio) * cosine
+
+    def replan(self, step: int, total: int) -> None:
+        if step > self.anchor_step:
+            self.anchor_progress, self.anchor_step = self.progress(step), step
+        self.total = total
 
 
 def release_accelerator_state(mixed_precision: str) -> None:
@@ -59,12 +98,12 @@ def release_accelerator_state(mixed_precision: str) -> None:
 
 
 def lr_schedule(optimizer, args: LoopArgs):
-    """The learning-rate schedule of `args` from the libraries, stepped once per optimiser step."""
-    if args.schedule == "cosine-floor":
-        from transformers import get_cosine_with_min_lr_schedule_with_warmup
-
-        return get_cosine_with_min_lr_schedule_with_warmup(
-            optimizer, args.warmup_steps, args.max_steps, min_lr_rate=args.min_lr_ratio)
+    """The learning-rate schedule of `args`, stepped once per optimiser step: "cosine" and
+    "cosine-floor" are a `CosineSchedule` (re-plannable), any other name diffusers' schedule."""
+    if args.schedule in ("cosine", "cosine-floor"):
+        floor = args.min_lr_ratio if args.schedule == "cosine-floor" else 0.0
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, CosineSchedule(args.warmup_steps, args.max_steps, floor))
     from diffusers.optimization import get_scheduler
 
     return get_scheduler(args.schedule, optimizer, num_warmup_steps=args.warmup_steps,
@@ -94,7 +133,38 @@ class TrainingLoop:
         self.schedule = lr_schedule(opt, args)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.core = self.acc.unwrap_model(self.model)
-        self.objects: list = [self.schedule]  # saved by save_checkpoint beside accelerate's state
+        self.clock = Clock(args.clock)  # the time budget's clock, over resumes
+        self.objects: list = [self.schedule, self.clock]  # saved beside accelerate's state
+        self.planned = args.max_steps  # the steps the run will take (a budget revises it)
+        self.replanned_from: int | None = None  # a resume's old plan, when it was changed
+        self._pace_from: tuple[int, float] | None = None  # (step, seconds) the pace is measured from
+
+    @property
+    def cosine(self) -> CosineSchedule | None:
+        """The schedule's re-plannable cosine, if it has one."""
+        fn = getattr(self.schedule, "lr_lambdas", [None])[0]
+        return fn if isinstance(fn, CosineSchedule) else None
+
+    def plan(self, done: int) -> bool:
+        """Call after each optimiser step (`done` steps in all); True when the run is over.
+
+        Under a time budget, every PLAN_EVERY steps the steps that fit the rest of it are
+        estimated from the pace since this process's first step, the cosine is re-laid over
+        them, and the main process's plan is the one every process follows."""
+        if self.args.max_seconds is not None:
+            spent = self.clock.spent()
+            if self._pace_from is None:
+                self._pace_from = (done, spent)  # the first step pays for warm-up: not counted
+            elif done % PLAN_EVERY == 0 and done - self._pace_from[0] >= 3:
+                pace = (spent - self._pace_from[1]) / (done - self._pace_from[0])
+                fits = done + max(0, int((self.args.max_seconds - spent) / max(pace, 1e-9)))
+                self._set_plan(_agree(min(fits, self.args.max_steps)))
+        return done >= self.planned
+
+    def _set_plan(self, total: int) -> None:
+        if total != self.planned and self.cosine is not None:
+            self.cosine.replan(self.schedule.last_epoch, total)
+        self.planned = total
 
     @property
     def device(self) -> torch.device:
@@ -158,6 +228,22 @@ class TrainingLoop:
                                  "with --resume-from, or start again with --overwrite") from exc
         for i, obj in enumerate(self.objects):
             obj.load_state_dict(load_state_dict(Path(ckpt) / f"{STATE_PREFIX}{i}"))
+        cosine = self.cosine
+        if cosine is not None and self.args.max_seconds is not None:
+            self.planned = min(cosine.total, self.args.max_steps)  # until the pace is measured again
+        elif cosine is not None and cosine.total != self.args.max_steps:  # another --max-steps
+            self.replanned_from = cosine.total
+            cosine.replan(self.schedule.last_epoch, self.args.max_steps)
+
+
+def _agree(value: int) -> int:
+    """The main process's `value`, on every process of a launch (alone: `value`)."""
+    group = ranks()
+    if group.count == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return int(broadcast_object_list([value], from_process=0)[0])
 
 
 STATE_PREFIX = "ldlm_state_"  # ldlm_state_<i>.json (+ .safetensors): registered object i
@@ -220,4 +306,5 @@ def diverged(loss: float, step: int, out: Path, marker: str, learning_rate: floa
                           f"({learning_rate}) or use --mixed-precision no")
 
 
-__all__ = ["LoopArgs", "TrainingLoop", "diverged", "lr_schedule", "release_accelerator_state"]
+__all__ = ["CosineSchedule", "LoopArgs", "TrainingLoop", "diverged", "lr_schedule",
+           "release_accelerator_state"]

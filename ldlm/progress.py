@@ -16,6 +16,9 @@ class Reporter:
     def advance(self, n: int = 1, **fields: object) -> None:
         """`n` more units done; `fields` are figures to show beside the bar (loss=...)."""
 
+    def set_total(self, total: int | None) -> None:
+        """The current task's total changed (a time budget's revised plan)."""
+
     def stop(self) -> None:
         """The current task is over."""
 

@@ -9,6 +9,11 @@ start-up.
 
 SIZES = ("tiny", "small", "base")  # --size presets of every model ldlm builds from scratch
 
+# ----- how long each trainer runs without --max-steps or --max-minutes -----------------------
+AE_STEPS = 3000  # ldlm train-autoencoder optimiser steps
+EPOCHS = 100  # ldlm train: passes over the training rows (without --num-epochs)
+ADAPT_STEPS = 1000  # ldlm adapt-decoder optimiser steps
+
 # ----- ldlm sample -------------------------------------------------------------------------
 VARIATION_STRENGTH = 0.3  # --strength of --init-text variations (keeps a text's frame)
 

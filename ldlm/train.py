@@ -34,6 +34,7 @@ from ldlm.batches import (
     megabytes,
     window_chunks,
 )
+from ldlm.budget import UNCAPPED, check_budget
 from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers
 from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
@@ -44,6 +45,7 @@ from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
+from ldlm.recipe import EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
 from ldlm.schedulers import make_noise_scheduler, make_sampler
 from ldlm.store import LatentStore, holdout_rows
@@ -63,8 +65,11 @@ class TrainArgs:
     self_condition: bool = False  # feed the previous x0 estimate back (training p = 0.5)
     conditional: bool = False  # the denoiser takes each row's condition (store with conditions)
     condition_dropout: float = 0.1  # P(condition -> null condition) in training (guidance)
-    num_epochs: int = 100  # passes over the training rows (when max_steps is None)
+    num_epochs: int | None = None  # passes over the training rows (None: EPOCHS, unless max_steps or
+    # max_minutes says how long)
     max_steps: int | None = None  # optimiser steps; overrides num_epochs
+    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
+    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = 16  # latents per device per micro-batch
     learning_rate: float = 1e-4  # peak AdamW lr, after warmup, cosine decay
     weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
@@ -90,7 +95,7 @@ class TrainArgs:
 
     def check(self) -> None:
         positive = {
-            "--num-epochs": self.num_epochs, "--batch-size": self.batch_size,
+            "--batch-size": self.batch_size,
             "--gradient-accumulation-steps": self.gradient_accumulation_steps,
             "--save-samples-epochs": self.save_samples_epochs,
             "--save-model-epochs": self.save_model_epochs,
@@ -98,6 +103,12 @@ class TrainArgs:
         }
         if self.max_steps is not None:
             positive["--max-steps"] = self.max_steps
+        if self.num_epochs is not None:
+            positive["--num-epochs"] = self.num_epochs
+        check_budget(self.max_minutes, self.budget_clock)
+        if self.max_minutes is not None and self.lr_scheduler not in ("cosine", "constant"):
+            raise InputError(f"--max-minutes plans a cosine or constant learning rate, not "
+                             f"{self.lr_scheduler!r}; drop --max-minutes or use --lr-scheduler cosine")
         positive["--shuffle-window-chunks"] = self.shuffle_window_chunks
         if self.memory_limit_mb < 0:
             raise InputError(f"--memory-limit-mb {self.memory_limit_mb} must be >= 0 (0 streams any store)")
@@ -205,8 +216,11 @@ class _Trainer:
             self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, group.count, args.seed, window)
         else:
             self.order = DataOrder(n_train, batch, group.count, args.seed)
-        self.total_steps = args.max_steps or math.ceil(
-            args.num_epochs * self.order.per_epoch / args.gradient_accumulation_steps)
+        if args.max_steps is None and (args.num_epochs is not None or args.max_minutes is None):
+            epochs = args.num_epochs or EPOCHS
+            self.total_steps = math.ceil(epochs * self.order.per_epoch / args.gradient_accumulation_steps)
+        else:
+            self.total_steps = args.max_steps or UNCAPPED  # a time budget plans the steps
         self.spec = store.condition_spec if args.conditional else None
         if args.conditional and self.spec is None:
             raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
@@ -232,7 +246,8 @@ class _Trainer:
                             warmup_steps=args.lr_warmup_steps, schedule=args.lr_scheduler,
                             weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
                             gradient_accumulation_steps=args.gradient_accumulation_steps,
-                            mixed_precision=args.mixed_precision),
+                            mixed_precision=args.mixed_precision, clock=args.budget_clock,
+                            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes),
             log_with="tensorboard" if _has_tensorboard() else None,
             project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
         self.acc, self.core = self.loop.acc, self.loop.core
@@ -374,17 +389,21 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
     if ckpt is not None:
         t.load_checkpoint(ckpt)
         reporter.log(f"resumed from {ckpt} (step {t.state.step})")
+        if t.loop.replanned_from is not None:
+            reporter.log(f"the checkpoint's learning-rate schedule was planned for {t.loop.replanned_from} "
+                         f"steps; the rest of its cosine is laid over {t.loop.planned} steps from here")
     if t.acc.is_main_process and _has_tensorboard():
         t.acc.init_trackers("ldlm-train", config={k: v for k, v in asdict(args).items()
                                                   if isinstance(v, int | float | str | bool)})
     gas, per_epoch = args.gradient_accumulation_steps, t.order.per_epoch
-    reporter.start("train", total=t.total_steps, unit="step")
+    budget = args.max_minutes is not None
+    reporter.start("train", total=None if budget else t.loop.planned, unit="step")
     reporter.advance(t.state.step)
     fd = None
     sampled_at = saved_at = -1
     started = time.perf_counter()
     try:
-        while t.state.step < t.total_steps:
+        while t.state.step < t.loop.planned:
             epoch_before = t.state.step * gas // per_epoch
             loss = t.train_step()
             t.state.losses.append(loss)
@@ -392,7 +411,10 @@ def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | N
             reporter.advance(1, loss=f"{loss:.4f}")
             t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
             epoch = t.state.step * gas // per_epoch
-            if epoch > epoch_before or t.state.step == t.total_steps:
+            over = t.loop.plan(t.state.step)
+            if budget:
+                reporter.set_total(t.loop.planned)
+            if epoch > epoch_before or over:
                 t.state.last_loss = float(np.mean(t.state.losses))
                 if t.acc.is_main_process:
                     _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": t.state.last_loss,

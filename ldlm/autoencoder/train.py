@@ -10,6 +10,7 @@ from pathlib import Path
 from ldlm.atomic import publish, remove_path
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
+from ldlm.budget import check_budget, planned_steps
 from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
@@ -17,6 +18,7 @@ from ldlm.errors import InputError, RuntimeFailure, first_line
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
+from ldlm.recipe import AE_STEPS
 
 # keys of a Hugging Face config dict that describe a saved file, not the architecture
 _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
@@ -26,7 +28,9 @@ _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dt
 class AutoencoderTrainArgs:
     """How to train it."""
 
-    max_steps: int = 3000  # optimiser steps
+    max_steps: int | None = None  # optimiser steps (None: AE_STEPS, or as many as max_minutes allows)
+    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
+    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
     learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay to 0.1 of it
     warmup_steps: int = 100  # linear warmup steps
@@ -143,10 +147,11 @@ def reconstruct(
 
 
 def _check_args(args: AutoencoderTrainArgs) -> None:
-    if args.max_steps < 1 or args.batch_size < 1:
+    if (args.max_steps is not None and args.max_steps < 1) or args.batch_size < 1:
         raise InputError(
             f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
         )
+    check_budget(args.max_minutes, args.budget_clock)
     if args.learning_rate <= 0:
         raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
@@ -253,15 +258,20 @@ def train_autoencoder(
     if pooler is not None:  # a BERT-style pooler never reaches the loss (DDP refuses idle weights)
         pooler.requires_grad_(False)
     loop = TrainingLoop(model, LoopArgs(
-        max_steps=args.max_steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        max_steps=planned_steps(args.max_steps, args.max_minutes, AE_STEPS),
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         schedule="cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
-        max_grad_norm=1.0, mixed_precision=args.mixed_precision),
+        max_grad_norm=1.0, mixed_precision=args.mixed_precision,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, clock=args.budget_clock),
         params=[p for p in model.parameters() if p.requires_grad])
     core: LatentAutoencoder = loop.core
     start, last_loss = 0, None
     if saved is not None:
         loop.load_checkpoint(ckpt)  # weights, optimiser, lr schedule and every RNG
         start, last_loss = int(saved["step"]), saved.get("loss")
+        if loop.replanned_from is not None:
+            reporter.log(f"the checkpoint's learning-rate schedule was planned for {loop.replanned_from} "
+                         f"steps; the rest of its cosine is laid over {loop.planned} steps from step {start}")
 
     out.mkdir(parents=True, exist_ok=True)
     if group.is_main:
@@ -296,11 +306,12 @@ def train_autoencoder(
     model.train()
     if core.config.freeze_encoder:
         core.encoder.eval()
-    reporter.start("train-autoencoder", total=args.max_steps, unit="step")
+    reporter.start("train-autoencoder", total=loop.planned if args.max_minutes is None else None, unit="step")
     reporter.advance(start)
     started = time.perf_counter()
+    step = start
     try:
-        for step in range(start, args.max_steps):
+        while step < loop.planned:
             idx = next(batches)[group.index :: group.count]
             ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
             d_mask = dec_all["attention_mask"][idx]
@@ -311,10 +322,13 @@ def train_autoencoder(
                                                                args.learning_rate),
                              model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
             last_loss = loss.item()
+            step += 1
+            over = loop.plan(step)
+            if args.max_minutes is not None:
+                reporter.set_total(loop.planned)
             reporter.advance(1, loss=round(last_loss, 4))
-            done = step + 1
-            if done == args.max_steps or (args.checkpointing_steps and done % args.checkpointing_steps == 0):
-                checkpoint(done)
+            if over or (args.checkpointing_steps and step % args.checkpointing_steps == 0):
+                checkpoint(step)
     finally:
         reporter.stop()
     train_seconds = time.perf_counter() - started
@@ -331,7 +345,7 @@ def train_autoencoder(
     core.config.extra = {
         "data": {"source": rows.source, "split": rows.split, "column": rows.column,
                  "rows": len(rows.texts), "digest": rows.digest()},
-        "training": {"steps": args.max_steps, "batch_size": args.batch_size,
+        "training": {"steps": step, "max_minutes": args.max_minutes, "batch_size": args.batch_size,
                      "learning_rate": args.learning_rate, "seed": args.seed,
                      "mixed_precision": args.mixed_precision,
                      "final_loss": last_loss, "resumed_from_step": start or None,

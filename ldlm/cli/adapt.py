@@ -9,8 +9,9 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed
+from ldlm.cli.options import BudgetClock, Device, MaxMinutes, Seed
 from ldlm.distributed import pick_device
+from ldlm.recipe import ADAPT_STEPS
 
 
 @command("adapt-decoder")
@@ -21,7 +22,10 @@ def adapt_decoder_cmd(
         help="Autoencoder to adapt (default: the run's; it must define the run's latent space).")] = None,
     store: Annotated[str | None, typer.Option(
         help="Store to read (default: the run's; it must be in the run's latent space).")] = None,
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 1000,
+    max_steps: Annotated[int | None, typer.Option(
+        help=f"Optimiser steps (default {ADAPT_STEPS}, or what --max-minutes allows).")] = None,
+    max_minutes: MaxMinutes = None,
+    budget_clock: BudgetClock = "wall",
     batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 3e-4,
     warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = 100,
@@ -46,7 +50,8 @@ def adapt_decoder_cmd(
     """
     from ldlm.adapt import AdaptArgs, adapt_decoder
 
-    args = AdaptArgs(max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+    args = AdaptArgs(max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
+                     batch_size=batch_size, learning_rate=learning_rate,
                      warmup_steps=warmup_steps, estimate_share=estimate_share,
                      guidance_scale=guidance_scale, eval_rows=eval_rows, seed=seed)
     args.check()

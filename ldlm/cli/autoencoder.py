@@ -10,9 +10,9 @@ import typer
 from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Data, MixedPrecision, Seed, Split, TextColumn
+from ldlm.cli.options import BudgetClock, Data, MaxMinutes, MixedPrecision, Seed, Split, TextColumn
 from ldlm.errors import InputError
-from ldlm.recipe import SIZES
+from ldlm.recipe import AE_STEPS, SIZES
 
 
 def _holds_anything(out: Path) -> bool:
@@ -43,7 +43,10 @@ def train_autoencoder_cmd(
     max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 64,
     latent_noise: Annotated[float, typer.Option(
         help="Std of Gaussian noise on latents while training the decoder.")] = 0.1,
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 3000,
+    max_steps: Annotated[int | None, typer.Option(
+        help=f"Optimiser steps (default {AE_STEPS}, or what --max-minutes allows).")] = None,
+    max_minutes: MaxMinutes = None,
+    budget_clock: BudgetClock = "wall",
     batch_size: Annotated[int, typer.Option(help="Texts per step, per process.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
     mixed_precision: MixedPrecision = "no",
@@ -81,7 +84,8 @@ def train_autoencoder_cmd(
         latent_tokens=latent_tokens, latent_dim=latent_dim, max_length=max_length,
         latent_noise=latent_noise,
     )
-    args = AutoencoderTrainArgs(max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+    args = AutoencoderTrainArgs(max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
+                        batch_size=batch_size, learning_rate=learning_rate,
                         mixed_precision=mixed_precision, seed=seed, eval_rows=eval_rows,
                         checkpointing_steps=checkpointing_steps,
                         resume=str(resume_from) if resume_from else ("latest" if resuming else None))

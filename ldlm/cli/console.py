@@ -57,6 +57,10 @@ class RichReporter(Reporter):
         else:
             self.progress.update(self.task, advance=n)
 
+    def set_total(self, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=total)
+
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()

@@ -10,10 +10,10 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import MixedPrecision, Seed
+from ldlm.cli.options import BudgetClock, MaxMinutes, MixedPrecision, Seed
 from ldlm.denoisers import ARCHS
 from ldlm.errors import InputError
-from ldlm.recipe import SIZES
+from ldlm.recipe import EPOCHS, SIZES
 from ldlm.schedulers import BETA_SCHEDULES, PREDICTION_TYPES
 
 
@@ -59,9 +59,13 @@ def train_cmd(
     schedule: Annotated[Literal[tuple(BETA_SCHEDULES)], typer.Option(
         help="Noise schedule (linear and scaled-linear: betas 0.00085 to 0.012, 1000 steps).")
     ] = "linear",
-    num_epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 100,
+    num_epochs: Annotated[int | None, typer.Option(
+        help=f"Passes over the training rows (default {EPOCHS}, unless --max-steps or --max-minutes "
+        "says how long).")] = None,
     max_steps: Annotated[int | None, typer.Option(
         help="Optimiser steps (overrides --num-epochs).")] = None,
+    max_minutes: MaxMinutes = None,
+    budget_clock: BudgetClock = "wall",
     batch_size: Annotated[int, typer.Option(help="Latents per device per micro-batch.")] = 16,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-4,
     gradient_accumulation_steps: Annotated[int, typer.Option(
@@ -118,7 +122,8 @@ def train_cmd(
         arch=arch, size=size, denoiser=_denoiser_overrides(arch, adaln, denoiser_config),
         objective=objective, schedule=schedule, self_condition=self_condition,
         conditional=conditional, condition_dropout=condition_dropout,
-        num_epochs=num_epochs, max_steps=max_steps, batch_size=batch_size,
+        num_epochs=num_epochs, max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
+        batch_size=batch_size,
         learning_rate=learning_rate, gradient_accumulation_steps=gradient_accumulation_steps,
         lr_warmup_steps=lr_warmup_steps, save_samples_epochs=save_samples_epochs,
         save_model_epochs=save_model_epochs, checkpointing_steps=checkpointing_steps,
