@@ -28,7 +28,7 @@ def resolve_autoencoder(source: LatentSource, autoencoder: str | None,
 
 @dataclass
 class DecodeArgs:
-    max_new_tokens: int = 100  # tokens generated per latent
+    max_new_tokens: int | None = None  # tokens generated per latent (None: the autoencoder's max_length)
     temperature: float = 0.7  # sampling temperature; 0 means greedy
     top_p: float | None = None  # nucleus sampling mass
     num_beams: int = 1  # > 1: beam search (deterministic, temperature ignored)
@@ -36,7 +36,7 @@ class DecodeArgs:
     batch_size: int = 64  # latents decoded together
 
     def check(self) -> None:
-        if self.max_new_tokens < 1:
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise InputError(f"--max-new-tokens {self.max_new_tokens} must be at least 1")
         if self.temperature < 0:
             raise InputError(f"--temperature {self.temperature} must be >= 0 (0 means greedy)")
@@ -71,6 +71,7 @@ def decode_latents(
     """Yield one record per latent, in order: {"index", "text", ...row metadata}."""
     args = args or DecodeArgs()
     args.check()
+    model.check_max_new_tokens(args.max_new_tokens)  # before the first latent is read
     torch.manual_seed(args.seed)
     temperature = 0.0 if args.num_beams > 1 else args.temperature
     reporter.start("decode", total=source.rows, unit="texts")

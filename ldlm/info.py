@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ldlm.autoencoder import is_autoencoder_dir
+from ldlm.autoencoder import is_autoencoder_dir, reconstruction_warning
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
 from ldlm.classifier import CLASSIFIER_FILE, FLUENCY_FILE
@@ -77,10 +77,17 @@ def _describe_autoencoder(p: Path, path: str) -> dict:
             "latent_noise": cfg["latent_noise"],
             "checkpoints": [c.name for c in list_checkpoints(p, AE_CHECKPOINT)],
             **{k: v for k, v in cfg.get("extra", {}).items()},
+            **_gate(cfg.get("extra", {}).get("reconstruction")),
         }
     except (KeyError, TypeError) as exc:
         raise RuntimeFailure(f"autoencoder {path!r} has a damaged config.json (no {exc}); retrain "
                              "it or resume its training with --resume") from exc
+
+
+def _gate(reconstruction: dict | None) -> dict:
+    """{"warning": ...} when the held-out reconstruction says the latents carry little."""
+    warning = reconstruction_warning(reconstruction)
+    return {"warning": warning} if warning else {}
 
 
 def _describe_run(p: Path) -> dict:

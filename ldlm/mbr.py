@@ -145,7 +145,7 @@ class MBRArgs:
     reranker: str | Path | None = None  # a condition classifier folder (ldlm train-classifier)
     reranker_weight: float = RERANKER_WEIGHT  # BLEU points per nat of log p(condition | text)
     fluency_weight: float = FLUENCY_WEIGHT  # BLEU points per nat per word of log p(text)
-    max_new_tokens: int = 100  # tokens decoded per candidate
+    max_new_tokens: int | None = None  # tokens decoded per candidate (None: the autoencoder's max_length)
     _classifier: object = field(default=None, repr=False, compare=False)
 
     def check(self, spec: ConditionSpec | None, run_name: str) -> set[str]:

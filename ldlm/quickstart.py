@@ -104,7 +104,7 @@ def _decode(model, latents: Path, out: Path, reporter: Reporter) -> list[str]:
     if out.exists():
         return out.read_text(encoding="utf-8").splitlines()
     records = decode_latents(open_latents(str(latents)), model,
-                             DecodeArgs(temperature=0.0, max_new_tokens=64), reporter=reporter)
+                             DecodeArgs(temperature=0.0), reporter=reporter)
     texts = [r["text"].replace("\n", " ") for r in records]
     with atomic_file(out, "w") as fh:
         fh.write("".join(t + "\n" for t in texts))

@@ -14,6 +14,9 @@ AE_STEPS = 3000  # ldlm train-autoencoder optimiser steps
 EPOCHS = 100  # ldlm train: passes over the training rows (without --num-epochs)
 ADAPT_STEPS = 1000  # ldlm adapt-decoder optimiser steps
 
+# ----- ldlm train-autoencoder: the gate on the latent space ----------------------------------
+RECONSTRUCTION_GATE = 50.0  # held-out reconstruction BLEU below which the latents carry too little
+
 # ----- ldlm sample -------------------------------------------------------------------------
 VARIATION_STRENGTH = 0.3  # --strength of --init-text variations (keeps a text's frame)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from ldlm.autoencoder.model import AutoencoderConfig, LatentAutoencoder
 from ldlm.errors import InputError, first_line
+from ldlm.recipe import RECONSTRUCTION_GATE
 
 __all__ = ["AutoencoderConfig", "LatentAutoencoder", "autoencoder_location", "is_autoencoder_dir",
-           "load_autoencoder", "load_autoencoder_for"]
+           "load_autoencoder", "load_autoencoder_for", "reconstruction_warning"]
 
 
 def is_autoencoder_dir(path: str | Path) -> bool:
@@ -80,3 +81,18 @@ def load_autoencoder_for(latent_space: str | None, latent_shape: tuple[int, int]
                          f"{tuple(latent_shape)}, but --autoencoder {str(given)!r} expects "
                          f"{tuple(model.latent_shape)}; pass the autoencoder that {made}")
     return model
+
+
+def reconstruction_warning(reconstruction: dict | None) -> str | None:
+    """The warning for an autoencoder whose held-out reconstruction (its config's
+    extra["reconstruction"]) is below RECONSTRUCTION_GATE BLEU, with what to do; else None."""
+    if not reconstruction or reconstruction.get("bleu") is None:
+        return None
+    bleu = float(reconstruction["bleu"])
+    if bleu >= RECONSTRUCTION_GATE:
+        return None
+    return (f"warning: held-out reconstruction BLEU {bleu:.1f} is below {RECONSTRUCTION_GATE:g}: the "
+            "latents carry little of the text, so the decoder writes what a small language model "
+            "would whatever the latent, and diffusion on these latents adds little; train longer "
+            "(--max-steps or --max-minutes), use a larger --size, check that --max-length does not "
+            "cut the texts, or start from a pretrained --encoder")

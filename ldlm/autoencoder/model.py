@@ -54,7 +54,7 @@ class AutoencoderConfig:
     size: Size = "small"  # --size of the parts built from scratch
     latent_tokens: int | None = None  # k, latent vectors per text; None: resolve()
     latent_dim: int | None = None  # d, width of each latent vector; None: resolve()
-    max_length: int = 64  # tokens per text seen by the encoder and the decoder
+    max_length: int | None = None  # tokens per text, encoder and decoder; None: measured on the corpus
     latent_noise: float = 0.1  # std of Gaussian noise added to latents when training the decoder
     compressor_layers: int = 2  # cross-attention layers of the query compressor
     freeze_encoder: bool | None = None  # keep the encoder's weights fixed; None: resolve()
@@ -75,7 +75,7 @@ class AutoencoderConfig:
         for name, value in (("--latent-tokens", self.latent_tokens), ("--latent-dim", self.latent_dim)):
             if value is not None and value < 1:
                 raise InputError(f"{name} {value} must be at least 1")
-        if self.max_length < 4:
+        if self.max_length is not None and self.max_length < 4:
             raise InputError(f"--max-length {self.max_length} must be at least 4 tokens")
         if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
             raise InputError(f"--latent-noise {self.latent_noise} must be a finite number >= 0")
@@ -255,18 +255,39 @@ class LatentAutoencoder(
             z = z + std * torch.randn_like(z)
         return self.decoder_loss(z, decoder_input_ids, decoder_attention_mask)
 
+    @property
+    def max_new_tokens(self) -> int:
+        """The most tokens the decoder can write after the latent prefix and bos (its positions)."""
+        cfg = self.decoder.config
+        positions = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        return int(positions) - self.config.latent_tokens - 1 if positions else 10**6
+
+    def check_max_new_tokens(self, max_new_tokens: int | None) -> int:
+        """`max_new_tokens`, or the training length when None; InputError past the decoder's positions."""
+        if max_new_tokens is None:
+            return min(self.config.max_length, self.max_new_tokens)
+        if max_new_tokens > self.max_new_tokens:
+            raise InputError(f"--max-new-tokens {max_new_tokens} is more than this autoencoder's decoder "
+                             f"can write after its {self.config.latent_tokens} latent tokens "
+                             f"({self.max_new_tokens}, from its positions); ask for at most "
+                             f"{self.max_new_tokens} (it was trained on texts of up to "
+                             f"{self.config.max_length} tokens)")
+        return max_new_tokens
+
     @torch.no_grad()
     def generate(
         self,
         latents: torch.Tensor,
         *,
-        max_new_tokens: int = 100,
+        max_new_tokens: int | None = None,
         num_beams: int = 1,
         temperature: float = 0.0,
         top_p: float | None = None,
         generator_seed: int | None = None,
     ) -> list[str]:
-        """Latents (B, k, d) -> texts. temperature 0 means greedy (or beam search)."""
+        """Latents (B, k, d) -> texts. temperature 0 means greedy (or beam search);
+        `max_new_tokens` None: the length the autoencoder was trained for."""
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
         tok = self.decoder_tokenizer
         latents = latents.to(self.device)
         b = latents.shape[0]

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ldlm.atomic import publish, remove_path
+from ldlm.autoencoder.lengths import LIMIT, measure_lengths
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
 from ldlm.budget import check_budget, planned_steps
@@ -67,9 +68,12 @@ def _load_pretrained(kind: str, name: str, causal: bool):
         ) from exc
 
 
-def build_autoencoder(config: AutoencoderConfig, texts: list[str]) -> LatentAutoencoder:
+def build_autoencoder(config: AutoencoderConfig, texts: list[str],
+                      reporter: Reporter = SILENT) -> LatentAutoencoder:
     """Build an untrained autoencoder: pretrained parts loaded, scratch parts sized by
-    `config.size`; the returned model's config is `config` resolved, with its parts' configs."""
+    `config.size`; the returned model's config is `config` resolved, with its parts' configs.
+    Without `config.max_length`, it is measured on `texts` (ldlm.autoencoder.lengths); the
+    length and the share of texts it cuts are logged either way."""
     from transformers import AutoConfig, GPT2Config
 
     config.check()
@@ -77,32 +81,39 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str]) -> LatentAuto
     scratch_tok = None
     if config.encoder_source is None or config.decoder_source is None:
         scratch_tok = train_tokenizer(texts, vocab)
-
+    enc_model = dec_model = None
+    enc_tok = dec_tok = scratch_tok
     if config.encoder_source:
         enc_model, enc_tok = _load_pretrained("encoder", config.encoder_source, causal=False)
-        enc_config = _clean(enc_model.config.to_dict())
-    else:
-        enc_model, enc_tok = None, scratch_tok
-        enc_config = _clean(AutoConfig.for_model(
-            "bert", vocab_size=len(scratch_tok), hidden_size=hidden,
-            num_hidden_layers=enc_layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-            max_position_embeddings=max(config.max_length, 64), pad_token_id=scratch_tok.pad_token_id,
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-        ).to_dict())
     if config.decoder_source:
         dec_model, dec_tok = _load_pretrained("decoder", config.decoder_source, causal=True)
         ensure_special_tokens(dec_tok)
-        dec_config = _clean(dec_model.config.to_dict())
+
+    lengths = measure_lengths(texts, enc_tok, dec_tok)
+    limit = min([LIMIT] + [_positions(m.config) for m in (enc_model, dec_model) if m is not None])
+    max_length = config.max_length or lengths.suggested(limit)
+    reporter.log(lengths.describe(max_length, given=config.max_length is not None))
+
+    if enc_model is not None:
+        enc_config = _clean(enc_model.config.to_dict())
     else:
-        dec_model, dec_tok = None, scratch_tok
+        enc_config = _clean(AutoConfig.for_model(
+            "bert", vocab_size=len(scratch_tok), hidden_size=hidden,
+            num_hidden_layers=enc_layers, num_attention_heads=heads, intermediate_size=4 * hidden,
+            max_position_embeddings=max(max_length, 64), pad_token_id=scratch_tok.pad_token_id,
+            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        ).to_dict())
+    resolved = replace(config, max_length=max_length).resolve(enc_config.get("hidden_size", hidden))
+    if dec_model is not None:
+        dec_config = _clean(dec_model.config.to_dict())
+    else:  # positions for the latent prefix, bos and a text as long again as max_length
         dec_config = _clean(GPT2Config(
             vocab_size=len(scratch_tok), n_embd=hidden, n_layer=dec_layers, n_head=heads,
-            n_positions=config.max_length + 64, bos_token_id=scratch_tok.bos_token_id,
+            n_positions=resolved.latent_tokens + 1 + 2 * max_length, bos_token_id=scratch_tok.bos_token_id,
             eos_token_id=scratch_tok.eos_token_id, pad_token_id=scratch_tok.pad_token_id,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         ).to_dict())
 
-    resolved = config.resolve(enc_config.get("hidden_size", hidden))
     model = LatentAutoencoder(replace(resolved, encoder_config=enc_config, decoder_config=dec_config,
                                       extra={}))
     if enc_model is not None:
@@ -111,6 +122,12 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str]) -> LatentAuto
         model.decoder.load_state_dict(dec_model.state_dict())
     model.encoder_tokenizer, model.decoder_tokenizer = enc_tok, dec_tok
     return model
+
+
+def _positions(config) -> int:
+    """The positions a pretrained model has (no limit when its config does not say)."""
+    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+               or LIMIT)
 
 
 def spaced_holdout(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
@@ -243,7 +260,7 @@ def train_autoencoder(
         reporter.log(f"resuming from {ckpt} (step {saved['step']})")
         model = _model_from_checkpoint(ckpt, saved)
     else:
-        model = build_autoencoder(config, train_texts)  # logged once built: a failure is one line
+        model = build_autoencoder(config, train_texts, reporter)  # logged once built: a failure is one line
         size = sum(p.numel() for p in model.parameters())
         reporter.log(f"built the autoencoder ({size / 1e6:.1f}M parameters, "
                      f"{len(train_texts)} training texts)")

@@ -40,7 +40,9 @@ def train_autoencoder_cmd(
         help="k, latent vectors per text (queries pooling; default 8).")] = None,
     latent_dim: Annotated[int | None, typer.Option(
         help="d, width of each latent vector (default: 64, or the hidden size for mean).")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per text.")] = 64,
+    max_length: Annotated[int | None, typer.Option(
+        help="Tokens per text, encoder and decoder (default: measured, the 99th percentile of the "
+        "corpus's token lengths; the share of texts it cuts is reported either way).")] = None,
     latent_noise: Annotated[float, typer.Option(
         help="Std of Gaussian noise on latents while training the decoder.")] = 0.1,
     max_steps: Annotated[int | None, typer.Option(
@@ -67,6 +69,7 @@ def train_autoencoder_cmd(
     Interrupted runs continue exactly with --resume (latest checkpoint in --out) or
     --resume-from OUT/checkpoint-<step>.
     """
+    from ldlm.autoencoder import reconstruction_warning
     from ldlm.autoencoder.model import AutoencoderConfig
     from ldlm.autoencoder.train import AutoencoderTrainArgs, check_training, train_autoencoder
     from ldlm.data import load_texts
@@ -104,3 +107,6 @@ def train_autoencoder_cmd(
     if scores:
         typer.echo(f"reconstruction on {scores.rows} held-out texts: exact match "
                    f"{scores.exact_match:.3f}, BLEU {scores.bleu:.2f}")
+        warning = reconstruction_warning(scores.as_dict())
+        if warning:
+            reporter.log(warning)

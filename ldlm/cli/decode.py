@@ -22,7 +22,8 @@ def decode_cmd(
         help="A latent file, a latent store (reconstruction), or '-' / nothing for stdin.")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
         help="Autoencoder folder (default: the one the latents name).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per text.")] = 100,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help="Tokens generated per text (default: the autoencoder's --max-length).")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
     num_beams: Annotated[int, typer.Option(

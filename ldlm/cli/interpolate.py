@@ -32,7 +32,8 @@ def interpolate_cmd(
         help=f"With --run: denoising steps of the full schedule (default {INTERPOLATION_STEPS}).")] = None,
     scheduler: Annotated[Literal[tuple(SAMPLERS)] | None, typer.Option(
         help=f"With --run: sampler (default {INTERPOLATION_SAMPLER}).")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens generated per text.")] = 100,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        help="Tokens generated per text (default: the autoencoder's --max-length).")] = None,
     temperature: Annotated[float, typer.Option(
         help="Decoding temperature; 0 (greedy) shows the latent path, not sampling noise.")] = 0.0,
     seed: Seed = 42,
