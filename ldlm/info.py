@@ -51,10 +51,9 @@ def describe(path: str) -> dict:
                 fh.seek(0)
                 header = read_header(fh, repr(path))
                 rows = sum(x.shape[0] for x, _ in read_frames(fh, header, repr(path)))
-                return {"kind": "latent file", "path": path, "rows": rows,
-                        "latent_space": header.latent_space,
+                return {"kind": "latent file", "path": path, "latent_space": header.latent_space,
                         "latent_shape": list(header.latent_shape),
-                        "autoencoder": header.autoencoder, **header.extra}
+                        "autoencoder": header.autoencoder, **header.extra, "rows": rows}
     if not p.exists() and "://" not in path:
         raise InputError(f"PATH {path!r} does not exist")
     raise InputError(

@@ -307,8 +307,10 @@ def open_latents(path: str | None, stdin: BinaryIO | None = None) -> LatentSourc
             raise InputError(f"cannot read LATENTS {path!r}: {exc.strerror}") from exc
         name = repr(path)
     header: LatentHeader = read_header(fh, name)
+    rows = header.extra.get("rows")  # written by `ldlm sample`: what a progress bar can count to
     return LatentSource(name, header.latent_space, header.latent_shape, header.autoencoder,
-                        read_frames(fh, header, name))
+                        read_frames(fh, header, name),
+                        rows if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0 else None)
 
 
 def write_latent_file(path, header: LatentHeader, latents: np.ndarray,

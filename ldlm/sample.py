@@ -213,20 +213,20 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
         extra["noise_scale"] = args.noise_scale
     if args.eta:
         extra["eta"] = args.eta
-    header = header_for(run, args.scheduler, args.num_inference_steps, args.seed, autoencoder, **extra)
+    per = len(conditions.values) if conditions is not None else len(texts) if init is not None else 1
+    total = args.num_samples * per  # latents in all
+    header = header_for(run, args.scheduler, args.num_inference_steps, args.seed, autoencoder,
+                        rows=total, **extra)
 
     if conditions is not None:
-        total = args.num_samples * len(conditions.values)
         frames = _conditional(run, conditions, encoded, args, mbr, known, model, device, reporter)
     elif init is not None:
-        total = args.num_samples * len(texts)
         latents = np.repeat(model.encode_texts(texts).cpu().numpy(), args.num_samples, axis=0)
         meta = [{"source": t, "strength": float(init.strength)}
                 for t in texts for _ in range(args.num_samples)]
         frames = _with_meta(iter_samples(run, total, args, device, reporter, init=latents,
                                          strength=float(init.strength)), meta)
     else:
-        total = args.num_samples
         frames = ((x, None) for x in iter_samples(run, total, args, device, reporter))
     return Sampling(header, frames, total, args.batch_size or min(total, MAX_BATCH))
 

@@ -20,6 +20,7 @@ import errno
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -128,8 +129,14 @@ def check_exit(proc: Proc, code: int, sig: int) -> bool:
     else:
         assert code == 130, (code, proc.stderr[-2000:])
         errors = [x for x in proc.stderr.splitlines() if x.startswith("Error:")]
-        assert errors == ["Error: interrupted; finished work is kept, rerun the same command to "
-                          "resume"], proc.stderr[-2000:]
+        command = [str(a) for a in proc.args]
+        if command[0] in ("train", "train-autoencoder"):  # the exact command line that resumes
+            resume = [a for a in command if a != "--overwrite"]
+            resume += [] if "--resume" in resume or "--resume-from" in resume else ["--resume"]
+            want = f"resume with: ldlm {shlex.join(resume)}"
+        else:
+            want = "rerun the same command to resume"
+        assert errors == [f"Error: interrupted; finished work is kept; {want}"], proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
     return True
 

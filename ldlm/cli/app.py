@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -45,10 +46,24 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def command(name: str):
+def resume_command(name: str, flag: str | None) -> str:
+    """How to continue an interrupted command: the same command line with `flag` (--resume)
+    added and --overwrite dropped, or "rerun the same command" where it resumes by itself."""
+    if flag is None:
+        return "rerun the same command to resume"
+    args = sys.argv[1:]
+    if args[:1] != [name]:  # not started as `ldlm NAME ...` (the Python API, a test runner)
+        return f"rerun the same command with {flag} to resume"
+    if flag not in args and "--resume-from" not in args:
+        args = [a for a in args if a != "--overwrite"] + [flag]
+    return f"resume with: ldlm {shlex.join(args)}"
+
+
+def command(name: str, resume: str | None = None):
     """Register a command whose known errors become one line on stderr and an exit code.
 
-    LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130; a closed
+    LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130, naming the
+    command line that resumes (`resume`: the flag it needs, for the trainers); a closed
     pipe (`| head`) -> 0, quietly; anything else -> 1, with the traceback only when
     LDLM_DEBUG is set.
     """
@@ -64,7 +79,7 @@ def command(name: str):
             except LdlmError as exc:
                 _fail(str(exc), exc.exit_code)
             except KeyboardInterrupt:
-                _fail("interrupted; finished work is kept, rerun the same command to resume", 130)
+                _fail(f"interrupted; finished work is kept; {resume_command(name, resume)}", 130)
             except BrokenPipeError:
                 # the reader went away (e.g. `| head`): stop quietly
                 devnull = os.open(os.devnull, os.O_WRONLY)

@@ -20,7 +20,7 @@ def _holds_anything(out: Path) -> bool:
     return any(not p.name.startswith((".checkpoint-", ".final.tmp-")) for p in out.iterdir())
 
 
-@command("train-autoencoder")
+@command("train-autoencoder", resume="--resume")
 def train_autoencoder_cmd(
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Folder to save the autoencoder in.")],

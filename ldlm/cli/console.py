@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 
 from rich.console import Console
@@ -30,16 +31,69 @@ class _Rate(ProgressColumn):
         return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="cyan")
 
 
+PLAIN_EVERY_ENV = "LDLM_PROGRESS_SECONDS"  # seconds between plain progress lines (default 30)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class PlainLines:
+    """Progress for a log: when stderr is not a terminal (redirected to a file, a pipe, a job
+    scheduler), a plain line every few seconds: done/total, rate, elapsed, time left, figures."""
+
+    def __init__(self, console: Console, description: str, total: int | None, unit: str):
+        self.console, self.description, self.total, self.unit = console, description, total, unit
+        self.every = float(os.environ.get(PLAIN_EVERY_ENV, "30"))
+        self.done, self.start = 0, time.monotonic()
+        self.last = self.start  # the first line comes `every` seconds in
+        self.mark: tuple[float, int] | None = None  # (time, done) the rate is measured from
+        self.figures = ""
+
+    def line(self) -> str:
+        now = time.monotonic()
+        elapsed = now - self.start
+        since, then = self.mark or (self.start, 0)
+        rate = (self.done - then) / (now - since) if now > since else 0.0
+        of = f"/{self.total:,}" if self.total else ""
+        left = (f", about {_duration((self.total - self.done) / rate)} left"
+                if self.total and rate > 0 else "")
+        figures = f", {self.figures}" if self.figures else ""
+        return (f"{self.description}: {self.done:,}{of} {self.unit}, {rate:,.2f} {self.unit}/s, "
+                f"{_duration(elapsed)} elapsed{left}{figures}")
+
+    def advance(self, n: int, figures: str) -> None:
+        self.done += n
+        self.figures = figures or self.figures
+        now = time.monotonic()
+        if self.mark is None:  # the first call may be a resumed run's steps: not in the rate
+            self.mark = (now, self.done)
+        elif now - self.last >= self.every:
+            self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
+            self.last, self.mark = now, (now, self.done)
+
+    def stop(self) -> None:
+        if self.last > self.start:  # lines were printed: close with the final one
+            self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
+
+
 class RichReporter(Reporter):
-    """Progress bars (units/s, figures such as the loss) and log lines on stderr."""
+    """Progress bars (units/s, figures such as the loss) and log lines on stderr; plain
+    periodic lines instead of bars when stderr is not a terminal."""
 
     def __init__(self, console: Console = stderr):
         self.console = console
         self.progress: Progress | None = None
+        self.plain: PlainLines | None = None
         self.task = None
 
     def start(self, description: str, total: int | None = None, unit: str = "it") -> None:
         self.stop()
+        if not self.console.is_terminal:
+            self.plain = PlainLines(self.console, description, total, unit)
+            return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             _Rate(), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -49,19 +103,26 @@ class RichReporter(Reporter):
         self.task = self.progress.add_task(description, total=total, unit=unit, figures="")
 
     def advance(self, n: int = 1, **fields: object) -> None:
+        figures = " ".join(f"{k} {v}" for k, v in fields.items())
+        if self.plain is not None:
+            self.plain.advance(n, figures)
         if self.progress is None:
             return
-        figures = " ".join(f"{k} {v}" for k, v in fields.items())
         if figures:
             self.progress.update(self.task, advance=n, figures=figures)
         else:
             self.progress.update(self.task, advance=n)
 
     def set_total(self, total: int | None) -> None:
+        if self.plain is not None:
+            self.plain.total = total
         if self.progress is not None:
             self.progress.update(self.task, total=total)
 
     def stop(self) -> None:
+        if self.plain is not None:
+            self.plain.stop()
+            self.plain = None
         if self.progress is not None:
             self.progress.stop()
             self.progress = None

@@ -39,7 +39,7 @@ def _denoiser_overrides(arch: str, adaln: bool, denoiser_config: str | None) -> 
     return overrides
 
 
-@command("train")
+@command("train", resume="--resume")
 def train_cmd(
     store: Annotated[str, typer.Argument(help="Latent store written by `ldlm encode` (path or URL).")],
     out: Annotated[Path, typer.Option("--out", help="RUN_DIR: checkpoints, samples and the model.")],
