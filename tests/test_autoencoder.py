@@ -119,3 +119,25 @@ def test_design_b_real_minilm_encoder_with_mean_pooling(tmp_path):
     loaded = load_autoencoder(tmp_path / "ae")
     torch.testing.assert_close(loaded.encode_texts(CORPUS[:3])[:, 0], expected,
                                atol=1e-4, rtol=1e-4)
+
+
+def test_length_grouped_batches_cover_each_epoch_with_little_padding():
+    import random
+
+    from ldlm.autoencoder.train import length_grouped_batches
+
+    lengths = [random.Random(i).randint(1, 200) for i in range(1000)]
+    gen = length_grouped_batches(lengths, 10, random.Random(0), group=5)
+    epoch = [next(gen) for _ in range(100)]  # 1000 rows, batches of 10: one epoch
+    seen = [i for b in epoch for i in b]
+    assert sorted(seen) == list(range(1000)) and all(len(b) == 10 for b in epoch)
+    padded = sum(10 * max(lengths[i] for i in b) for b in epoch)
+    shuffled = list(range(1000))
+    random.Random(1).shuffle(shuffled)
+    padded_random = sum(10 * max(lengths[i] for i in shuffled[j:j + 10]) for j in range(0, 1000, 10))
+    assert padded < 0.75 * padded_random  # grouping cuts the padded tokens
+    again = length_grouped_batches(lengths, 10, random.Random(0), group=5)
+    assert [next(again) for _ in range(100)] == epoch  # seeded: a resume replays it
+    assert next(gen) != epoch[0] or next(gen) != epoch[1]  # the next epoch is another order
+    few = length_grouped_batches([3, 1, 2], 10, random.Random(0))
+    assert sorted(next(few)) == [0, 1, 2]  # fewer rows than a batch: one batch of them all

@@ -140,13 +140,26 @@ def spaced_holdout(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
     return [i for i in range(n) if i not in held_set], held
 
 
-def _batches(n: int, batch_size: int, rng: random.Random):
-    """Endless shuffled batches of row indices (epoch after epoch)."""
+GROUP_BATCHES = 50  # batches whose rows are sorted by length together (as transformers' group_by_length)
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random,
+                           group: int = GROUP_BATCHES):
+    """Endless batches of row indices, epoch after epoch: each epoch shuffles the rows, sorts
+    every run of `group` batches' rows by length and cuts it into batches (texts of a batch
+    have about the same length, so little compute goes to padding), then shuffles the batches.
+    A last short batch of the epoch is dropped (all rows in one batch when there are fewer)."""
+    n = len(lengths)
     while True:
         order = list(range(n))
         rng.shuffle(order)
-        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
-            yield order[i : i + batch_size]
+        batches = []
+        for i in range(0, n, batch_size * group):
+            block = sorted(order[i:i + batch_size * group], key=lengths.__getitem__)
+            batches += [block[j:j + batch_size] for j in range(0, len(block), batch_size)]
+        batches = [b for b in batches if len(b) == batch_size] or batches[:1]
+        rng.shuffle(batches)
+        yield from batches
 
 
 def reconstruct(
@@ -314,7 +327,8 @@ def train_autoencoder(
         raise InputError(f"{len(train_texts)} training texts cannot be shared by {group.count} "
                          "processes; give more texts or launch fewer processes")
     # every process draws the same global batch of batch_size x processes and takes its share
-    batches = _batches(len(train_texts), min(args.batch_size * group.count, len(train_texts)), rng)
+    sizes = [max(len(e), int(m)) for e, m in zip(enc, dec_all["attention_mask"].sum(1).tolist(), strict=True)]
+    batches = length_grouped_batches(sizes, min(args.batch_size * group.count, len(train_texts)), rng)
     for _ in range(start):  # the data order goes on where the checkpoint stopped
         next(batches)
     pad_enc = core.encoder_tokenizer.pad_token_id or 0
