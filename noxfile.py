@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (the test suite), `nox -s lint` (ruff), `nox -s bench` (benchmarks).
+"""Sessions: `nox -s tests` (the test suite), `nox -s lint` (ruff), `nox -s bench` (benchmarks),
+`nox -s compare -- e2e|ag_news` (ldlm against a same-budget GPT-2).
 
 `nox -s bench` runs the quickstart into .bench/quickstart (reused when there) and the fast
 benchmarks on its artefacts, about 15 minutes on 2 CPU cores; `nox -s bench -- full` adds the
@@ -45,8 +46,22 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/reconstruction.py", ae, "--data", "ldlm/corpus/e2e_heldout.txt",
                 "--column", "text", env=env)
     if "full" in session.posargs:
-        e2e = "../shared/data/e2e"
-        session.run("python", "benchmarks/ar_comparison.py", "--data", f"{e2e}/trainset.csv",
-                    "--workdir", ".bench/ar_comparison", env=env)
+        session.run("python", "benchmarks/ar_comparison.py", "--corpus", "e2e", env=env)
         session.run("python", "benchmarks/load.py", "--work", ".bench/load", env=env)
         session.run("python", "benchmarks/streaming.py", env={**env, "OMP_NUM_THREADS": "1"})
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """ldlm with its defaults against a GPT-2 of the same size and CPU budget on one corpus:
+    `nox -s compare -- e2e` or `-- ag_news` (more arguments go to benchmarks/ar_comparison.py,
+    e.g. `-- ag_news --budget 7200`). The two train side by side, one thread each, then both
+    are sampled and scored; about half an hour of wall time per 1,800 CPU-seconds."""
+    session.install(TORCH)
+    session.install("-e", ".")
+    corpus, *extra = session.posargs or ["e2e"]
+    env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = " ".join(["python", "benchmarks/ar_comparison.py", "--corpus", corpus, *extra])
+    session.run("bash", "-c", f"{cmd} --system ldlm & a=$!; {cmd} --system ar & b=$!; wait $a && wait $b",
+                env=env, external=True)
+    session.run("python", "benchmarks/ar_comparison.py", "--corpus", corpus, *extra, env=env)

@@ -1,215 +1,305 @@
-"""ldlm against an autoregressive GPT-2 of the same size, trained for the same time, on E2E.
+"""ldlm against an autoregressive GPT-2 of the same size and CPU budget, on one corpus.
 
-    python benchmarks/ar_comparison.py [--data ../shared/data/e2e/trainset.csv]
-        [--workdir /tmp/ldlm-vs-ar] [--ae-steps 2000] [--diffusion-steps 4000]
-        [--num-samples 1000] [--seeds 3] [--threads 1]
+    python benchmarks/ar_comparison.py --corpus e2e|ag_news [--budget 1800] [--split test|dev]
+        [--workdir .bench/compare-e2e-1800] [--system all|ldlm|ar] [--num-samples 1000]
+        [--seeds 3] [--autoencoder AE_DIR] [--ldlm JSON]
+    nox -s compare -- e2e          (the same, both systems side by side, then scored)
 
-The protocol of ../shared/data/e2e/SOURCE.md for unconditional generation: rows with index
-i % 20 == 0 of trainset.csv are held out (2,104 refs); everything is trained on the others.
+The corpora (`prepare`, written once into WORKDIR/data):
+- e2e: `ref` of ../shared/data/e2e/trainset.csv, one text per line (line breaks inside a
+  ref become spaces). SOURCE.md's unconditional split: rows i % 20 == 0 are held out (2,104
+  refs: the MAUVE yardstick and, disjoint from it, the human row); everything trains on the
+  rest. --split dev holds out i % 20 == 10 as well and scores against those instead, so that
+  tuning never sees the test rows.
+- ag_news: `title + ". " + description` of ../shared/data/ag_news/train.csv, cleaned as a user
+  would clean a crawl (`clean_ag_news`: the HTML entities that lost their '&' (' #39;' -> "'",
+  ' #36;' -> '$'), other entities unescaped, tags and backslash line breaks removed,
+  whitespace collapsed). Trains on train.csv rows i % 20 != 0 (19,000); the yardstick is
+  test.csv (1,300), the human row train.csv rows i % 20 == 0 (1,000, never trained on).
+  --split dev trains on i % 20 not in (0, 10) and scores against i % 20 == 10.
 
-1. ldlm: train-autoencoder (size small), encode, train (the default denoiser: mlp, x0), all
-   with the library functions the CLI calls. Its budget is the CPU time of the three stages.
-2. AR: a GPT-2 with the same parameter count as everything ldlm trained (encoder, compressor,
-   decoder and denoiser), the same tokenizer as ldlm's decoder, trained on the same texts for
-   the same CPU time (steps from a short calibration, stopped at the budget in any case).
-3. Both draw `--num-samples` texts: ldlm with DPM-Solver at 20 steps and greedy decoding;
-   GPT-2 with ancestral sampling (temperature 1) and with nucleus sampling (top-p 0.9).
-   Generation time per sample is the wall time of the whole batch / the sample count.
-4. `ldlm.evaluate.evaluate_texts` scores each against the held-out slice (MAUVE on MiniLM
-   features, diversity, memorisation and exact copies of training texts), over `--seeds`
-   random subsets, with the human row (held-out refs) beside.
+The systems, each given `--budget` CPU-seconds (time.process_time, one torch thread):
+- ldlm with its defaults, as a user runs the README's four commands with a time budget:
+  `train-autoencoder --max-minutes` (AE_SHARE of the budget), `encode`, `train
+  --max-minutes` (the rest), then `sample --num-samples N | decode`, every other option
+  at its default. `--autoencoder` reuses a trained autoencoder (the fixed-autoencoder
+  comparison: the budget then pays for encode and train only). `--ldlm '{"autoencoder":
+  {...}, "train": {...}, "sample": {...}, "decode": {...}, "ae_share": 0.5}'` overrides
+  options (the ablations; the headline runs pass none).
+- GPT-2 trained from scratch: the parameter count of everything ldlm trains (encoder,
+  compressor, decoder, denoiser; a frozen pretrained encoder is not counted, and is named),
+  a byte-level BPE trained the way ldlm's is, AdamW, warmup and cosine to 10%, batch 64,
+  length-grouped batches (the same saving ldlm's autoencoder gets), for the same CPU time.
+  Sampled with temperature 1 and with top-p 0.9.
 
-CPU time (time.process_time) is the budget rather than wall time because this runs on a
-shared 2-core machine: with one thread per process, CPU time is what a quiet core would
-take. Every stage is skipped when its artefact exists, so a rerun resumes.
+Scored by `ldlm.evaluate.evaluate_texts` (MAUVE on all-MiniLM-L6-v2 features over
+`--seeds` draws, Div, Mem, copy rate, words per text) beside the human row; ms per sample is
+the wall time of generation / N on one thread. Beside ldlm: the control (its decoder fed
+random latents with the store's per-dimension mean and std) and the autoencoder's
+reconstruction of held-out texts. Every stage is skipped when its artefact exists.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import html
 import json
-import math
+import random
+import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ldlm.data import load_texts
-from ldlm.progress import Reporter
-
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+AE_SHARE = 0.5  # the share of the budget a user gives train-autoencoder (README, own corpus)
+SHOWN = 10  # samples kept verbatim per system
 
 
-class Ticker(Reporter):
-    """Prints every 200th step with its fields, so a log shows progress."""
-
-    def start(self, description: str, total: int | None = None, unit: str = "it") -> None:
-        self.what, self.total, self.n = description, total, 0
-
-    def advance(self, n: int = 1, **fields: object) -> None:
-        self.n += n
-        if self.n % 200 == 0:
-            print(f"{self.what} {self.n}/{self.total} {fields}", flush=True)
+# ----- corpora ------------------------------------------------------------------------------
+def clean_ag_news(text: str) -> str:
+    """AG News as crawled -> plain text (see the module docstring)."""
+    text = re.sub(r"\s?#(\d+);", lambda m: chr(int(m.group(1))), text)
+    text = re.sub(r"<[^>]*>", " ", html.unescape(text))
+    return " ".join(text.replace("\\", " ").split())
 
 
-def split(data: str, work: Path) -> tuple[Path, Path]:
-    """Write train.txt (i % 20 != 0) and heldout.txt (i % 20 == 0) once."""
-    train, held = work / "train.txt", work / "heldout.txt"
-    if not held.exists():
-        # two refs hold a line break: one line per text in the files
-        rows = [" ".join(t.split()) for t in load_texts(data, text_column="ref").texts]
-        train.write_text("".join(t + "\n" for i, t in enumerate(rows) if i % 20 != 0))
-        held.write_text("".join(t + "\n" for i, t in enumerate(rows) if i % 20 == 0))
-    return train, held
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
-def timed(budget: dict, key: str, fn):
-    """Run fn(), recording its CPU and wall seconds under `key` (skipped when recorded)."""
-    if key in budget:
-        return
-    cpu, wall = time.process_time(), time.perf_counter()
-    fn()
-    budget[key] = {"cpu_s": round(time.process_time() - cpu, 1),
-                   "wall_s": round(time.perf_counter() - wall, 1)}
+def corpus_texts(corpus: str, split: str, data: Path = DATA) -> dict[str, list[str]]:
+    """{"train": ..., "refs": ..., "human": ... or None} for a corpus and split."""
+    held = {0} if split == "test" else {0, 10}
+    if corpus == "e2e":
+        refs = [" ".join(r["ref"].split()) for r in _rows(data / "e2e" / "trainset.csv")]
+        score = 0 if split == "test" else 10
+        return {"train": [t for i, t in enumerate(refs) if i % 20 not in held],
+                "refs": [t for i, t in enumerate(refs) if i % 20 == score], "human": None}
+    if corpus == "ag_news":
+        def text(r):
+            return clean_ag_news(f"{r['title']}. {r['description']}")
+        rows = [text(r) for r in _rows(data / "ag_news" / "train.csv")]
+        train = [t for i, t in enumerate(rows) if i % 20 not in held]
+        if split == "test":
+            return {"train": train, "refs": [text(r) for r in _rows(data / "ag_news" / "test.csv")],
+                    "human": [t for i, t in enumerate(rows) if i % 20 == 0]}
+        return {"train": train, "refs": [t for i, t in enumerate(rows) if i % 20 == 10], "human": None}
+    raise ValueError(f"Unknown corpus {corpus!r}; choose e2e or ag_news")
 
 
-def train_ldlm(a, work: Path, train_txt: Path, budget: dict) -> None:
+def prepare(corpus: str, split: str, work: Path) -> dict[str, Path]:
+    """Write the corpus files once: train.txt, refs.txt (and human.txt), one text a line."""
+    folder = work / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"train": folder / "train.txt", "refs": folder / "refs.txt", "human": folder / "human.txt"}
+    if not paths["train"].exists():
+        texts = corpus_texts(corpus, split)
+        for key, path in paths.items():
+            if texts[key] is not None:
+                path.write_text("".join(t + "\n" for t in texts[key]), encoding="utf-8")
+    return {k: p for k, p in paths.items() if p.exists()}
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+# ----- budgets ------------------------------------------------------------------------------
+class Spent:
+    """CPU and wall seconds per stage, saved as JSON (a rerun skips what is recorded)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stages = json.loads(path.read_text()) if path.exists() else {}
+
+    def run(self, key: str, fn) -> None:
+        if key in self.stages:
+            return
+        cpu, wall = time.process_time(), time.perf_counter()
+        fn()
+        self.stages[key] = {"cpu_s": round(time.process_time() - cpu, 1),
+                            "wall_s": round(time.perf_counter() - wall, 1)}
+        self.path.write_text(json.dumps(self.stages, indent=2))
+        print(f"{key}: {self.stages[key]}", flush=True)
+
+    @property
+    def cpu(self) -> float:
+        return sum(s["cpu_s"] for s in self.stages.values())
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# ----- ldlm ---------------------------------------------------------------------------------
+def split_autoencoder_options(options: dict):
+    """--ldlm's "autoencoder" options -> (AutoencoderConfig, AutoencoderTrainArgs fields)."""
     from ldlm.autoencoder import AutoencoderConfig
+
+    fields = AutoencoderConfig.__dataclass_fields__
+    return (AutoencoderConfig(**{k: v for k, v in options.items() if k in fields}),
+            {k: v for k, v in options.items() if k not in fields})
+
+
+def train_ldlm(a, paths: dict[str, Path], work: Path) -> None:
+    """The README's commands with a budget, as library calls with the CLI's defaults."""
     from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
+    from ldlm.data import load_texts
     from ldlm.encode import encode_dataset
     from ldlm.train import TrainArgs, train_diffusion
 
-    rows = load_texts(str(train_txt))
-    timed(budget, "autoencoder", lambda: train_autoencoder(
-        rows, work / "autoencoder", AutoencoderConfig(size="small"),
-        AutoencoderTrainArgs(max_steps=a.ae_steps, batch_size=64, learning_rate=1e-3, eval_rows=200),
-        Ticker()))
-    timed(budget, "encode", lambda: encode_dataset(rows, work / "autoencoder", work / "train.zarr"))
-    never = 10**9  # no sampling or extra checkpoints during training
-    timed(budget, "diffusion", lambda: train_diffusion(work / "train.zarr", work / "run", TrainArgs(
-        max_steps=a.diffusion_steps, batch_size=256, learning_rate=1e-3, lr_warmup_steps=200,
-        save_samples_epochs=never, save_model_epochs=never, eval_rows=0), Ticker()))
+    opts = a.ldlm
+    spent = Spent(work / "ldlm_budget.json")
+    rows = load_texts(str(paths["train"]))
+    ae_dir = a.autoencoder or work / "ldlm" / "autoencoder"
+    share = opts.get("ae_share", AE_SHARE)
+    config, args = split_autoencoder_options(opts.get("autoencoder", {}))
+    if a.autoencoder is None:
+        spent.run("autoencoder", lambda: train_autoencoder(rows, ae_dir, config, AutoencoderTrainArgs(**{
+            "max_minutes": share * a.budget / 60, "budget_clock": "cpu", **args}), Ticker()))
+    spent.run("encode", lambda: encode_dataset(rows, ae_dir, work / "ldlm" / "train.zarr"))
+    left = a.budget - spent.cpu
+    store, run = work / "ldlm" / "train.zarr", work / "ldlm" / "run"
+    spent.run("train", lambda: train_diffusion(store, run, TrainArgs(**{
+        "max_minutes": left / 60, "budget_clock": "cpu", **opts.get("train", {})}), Ticker()))
+    if opts.get("adapt"):  # adapt-decoder as the last stage, within the same budget
+        from ldlm.adapt import AdaptArgs, adapt_decoder
+
+        left = a.budget - spent.cpu
+        spent.run("adapt", lambda: adapt_decoder(run, work / "ldlm" / "adapted", AdaptArgs(**{
+            "max_minutes": left / 60, "budget_clock": "cpu", **opts["adapt"]}), autoencoder=ae_dir,
+            reporter=Ticker()))
 
 
-def ldlm_parameters(work: Path) -> int:
-    """Everything ldlm trained: encoder, compressor, decoder and denoiser."""
+def ldlm_autoencoder_dir(a, work: Path) -> Path:
+    if a.ldlm.get("adapt"):
+        return work / "ldlm" / "adapted"
+    return Path(a.autoencoder or work / "ldlm" / "autoencoder")
+
+
+def ldlm_parameters(a, work: Path, paths: dict[str, Path]) -> dict:
+    """What ldlm trains, counted on the trained models, or on untrained ones of the same
+    recipe when the GPT-2 starts first (side by side)."""
     from ldlm.autoencoder import load_autoencoder
-    from ldlm.run import load_run
+    from ldlm.autoencoder.train import build_autoencoder
+    from ldlm.denoisers import build_denoiser, denoiser_config
+    from ldlm.train import TrainArgs
 
-    return (count_parameters(load_autoencoder(work / "autoencoder"))
-            + count_parameters(load_run(work / "run").model))
+    ae_dir = Path(a.autoencoder or work / "ldlm" / "autoencoder")
+    if (ae_dir / "config.json").exists():
+        ae = load_autoencoder(ae_dir)
+    else:
+        ae = build_autoencoder(split_autoencoder_options(a.ldlm.get("autoencoder", {}))[0],
+                               lines(paths["train"]))
+    if ae.config.freeze_encoder:
+        ae.encoder.requires_grad_(False)
+    targs = TrainArgs(**{k: v for k, v in a.ldlm.get("train", {}).items() if k != "max_steps"})
+    denoiser = build_denoiser(targs.arch, denoiser_config(targs.arch, ae.latent_shape, targs.size,
+                                                          targs.self_condition, **targs.denoiser))
+    trained = count_parameters(ae, trainable_only=ae.config.freeze_encoder) + count_parameters(denoiser)
+    frozen = count_parameters(ae) - count_parameters(ae, trainable_only=True)
+    return {"trained": trained, "frozen_encoder": frozen, "denoiser": count_parameters(denoiser),
+            "encoder_source": ae.config.encoder_source}
 
 
-def count_parameters(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def generate_ldlm(a, work: Path, control: bool = False) -> dict:
+    """`ldlm sample RUN --num-samples N | ldlm decode` at the defaults (or the --ldlm
+    overrides); `control`: the decoder fed random latents of the store's statistics instead."""
+    from ldlm.autoencoder import load_autoencoder
+    from ldlm.decode import DecodeArgs, decode_latents
+    from ldlm.latent_file import LatentSource
+    from ldlm.sample import SamplingArgs, sample_latents
+    from ldlm.store import LatentStore
+
+    ae = load_autoencoder(ldlm_autoencoder_dir(a, work))
+    start = time.perf_counter()
+    if control:
+        mean, std = LatentStore.open(str(work / "ldlm" / "train.zarr")).stats()
+        gen = np.random.default_rng(a.sample_seed)
+        latents = (gen.standard_normal((a.num_samples, *mean.shape)) * std + mean).astype(np.float32)
+    else:
+        latents, _ = sample_latents(work / "ldlm" / "run", SamplingArgs(**{
+            "num_samples": a.num_samples, "seed": a.sample_seed, **a.ldlm.get("sample", {})}), device="cpu")
+    source = LatentSource("samples", ae.fingerprint, ae.latent_shape, None, iter([(latents, None)]),
+                          len(latents))
+    args = DecodeArgs(**{"seed": a.sample_seed, **a.ldlm.get("decode", {})})
+    texts = [r["text"].replace("\n", " ") for r in decode_latents(source, ae, args)]
+    return {"texts": texts, "seconds": time.perf_counter() - start}
 
 
-def ar_config(target: int, tok):
-    """The GPT-2 shape (width multiple of 32, 4 heads, 2-8 layers) closest to `target` params."""
+# ----- GPT-2 --------------------------------------------------------------------------------
+def ar_model(target: int, tok):
+    """The GPT-2 shape (width a multiple of 32, 4 heads, 2-8 layers) closest to `target` params."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    vocab = len(tok)
-    best = None
-    for n_embd in range(64, 513, 32):
+    vocab, best = len(tok), None
+    for n_embd in range(64, 769, 32):
         for n_layer in range(2, 9):
-            cfg = GPT2Config(vocab_size=vocab, n_positions=128, n_embd=n_embd, n_layer=n_layer,
-                             n_head=4, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)
             # embeddings + blocks + final LN (head tied): 12 d^2 + 13 d per block
             n = vocab * n_embd + 128 * n_embd + n_layer * (12 * n_embd**2 + 13 * n_embd) + 2 * n_embd
             if best is None or abs(n - target) < abs(best[0] - target):
-                best = (n, cfg)
-    model = GPT2LMHeadModel(best[1])
-    return model
+                best = (n, n_embd, n_layer)
+    cfg = GPT2Config(vocab_size=vocab, n_positions=256, n_embd=best[1], n_layer=best[2], n_head=4,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return GPT2LMHeadModel(cfg)
 
 
-def ar_batches(ids: list[list[int]], batch_size: int, pad: int, gen: torch.Generator):
-    while True:
-        for i in torch.randperm(len(ids), generator=gen).split(batch_size):
-            rows = [ids[j] for j in i.tolist()]
-            width = max(map(len, rows))
-            x = torch.full((len(rows), width), pad)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, row in enumerate(rows):
-                x[r, : len(row)], mask[r, : len(row)] = torch.tensor(row), 1
-            labels = x.masked_fill(mask == 0, -100)
-            yield x, mask, labels
-
-
-def train_ar(a, work: Path, train_txt: Path, budget: dict) -> None:
-    """GPT-2 on the same texts and tokenizer, for ldlm's CPU time."""
-    from ldlm.autoencoder.tokenizer import train_tokenizer
+def train_ar(a, paths: dict[str, Path], work: Path) -> None:
+    """GPT-2 on the same texts for the same CPU time."""
+    from ldlm.autoencoder.tokenizer import pad_rows, train_tokenizer
+    from ldlm.autoencoder.train import length_grouped_batches
+    from ldlm.loop import CosineSchedule
 
     out = work / "ar"
     if (out / "config.json").exists():
         return
-    target = a.ar_params or ldlm_parameters(work)
-    texts = train_txt.read_text().splitlines()
+    start, wall = time.process_time(), time.perf_counter()
+    params = ldlm_parameters(a, work, paths)
+    texts = lines(paths["train"])
     tok = train_tokenizer(texts, 4096)  # the recipe and size of ldlm's decoder tokenizer
-    model = ar_config(target, tok)
-    ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"][:126], tok.eos_token_id]
+    model = ar_model(params["trained"], tok)
+    ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"][:254], tok.eos_token_id]
            for t in texts]
-    allowed = a.ar_budget_cpu_s or sum(budget[k]["cpu_s"] for k in ("autoencoder", "encode", "diffusion"))
-    gen = torch.Generator().manual_seed(0)
+    batches = length_grouped_batches([len(x) for x in ids], 64, random.Random(0))
     torch.manual_seed(0)
-    batches = ar_batches(ids, 64, tok.pad_token_id, gen)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    schedule = CosineSchedule(100, 10**9, 0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
     def step() -> float:
-        x, mask, labels = next(batches)
-        loss = model(input_ids=x, attention_mask=mask, labels=labels).loss
+        x, mask = pad_rows([ids[j] for j in next(batches)], tok.pad_token_id)
+        loss = model(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sched.step()
         opt.zero_grad(set_to_none=True)
         return loss.item()
 
     model.train()
-    start = time.process_time()
-    wall = time.perf_counter()
-    for _ in range(5):  # warm up
-        step()
-    t0 = time.process_time()
-    for _ in range(20):  # calibrate: CPU seconds per step
-        step()
-    per_step = (time.process_time() - t0) / 20
-    total = max(1, int((allowed - (time.process_time() - start)) / per_step))
-    warmup = min(100, total // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.45 * (1 + math.cos(math.pi * min(s, total) / total))))
-    losses, steps = [], 25
-    for _ in range(total):
+    losses, steps, mark = [], 0, None
+    while time.process_time() - start < a.budget:
         losses.append(step())
-        sched.step()
         steps += 1
+        if steps == 5:
+            mark = (steps, time.process_time())
+        elif mark and steps % 10 == 0:  # plan the cosine to end with the budget, as ldlm's loop does
+            pace = (time.process_time() - mark[1]) / (steps - mark[0])
+            schedule.replan(steps, steps + max(0, int((a.budget - (time.process_time() - start)) / pace)))
         if steps % 200 == 0:
-            print(f"ar step {steps}/{total + 25} loss {sum(losses[-200:]) / len(losses[-200:]):.3f}",
-                  flush=True)
-        if time.process_time() - start >= allowed:
-            break
-    budget["ar"] = {"cpu_s": round(time.process_time() - start, 1),
-                    "wall_s": round(time.perf_counter() - wall, 1), "steps": steps,
-                    "params": count_parameters(model), "ldlm_params": target,
-                    "final_loss": round(sum(losses[-100:]) / len(losses[-100:]), 4)}
+            print(f"ar step {steps} loss {np.mean(losses[-200:]):.3f}", flush=True)
+    budget = {"cpu_s": round(time.process_time() - start, 1), "wall_s": round(time.perf_counter() - wall, 1),
+              "steps": steps, "params": count_parameters(model), "ldlm_params": params,
+              "final_loss": round(float(np.mean(losses[-100:])), 4)}
     model.save_pretrained(out)
     tok.save_pretrained(out)
-
-
-def generate_ldlm(a, work: Path) -> dict:
-    from ldlm.autoencoder import load_autoencoder
-    from ldlm.sample import sample_latents
-
-    ae = load_autoencoder(work / "autoencoder")
-    start = time.perf_counter()
-    latents, _ = sample_latents(work / "run", num_samples=a.num_samples, num_inference_steps=20,
-                                scheduler="dpm-solver", seed=1, batch_size=250,
-                                device="cpu")
-    texts: list[str] = []
-    with torch.inference_mode():
-        for i in range(0, len(latents), 250):
-            texts += ae.generate(torch.from_numpy(latents[i:i + 250]), max_new_tokens=64)
-    return {"texts": texts, "seconds": time.perf_counter() - start}
+    (work / "ar_budget.json").write_text(json.dumps(budget, indent=2))
 
 
 def generate_ar(a, work: Path, top_p: float) -> dict:
@@ -217,115 +307,132 @@ def generate_ar(a, work: Path, top_p: float) -> dict:
 
     model = GPT2LMHeadModel.from_pretrained(work / "ar").eval()
     tok = AutoTokenizer.from_pretrained(work / "ar")
-    torch.manual_seed(1)
-    start = time.perf_counter()
-    texts: list[str] = []
+    torch.manual_seed(a.sample_seed)
+    limit = max(len(tok(t)["input_ids"]) for t in lines(work / "data" / "refs.txt")[:2000]) + 8
+    start, texts = time.perf_counter(), []
     with torch.inference_mode():
         for i in range(0, a.num_samples, 250):
             n = min(250, a.num_samples - i)
             bos = torch.full((n, 1), tok.bos_token_id)
             out = model.generate(bos, attention_mask=torch.ones_like(bos), do_sample=True,
-                                 temperature=1.0, top_p=top_p, top_k=0, max_new_tokens=64,
+                                 temperature=1.0, top_p=top_p, top_k=0, max_new_tokens=limit,
                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-            texts += [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+            texts += [t.strip().replace("\n", " ") for t in tok.batch_decode(out, skip_special_tokens=True)]
     return {"texts": texts, "seconds": time.perf_counter() - start}
+
+
+# ----- scoring ------------------------------------------------------------------------------
+def score(a, work: Path, paths: dict[str, Path], samples: dict) -> str:
+    """One table: each system beside the human row, mean ± std over the seeds."""
+    from ldlm.autoencoder import load_autoencoder
+    from ldlm.evaluate import LABELS, evaluate_texts
+
+    train, refs = lines(paths["train"]), lines(paths["refs"])
+    human = lines(paths["human"]) if "human" in paths else None
+    results = {}
+    for name, s in samples.items():
+        results[name] = evaluate_texts(s["texts"], references=refs, train_texts=train, human_texts=human,
+                                       num_samples=a.num_samples, seeds=a.seeds)
+        print(name, results[name], flush=True)
+    names = list(results)
+    first = results[names[0]]
+    head = ["metric", *names, "human"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(ev, row, key):
+        m = ev.summary(row, key)
+        return "-" if m is None else f"{m[0]:.{1 if key == 'words' else 3}f}" + (
+            f" ± {m[1]:.{1 if key == 'words' else 3}f}" if len(ev.seeds) > 1 and key == "mauve" else "")
+
+    for key, label in LABELS.items():
+        if first.summary("model", key) is None:
+            continue
+        rows.append(f"| {label} | " + " | ".join(cell(results[n], "model", key) for n in names)
+                    + f" | {cell(first, 'reference', key)} |")
+    rows.append("| generation ms / sample | " + " | ".join(
+        f"{1000 * samples[n]['seconds'] / len(samples[n]['texts']):.1f}" for n in names) + " | - |")
+    ae = load_autoencoder(ldlm_autoencoder_dir(a, work))
+    rec = ae.config.extra.get("reconstruction") or {}
+    ldlm_spent = Spent(work / "ldlm_budget.json")
+    ar = json.loads((work / "ar_budget.json").read_text()) if (work / "ar_budget.json").exists() else {}
+    notes = [f"ldlm autoencoder: held-out reconstruction BLEU {rec.get('bleu', float('nan')):.1f}, "
+             f"exact match {rec.get('exact_match', float('nan')):.3f} ({rec.get('rows')} texts); "
+             f"latents {ae.latent_shape[0]} x {ae.latent_shape[1]}, max length {ae.config.max_length}",
+             f"ldlm CPU-s: {json.dumps(ldlm_spent.stages)} = {ldlm_spent.cpu:.0f}",
+             f"GPT-2: {json.dumps({k: v for k, v in ar.items() if k != 'ldlm_params'})}",
+             f"parameters: {json.dumps(ar.get('ldlm_params'))}"]
+    table = "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    (work / "table.md").write_text(table)
+    (work / "scores.json").write_text(json.dumps(
+        {"results": {n: results[n].as_dict() for n in names}, "ldlm_budget": ldlm_spent.stages,
+         "ar_budget": ar, "reconstruction": rec,
+         "samples": {n: samples[n]["texts"][:SHOWN] for n in names},
+         "ms_per_sample": {n: 1000 * samples[n]["seconds"] / len(samples[n]["texts"]) for n in names}},
+        indent=1, ensure_ascii=False))
+    return table
+
+
+class Ticker:
+    """A Reporter that prints a line every 200 units, so a log shows progress."""
+
+    def start(self, description, total=None, unit="it"):
+        self.what, self.total, self.n = description, total, 0
+
+    def advance(self, n=1, **fields):
+        self.n += n
+        if self.n % 200 < n:
+            print(f"{self.what} {self.n}/{self.total} {fields}", flush=True)
+
+    def set_total(self, total):
+        self.total = total
+
+    def stop(self):
+        pass
+
+    def log(self, message):
+        print(message, flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", default=str(ROOT.parent / "shared/data/e2e/trainset.csv"))
-    p.add_argument("--workdir", default="/tmp/ldlm-vs-ar")
-    p.add_argument("--ae-steps", type=int, default=2000)
-    p.add_argument("--diffusion-steps", type=int, default=4000)
+    p.add_argument("--corpus", choices=["e2e", "ag_news"], required=True)
+    p.add_argument("--split", choices=["test", "dev"], default="test")
+    p.add_argument("--budget", type=float, default=1800.0, help="CPU-seconds per system")
+    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--system", choices=["all", "ldlm", "ar"], default="all",
+                   help="train one system only (to run both side by side), or all and score")
     p.add_argument("--num-samples", type=int, default=1000)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--sample-seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--mauve-features", default="minilm")
-    p.add_argument("--stop-after", choices=["ldlm", "ar", "generate"], default=None)
-    p.add_argument("--only-ar", action="store_true",
-                   help="train only the GPT-2 (alongside a running ldlm stage), with the two below")
-    p.add_argument("--ar-params", type=int, default=None, help="its parameter count (default: ldlm's)")
-    p.add_argument("--ar-budget-cpu-s", type=float, default=None,
-                   help="its CPU seconds (default: ldlm's three stages)")
+    p.add_argument("--autoencoder", type=Path, default=None, help="reuse this autoencoder (fixed-AE runs)")
+    p.add_argument("--ldlm", type=json.loads, default={}, help="option overrides (ablations)")
+    p.add_argument("--no-ar", action="store_true", help="score ldlm alone (dev ablations)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    work = Path(a.workdir)
+    work = a.workdir or ROOT / ".bench" / f"compare-{a.corpus}-{a.split}-{a.budget:g}"
     work.mkdir(parents=True, exist_ok=True)
-    budget_file = work / "budget.json"
-    budget = json.loads(budget_file.read_text()) if budget_file.exists() else {}
-
-    def save():
-        budget_file.write_text(json.dumps(budget, indent=2))
-
-    train_txt, held_txt = split(a.data, work)
-    if a.only_ar:
-        budget = {}
-        train_ar(a, work, train_txt, budget)
-        (work / "budget_ar.json").write_text(json.dumps(budget, indent=2))
-        return
-    train_ldlm(a, work, train_txt, budget)
-    save()
-    if a.stop_after == "ldlm":
-        return
-    train_ar(a, work, train_txt, budget)
-    save()
-    if a.stop_after == "ar":
+    (work / "args.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
+                                                for k, v in vars(a).items()}, indent=1))
+    paths = prepare(a.corpus, a.split, work)
+    if a.system in ("all", "ldlm"):
+        train_ldlm(a, paths, work)
+    if a.system in ("all", "ar") and not a.no_ar:
+        train_ar(a, paths, work)
+    if a.system != "all":
         return
     samples_file = work / "samples.json"
     samples = json.loads(samples_file.read_text()) if samples_file.exists() else {}
-    for name, fn in [("ldlm (DPM-Solver 20, greedy)", lambda: generate_ldlm(a, work)),
-                     ("GPT-2 (temperature 1)", lambda: generate_ar(a, work, 1.0)),
-                     ("GPT-2 (top-p 0.9)", lambda: generate_ar(a, work, 0.9))]:
+    systems = [("ldlm", lambda: generate_ldlm(a, work)),
+               ("ldlm control (random latents)", lambda: generate_ldlm(a, work, control=True))]
+    if not a.no_ar:
+        systems += [("GPT-2 (temperature 1)", lambda: generate_ar(a, work, 1.0)),
+                    ("GPT-2 (top-p 0.9)", lambda: generate_ar(a, work, 0.9))]
+    for name, fn in systems:
         if name not in samples:
             samples[name] = fn()
             samples_file.write_text(json.dumps(samples, indent=1, ensure_ascii=False))
-    if a.stop_after == "generate":
-        return
-    ar_budget = work / "budget_ar.json"
-    if ar_budget.exists():
-        budget.update(json.loads(ar_budget.read_text()))
-    score(a, work, samples, train_txt, held_txt, budget)
-
-
-def score(a, work: Path, samples: dict, train_txt: Path, held_txt: Path, budget: dict) -> None:
-    """One table: each system beside the human row, mean ± std over the seeds."""
-    from ldlm.evaluate import LABELS, evaluate_texts
-
-    train = train_txt.read_text().splitlines()
-    held = held_txt.read_text().splitlines()
-    results = {}
-    for name, s in samples.items():
-        results[name] = evaluate_texts(s["texts"], references=held, train_texts=train,
-                                       num_samples=a.num_samples, seeds=a.seeds,
-                                       mauve_features=a.mauve_features)
-        print(name, results[name], flush=True)
-    names = list(results)
-    human = results[names[0]]
-    header = ["metric", *names, "human (held-out refs)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-
-    def cell(ev, row, key):
-        m = ev.summary(row, key)
-        if m is None:
-            return "-"
-        digits = 1 if key == "words" else 3
-        return f"{m[0]:.{digits}f} ± {m[1]:.{digits}f}"
-
-    for key, label in LABELS.items():
-        if human.summary("model", key) is None:
-            continue
-        if key == "mauve":
-            label = f"MAUVE ({human.mauve_features})"
-        lines.append(f"| {label} | " + " | ".join(cell(results[n], "model", key) for n in names)
-                     + f" | {cell(human, 'reference', key)} |")
-    per = [f"{1000 * samples[n]['seconds'] / len(samples[n]['texts']):.1f}" for n in names]
-    lines.append("| generation ms / sample | " + " | ".join(per) + " | - |")
-    table = "\n".join(lines)
-    print(table)
-    (work / "table.md").write_text(table + "\n")
-    (work / "scores.json").write_text(json.dumps(
-        {"budget": budget, "results": {n: results[n].as_dict() for n in names},
-         "generation_seconds": {n: samples[n]["seconds"] for n in names}}, indent=1))
+    print(score(a, work, paths, samples))
 
 
 if __name__ == "__main__":
