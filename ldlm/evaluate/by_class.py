@@ -226,7 +226,7 @@ def evaluate_classes(
     for i, c in enumerate(gen_cls):
         if c not in by_ref:
             raise InputError(f"generated text {i + 1} asks for class {c!r}, which no reference has "
-                             f"(the references' classes: {_shown(sorted(known))}); give references of "
+                             f"(the references' classes: {_shown(known)}); give references of "
                              "that class or check the class column")
         by_gen.setdefault(c, []).append(i)
     classes = [c for c in known if c in by_gen]
