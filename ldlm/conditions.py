@@ -185,7 +185,33 @@ def encode_conditions(spec: ConditionSpec | None, values: list[str], run_name: s
                          "takes no --condition/--condition-file; drop them or train with --conditional")
     if not values:
         raise InputError("no condition given; pass --condition VALUE or --condition-file FILE")
-    return spec.encode(list(values))
+    values = list(values)
+    if spec.type == "label":  # name the kind of conditions the run knows, and how to pass them
+        bad = next((i for i, v in enumerate(values) if v not in spec.labels), None)
+        if bad is not None:
+            v = values[bad]
+            shown = ", ".join(spec.labels[:10]) + (", ..." if len(spec.labels) > 10 else "")
+            trained = (f"run {run_name!r} was trained with the class labels of column {spec.column!r} "
+                       f"({len(spec.labels)}: {shown})")
+            how = "pass one of them with --condition LABEL, or one per line in --condition-file"
+            if len(v.split()) > max(len(x.split()) for x in spec.labels) + 1:
+                raise InputError(f"condition {bad + 1} {_clip(v)!r} is a text, but {trained}, not "
+                                 f"conditioning texts; {how}")
+            raise InputError(f"unknown condition label {_clip(v)!r}; {trained}; {how}")
+        return spec.encode(values)
+    encoded = spec.encode(values)  # (n, L) token ids
+    blank = next((i for i, row in enumerate(encoded) if np.isin(row, (PAD, UNK)).all()), None)
+    if blank is not None:
+        known = ", ".join(spec.vocab[len(SPECIALS):len(SPECIALS) + 3])
+        raise InputError(f"condition {blank + 1} {_clip(values[blank])!r} shares no token with the "
+                         f"conditions run {run_name!r} was trained with (texts of column "
+                         f"{spec.column!r}, tokens such as {known}), so it says nothing to the run; "
+                         "pass a conditioning text like those with --condition TEXT, not a class label")
+    return encoded
+
+
+def _clip(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[:limit - 3] + "..."
 
 
 def slot_values(condition: str) -> list[str]:

@@ -171,12 +171,14 @@ def load_texts(
     split: str = "train",
     limit: int | None = None,
     condition_column: str | None = None,
+    condition_flag: str = "--condition-column",
 ) -> TextRows:
-    """Load one text column of DATA, skipping unusable rows; `limit` caps the kept rows."""
+    """Load one text column of DATA, skipping unusable rows; `limit` caps the kept rows.
+    `condition_flag`: the option that named `condition_column`, for the error that it is missing."""
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit} must be at least 1; omit it to use every row")
     ds = _load(data, split)
-    for col, flag in ((text_column, "--text-column"), (condition_column, "--condition-column")):
+    for col, flag in ((text_column, "--text-column"), (condition_column, condition_flag)):
         if col is not None and col not in ds.column_names:
             raise InputError(
                 f"column {col!r} not in DATA {data!r}; columns: "

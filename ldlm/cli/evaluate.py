@@ -65,11 +65,20 @@ def evaluate_cmd(
         help="table: a table on stdout; json: only JSON on stdout.")] = "table",
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the JSON result to this file.")] = None,
+    class_column: Annotated[str | None, typer.Option(
+        help="Score class-conditional texts per class: the class column of --references; each "
+        "generated JSON record's 'condition' is the class it was asked for (`ldlm sample --condition "
+        "C | ldlm decode --format jsonl`). Adds MAUVE against the other classes' references.")] = None,
+    classifier: Annotated[Path | None, typer.Option(
+        help="With --class-column: a topic classifier (`ldlm train-classifier` on a store of the "
+        "training texts encoded with --condition-column CLASS) for class accuracy, with its accuracy "
+        "on the references as the ceiling.")] = None,
 ) -> None:
     """Score generated texts: MAUVE, diversity, memorisation, copies, perplexity, BLEU, latent FD.
 
     N generated texts are scored against N references, repeated over seeds (mean ± std),
-    beside a row of held-out human texts scored the same way.
+    beside a row of held-out human texts scored the same way. With --class-column, per class:
+    MAUVE against the class's references and against the other classes', and class accuracy.
     """
     from ldlm.data import load_texts
     from ldlm.evaluate import evaluate_texts
@@ -77,13 +86,34 @@ def evaluate_cmd(
 
     if json_out is not None:
         check_output_path(json_out, "--json")
-    if group_column and not paired:
-        raise InputError("--group-column only applies with --paired; add --paired or drop it")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size} must be at least 1")
+    if class_column is not None:
+        for flag, value in (("--paired", paired or None), ("--group-column", group_column),
+                            ("--human", human), ("--ppl-model", ppl_model), ("--latents", latents),
+                            ("--reference-latents", reference_latents)):
+            if value is not None:
+                raise InputError(f"{flag} does not apply to the per-class evaluation (--class-column); "
+                                 f"drop {flag}, or run `ldlm evaluate` without --class-column for it")
+        inputs = {"generated": generated, "references": references, "train": train, "column": column,
+                  "split": split, "class_column": class_column,
+                  "classifier": str(classifier) if classifier else None}
+        result = evaluate_by_class(
+            read_generated(generated), references, class_column, train, classifier, column=column,
+            split=split, num_samples=num_samples, seeds=seeds, mauve_features=mauve_features,
+            reference_row=reference_row, tokenize=tokenize, batch_size=batch_size,
+            device=pick_device(device))
+        _emit(result.as_dict() | {"inputs": inputs}, json_out, format,
+              lambda: render_class_table(result), result.notes)
+        return
+    if classifier is not None:
+        raise InputError("--classifier scores class accuracy, which needs --class-column (the class "
+                         "column of --references); add it or drop --classifier")
+    if group_column and not paired:
+        raise InputError("--group-column only applies with --paired; add --paired or drop it")
     gen = read_generated(generated)
-    refs = load_texts(references, text_column=column, split=split, condition_column=group_column) \
-        if references else None
+    refs = load_texts(references, text_column=column, split=split, condition_column=group_column,
+                      condition_flag="--group-column") if references else None
     if group_column and refs is None:
         raise InputError("--group-column needs --references (the file that holds that column)")
     train_rows = load_texts(train, text_column=column, split=split).texts if train else None
@@ -111,6 +141,11 @@ def evaluate_cmd(
     payload = result.as_dict()
     payload["inputs"] = {"generated": generated, "references": references, "train": train,
                          "human": human, "column": column, "split": split}
+    _emit(payload, json_out, format, lambda: render_table(result), result.notes)
+
+
+def _emit(payload: dict, json_out: Path | None, format: str, table, notes: list[str]) -> None:
+    """The JSON to --json; on stdout the JSON (--format json) or the table; notes on stderr."""
     if json_out is not None:
         from ldlm.atomic import atomic_file
 
@@ -121,9 +156,32 @@ def evaluate_cmd(
         return
     from rich.console import Console
 
-    Console(file=sys.stdout, highlight=False, soft_wrap=False).print(render_table(result))
-    for note in result.notes:
+    # a file or a pipe gets whole rows; a terminal its own width
+    width = None if sys.stdout.isatty() else 200
+    Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width).print(table())
+    for note in notes:
         typer.echo(f"note: {note}", err=True)
+
+
+def evaluate_by_class(gen, references: str | None, class_column: str, train: str | None,
+                      classifier: Path | None, *, column: str, split: str, **options):
+    """Load the inputs of the per-class evaluation and run it (ldlm.evaluate.evaluate_classes)."""
+    from ldlm.data import load_texts
+    from ldlm.evaluate import evaluate_classes, load_topic_classifier
+
+    if gen.conditions is None:
+        raise InputError(f"GENERATED {gen.source} has no 'condition' field on every record, so the asked "
+                         "class of each text is unknown; give `ldlm sample --condition CLASS ... | ldlm "
+                         "decode --format jsonl` output (or JSON lines with 'text' and 'condition')")
+    if not references:
+        raise InputError("--class-column names the class column of --references; add --references "
+                         "(human texts with their classes, e.g. the test split)")
+    refs = load_texts(references, text_column=column, split=split, condition_column=class_column,
+                      condition_flag="--class-column")
+    train_rows = load_texts(train, text_column=column, split=split).texts if train else None
+    topic = load_topic_classifier(str(classifier)) if classifier is not None else None
+    return evaluate_classes(gen.texts, gen.conditions, list(refs.texts), refs.conditions, train_rows,
+                            classifier=topic, reporter=RichReporter(), **options)
 
 
 def render_table(result):
@@ -163,4 +221,51 @@ def render_table(result):
         f = result.latent_fd
         table.add_row(f"latent FD ({f['latents']} vs {f['reference_latents']} latents)",
                       f"{f['fd']:.4g}", *(["-"] * (len(rows) - 1)))
+    return table
+
+
+def render_class_table(result):
+    """The per-class evaluation as a rich table: per class (and their mean) a row of generated
+    texts and a row of held-out human texts, one column per metric."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ldlm.evaluate import CLASS_LABELS
+
+    repeats = len(result.seeds)
+    title = (f"Per class: N = {result.num_samples} texts per side, {repeats} "
+             f"repeat{'s' if repeats > 1 else ''}" + (" (mean ± std)" if repeats > 1 else "")
+             + (f"; MAUVE on {result.mauve_features}" if result.mauve_features else "")
+             + f"; {result.tokenize} tokens")
+    groups = [*result.classes, None]  # None: the mean over the classes
+    keys = [k for k in CLASS_LABELS if k not in ("distinct_1", "distinct_2")  # dist-n: in the JSON
+            and any(result.summary(c, row, k) for c in groups for row in ("model", "reference"))]
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("class")
+    table.add_column("texts")
+    for key in keys:
+        table.add_column(CLASS_LABELS[key], justify="right")
+    digits = {"words": 1}
+
+    def cell(cls, row, key) -> str:
+        s = result.summary(cls, row, key)
+        if s is None:
+            return "-"
+        d = digits.get(key, 3)
+        return f"{s[0]:.{d}f}" + (f" ± {s[1]:.{d}f}" if repeats > 1 else "")
+
+    for cls in groups:
+        for row, shown in (("model", "generated"), ("reference", "human")):
+            if cls is None and row == "model":
+                table.add_section()
+            if not any(result.summary(cls, row, k) for k in keys):
+                continue
+            name = ("mean" if cls is None else escape(cls)) if row == "model" else ""
+            table.add_row(name, shown, *(cell(cls, row, k) for k in keys))
+    if result.ceiling:
+        c = result.ceiling
+        per = ", ".join(f"{escape(k)} {v:.3f}" for k, v in c["per_class"].items())
+        table.caption = (escape(f"class accuracy: {result.classifier}; ") + f"its accuracy on all "
+                         f"{c['texts']:,} references (the ceiling): {c['accuracy']:.3f} ({per})")
+        table.caption_justify = "left"
     return table

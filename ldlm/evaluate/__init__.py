@@ -1,14 +1,23 @@
 """Score generated texts the way the field reports them: MAUVE, diversity, distinct-n,
 memorisation and copies of training texts, generative perplexity, paired BLEU, latent
 Frechet distance; N samples against N references, repeated over seeds, beside a row of
-held-out human texts scored the same way.
+held-out human texts scored the same way. Class-conditional texts are scored per class
+(`by_class`: own- and other-class MAUVE, class accuracy under a topic classifier).
 
 The n-gram metrics, BLEU and the Frechet distance live in `ldlm.metrics` (the stages use
 them too); this package holds the model-based metrics (`models`), the protocol and its
-METRICS registry (`protocol`) and the readers of what `ldlm evaluate` scores (`inputs`), and
-gathers the public names here.
+METRICS registry (`protocol`), the per-class protocol (`by_class`) and the readers of what
+`ldlm evaluate` scores (`inputs`), and gathers the public names here.
 """
 
+from ldlm.evaluate.by_class import (
+    CLASS_LABELS,
+    ClassEvaluation,
+    NgramTopicClassifier,
+    TopicClassifier,
+    evaluate_classes,
+    load_topic_classifier,
+)
 from ldlm.evaluate.models import (
     MINILM,
     load_feature_model,
@@ -30,8 +39,9 @@ from ldlm.metrics import (
 )
 
 __all__ = [
-    "LABELS", "METRICS", "MINILM", "Metric", "TOKENIZATIONS", "Evaluation", "corpus_bleu", "distinct_n",
-    "diversity",
-    "evaluate_texts", "frechet_distance", "load_feature_model", "mauve_from_features", "mauve_score",
-    "memorisation", "perplexity", "text_features", "text_nll", "tokenize",
+    "CLASS_LABELS", "ClassEvaluation", "LABELS", "METRICS", "MINILM", "Metric", "NgramTopicClassifier",
+    "TOKENIZATIONS", "TopicClassifier", "Evaluation", "corpus_bleu", "distinct_n", "diversity",
+    "evaluate_classes", "evaluate_texts", "frechet_distance", "load_feature_model", "load_topic_classifier",
+    "mauve_from_features", "mauve_score", "memorisation", "perplexity", "text_features", "text_nll",
+    "tokenize",
 ]
