@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ldlm.batches import ChunkStream, ChunkWindowOrder
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.run import load_run, run_autoencoder, run_store
@@ -52,6 +52,7 @@ class AdaptArgs:
     seed: int = 42
 
     def check(self) -> None:
+        check_finite_fields(self)
         for name in ("max_steps", "batch_size", "window_chunks"):
             value = getattr(self, name)
             if value < 1:

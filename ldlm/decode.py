@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder_for
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 from ldlm.latent_file import LatentSource, open_latents  # open_latents re-exported (README)
 from ldlm.progress import SILENT, Reporter
 
@@ -36,6 +36,7 @@ class DecodeArgs:
     batch_size: int = 64  # latents decoded together
 
     def check(self) -> None:
+        check_finite_fields(self)
         if self.max_new_tokens < 1:
             raise InputError(f"--max-new-tokens {self.max_new_tokens} must be at least 1")
         if self.temperature < 0:

@@ -30,7 +30,7 @@ import torch
 from ldlm.conditions import encode_conditions
 from ldlm.diffusion import check_noise_scale, strength_start
 from ldlm.distributed import pick_device
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.latent_file import LatentHeader
 from ldlm.mbr import MBRArgs, choose
 from ldlm.progress import SILENT, Reporter
@@ -54,6 +54,7 @@ class SamplingArgs:
     eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
 
     def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
+        check_finite_fields(self)
         if self.num_samples < 1:
             raise InputError(f"--num-samples {self.num_samples} must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:

@@ -39,7 +39,7 @@ from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
 from ldlm.diffusion import Diffusion, Standardiser
 from ldlm.distributed import check_mixed_precision, ranks
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
@@ -89,6 +89,9 @@ class TrainArgs:
     hub_model_id: str | None = None  # hub repo (default: the RUN_DIR folder name)
 
     def check(self) -> None:
+        check_finite_fields(self)
+        if self.eval_rows < 0:
+            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0 (0: no held-out figures)")
         positive = {
             "--num-epochs": self.num_epochs, "--batch-size": self.batch_size,
             "--gradient-accumulation-steps": self.gradient_accumulation_steps,

@@ -29,7 +29,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from ldlm.autoencoder.tokenizer import pad_rows
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 
 Pooling = Literal["mean", "queries"]
 Size = Literal["tiny", "small", "base"]
@@ -65,6 +65,7 @@ class AutoencoderConfig:
 
     def check(self) -> None:
         """Refuse options that cannot build a model (InputError, one line)."""
+        check_finite_fields(self)
         if self.size not in SIZES:
             raise InputError(f"--size {self.size!r} is not one of {', '.join(SIZES)}")
         if self.pooling not in (None, "mean", "queries"):
