@@ -67,11 +67,16 @@ class RichReporter(Reporter):
 
 
 def quiet_libraries() -> None:
-    """Keep third-party logs and progress bars off the terminal (errors still show)."""
+    """Keep third-party logs and progress bars off the terminal (errors still show, except
+    diffusers': it logs the failure of a load that ldlm reports itself, in one line)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # diffusers and transformers set their own log level when first imported, after this runs
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "critical")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "datasets", "huggingface_hub", "diffusers", "accelerate"):
+    for name in ("transformers", "datasets", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("diffusers").setLevel(logging.CRITICAL)
     try:
         import datasets
 
