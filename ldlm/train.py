@@ -359,7 +359,16 @@ class _Trainer:
 
 def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | None = None,
                     reporter: Reporter = SILENT) -> TrainResult:
-    """Train a denoiser on the latents of a complete store; the run lands in `out`."""
+    """Train a denoiser on the latents of a complete store; the run lands in `out`. A run
+    that fails before its first checkpoint leaves no `out` folder behind that it created."""
+    from ldlm.atomic import removed_on_failure
+
+    with removed_on_failure(out, lambda run: bool(_checkpoints(run)) or not ranks().is_main):
+        return _train_diffusion(store_path, out, args, reporter)
+
+
+def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | None,
+                     reporter: Reporter) -> TrainResult:
     args = args or TrainArgs()
     args.check()
     out = Path(out)
