@@ -81,18 +81,28 @@ def find_checkpoint(folder: Path, resume: str, marker: str) -> Path:
     return path
 
 
-def check_same(ckpt: Path, marker: str, identity: dict) -> dict:
-    """The checkpoint's record, after checking it matches `identity` key by key."""
+def check_same(ckpt: Path, marker: str, identity: dict, optional: tuple[str, ...] = ()) -> dict:
+    """The checkpoint's record, after checking it matches `identity` key by key; the keys in
+    `optional` are compared only where the checkpoint has them (checkpoints older than the key)."""
     try:
         saved = json.loads((ckpt / marker).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"checkpoint {str(ckpt)!r} has an unreadable {marker}; resume from "
                          "another checkpoint-<step> with --resume-from") from exc
+    if not isinstance(saved, dict):
+        raise InputError(f"checkpoint {str(ckpt)!r} has a damaged {marker}; resume from another "
+                         "checkpoint-<step> with --resume-from")
     for key, want in identity.items():
+        if key in optional and key not in saved:
+            continue
         have = saved.get(key)
         if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
+            fix = _FIXES.get(key, "rerun with the checkpoint's settings")
             raise InputError(
                 f"checkpoint {str(ckpt)!r} was made with {key} {have!r}, but this run has "
-                f"{want!r}; rerun with the checkpoint's settings or use a new --out"
+                f"{want!r}; {fix} or use a new --out"
             )
     return saved
+
+
+_FIXES = {"store": "pass the store it was trained on"}  # what to do when a key differs

@@ -251,6 +251,7 @@ class _Trainer:
             "schedule": args.schedule, "self_condition": args.self_condition,
             "batch_size": args.batch_size, "seed": args.seed,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "store": store.content_id,  # the same latents (older checkpoints lack it)
         }
         if args.conditional:  # unconditional checkpoints keep their old identity
             self.identity["condition_dropout"] = args.condition_dropout
@@ -265,7 +266,7 @@ class _Trainer:
                                          self.args.checkpoints_total_limit, noise_generator)
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        check_same(ckpt, CHECKPOINT_FILE, self.identity)
+        check_same(ckpt, CHECKPOINT_FILE, self.identity, optional=("store",))
         self.loop.load_checkpoint(ckpt)
         self.ema.to(self.acc.device)
         if self.rank:  # TrainState brought the main process's noise generator: take this rank's own
