@@ -49,6 +49,9 @@ class DecodeArgs:
             raise InputError(f"--batch-size {self.batch_size} must be at least 1")
 
 
+_OWN = ("index", "text")  # record keys that row metadata cannot set
+
+
 def _rebatch(frames, size: int):
     buf: list[np.ndarray] = []
     meta: list[dict | None] = []
@@ -69,7 +72,8 @@ def decode_latents(
     args: DecodeArgs | None = None,
     reporter: Reporter = SILENT,
 ) -> Iterator[dict]:
-    """Yield one record per latent, in order: {"index", "text", ...row metadata}."""
+    """Yield one record per latent, in order: {"index", "text", ...row metadata}; the index and
+    the decoded text are ldlm's own, whatever the latents' metadata holds."""
     args = args or DecodeArgs()
     args.check()
     torch.manual_seed(args.seed)
@@ -82,7 +86,7 @@ def decode_latents(
             num_beams=args.num_beams, temperature=temperature, top_p=args.top_p,
         )
         for text, m in zip(texts, meta, strict=True):
-            yield {"index": index, "text": text, **(m or {})}
+            yield {"index": index, "text": text, **{k: v for k, v in (m or {}).items() if k not in _OWN}}
             index += 1
         reporter.advance(len(texts))
     reporter.stop()
