@@ -595,8 +595,15 @@ def remove_store(path: str) -> None:
     p = Path(path)
     if not p.exists():
         return
-    if p.is_file() or not ((p / "zarr.json").is_file() or not any(p.iterdir())):
+    check_replaceable(path)
+    shutil.rmtree(p)
+
+
+def check_replaceable(path: str) -> None:
+    """Refuse (InputError) to replace what is at local `path` unless it is a zarr store or an
+    empty folder: --overwrite never deletes anything else."""
+    p = Path(path)
+    if p.exists() and (p.is_file() or not ((p / "zarr.json").is_file() or not any(p.iterdir()))):
         raise InputError(
             f"{path!r} exists and is not a zarr store; refusing to replace it (choose another --store)"
         )
-    shutil.rmtree(p)

@@ -122,6 +122,29 @@ def test_sample_overwrite_keeps_the_old_store_until_the_new_one_is_whole(tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["old.zarr"]  # no temporary store left
 
 
+def test_encode_overwrite_keeps_the_old_store_until_the_new_one_is_whole(tmp_path, world, other_ae,
+                                                                         monkeypatch):
+    store = _copy(world["store"], tmp_path / "s.zarr")
+    before = snapshot(store)
+    real = LatentStore.write_chunk
+
+    def full_disk_at_the_third_chunk(self, chunk, *args, **kwargs):
+        if chunk == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, chunk, *args, **kwargs)
+
+    args = ["encode", str(world["corpus"]), "--autoencoder", str(other_ae), "--store", str(store),
+            "--batch-size", "8", "--chunk-rows", "16", "--device", "cpu", "--overwrite"]
+    with monkeypatch.context() as m:
+        m.setattr(LatentStore, "write_chunk", full_disk_at_the_third_chunk)
+        one_line_error(runner.invoke(app, args), 1)
+    assert snapshot(store) == before  # the old store, whole and untouched
+    r = runner.invoke(app, args)  # the same command resumes the new store, then swaps it in
+    assert r.exit_code == 0 and "encoded 28 rows" in r.stdout, r.stdout + r.stderr
+    assert LatentStore.open(store).latent_space == load_autoencoder(other_ae).fingerprint
+    assert [p.name for p in tmp_path.iterdir()] == ["s.zarr"]
+
+
 # ----- 2: --out is never an input, nor inside a run or store ------------------------------------
 def test_out_is_never_an_input(tmp_path, world):
     latents = tmp_path / "x.ldlm"
