@@ -111,8 +111,10 @@ def test_refuses_to_overwrite_the_autoencoder_or_an_existing_folder(plain_run, t
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
-    error = one_line_error(runner.invoke(app, ["adapt-decoder", str(plain_run), "--out", str(taken)]), 2)
-    assert "already exists" in error and "--overwrite" in error
+    for overwrite in ([], ["--overwrite"]):  # --overwrite replaces an autoencoder, not other files
+        error = one_line_error(runner.invoke(app, ["adapt-decoder", str(plain_run), "--out", str(taken),
+                                                   *overwrite]), 2)
+        assert "is a folder of other files, not an autoencoder" in error
     assert (taken / "keep.txt").read_text() == "mine"
 
 
