@@ -44,7 +44,8 @@ def check_finite(values: Mapping[str, object]) -> None:
     """
     for flag, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise InputError(f"{flag} {value} is not a finite number; give a finite value")
+            raise InputError(f"{flag} {value} must be a finite number (not NaN or infinity); give one "
+                             "in the option's range")
 
 
 def check_finite_fields(options) -> None:

@@ -355,7 +355,7 @@ def test_the_library_checks_refuse_nan_and_infinity_too():
                           (DecodeArgs(temperature=float("nan")), "--temperature"),
                           (SamplingArgs(eta=float("nan"), scheduler="ddim"), "--eta"),
                           (AutoencoderConfig(latent_noise=float("nan")), "--latent-noise")):
-        with pytest.raises(InputError, match=f"{flag} (nan|inf) is not a finite number"):
+        with pytest.raises(InputError, match=f"{flag} (nan|inf) must be a finite number"):
             options.check()
 
 
