@@ -34,7 +34,7 @@ import torch
 
 from ldlm.batches import ChunkStream, ChunkWindowOrder
 from ldlm.budget import check_budget, planned_steps
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import ADAPT_STEPS
@@ -56,6 +56,7 @@ class AdaptArgs:
     seed: int = 42
 
     def check(self) -> None:
+        check_finite_fields(self)
         check_budget(self.max_minutes, self.budget_clock)
         for name in ("max_steps", "batch_size", "window_chunks"):
             value = getattr(self, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -35,21 +36,72 @@ def remove_path(path: Path) -> None:
 
 
 @contextmanager
+def made_parents(target: str | os.PathLike) -> Iterator[None]:
+    """Create the missing folders above `target`; when the body fails, remove again those of
+    them it left empty, so that a failed write leaves no empty folder behind."""
+    target = Path(target)
+    made = [p for p in target.parents if not p.exists()]  # the deepest first
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else was written there) or gone
+                break
+        raise
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # what a write into a full disk raises
+
+
+@contextmanager
+def removed_on_failure(folder: str | os.PathLike, keep: Callable[[Path], bool]) -> Iterator[None]:
+    """For an output folder that a command fills over time (a run and its checkpoints): when
+    the body fails and `folder` did not exist before it, remove it and the parents made for it,
+    unless `keep(folder)` says it holds finished work (a checkpoint to resume from)."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # the deepest first
+    try:
+        yield
+    except BaseException:
+        if made and not keep(folder):
+            remove_path(folder)
+            for parent in made[1:]:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _named(exc: OSError, tmp: Path, target: Path) -> OSError:
+    """`exc` naming `target` where it names the temporary file, or, for a full disk, no file
+    at all (a failed write() names nothing)."""
+    if exc.filename == str(tmp) or (exc.filename is None and exc.errno in _FULL):
+        return OSError(exc.errno, exc.strerror or str(exc), str(target))
+    return exc
+
+
+@contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `target` in one rename.
 
     On any error the temporary folder is removed and `target` is left as it was.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_path(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with made_parents(target):
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            replace_path(tmp, target)
+        except OSError as exc:
+            raise _named(exc, tmp, target) from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(folder: Path, fill: Callable[[Path], None], marker: str) -> None:
@@ -76,17 +128,19 @@ def publish(folder: Path, fill: Callable[[Path], None], marker: str) -> None:
 def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary sibling file for writing; rename it onto `target` on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with made_parents(target):
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(target)
+        except OSError as exc:
+            raise _named(exc, tmp, target) from exc
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def check_output_path(path: str | os.PathLike, flag: str, folder: bool = False) -> None:

@@ -13,9 +13,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ldlm.atomic import remove_path, replace_path
 from ldlm.distributed import Ranks
-from ldlm.errors import InputError
+from ldlm.errors import InputError, LdlmError, RuntimeFailure, first_line
 
 
 def list_checkpoints(folder: Path, marker: str) -> list[Path]:
@@ -53,6 +55,10 @@ def write_checkpoint(folder: Path, step: int, marker: str, record: dict,
         if group.is_main:
             (tmp / marker).write_text(json.dumps({"step": step, **record}, indent=2))
             replace_path(tmp, target)
+    except LdlmError:
+        raise
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch's writer reports a full disk
+        raise _write_failure(exc, target) from exc  # as a RuntimeError ("unexpected pos ...")
     finally:
         if group.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -61,6 +67,18 @@ def write_checkpoint(folder: Path, step: int, marker: str, record: dict,
             remove_path(old)  # renamed away first: a kill mid-delete leaves no torn checkpoint
     group.wait()
     return target
+
+
+def _write_failure(exc: BaseException, target: Path) -> RuntimeFailure:
+    """One line for a checkpoint that could not be written, with the free space beside it (a
+    full disk is the usual cause, and torch's writer does not say so)."""
+    try:
+        free = f"{shutil.disk_usage(target.parent).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return RuntimeFailure(f"cannot write {str(target)!r} ({type(exc).__name__}: {first_line(exc, 120)}; "
+                          f"{free}); free space or check the folder, then rerun with --resume: the "
+                          "checkpoints before it are whole")
 
 
 def find_checkpoint(folder: Path, resume: str, marker: str) -> Path:
@@ -81,18 +99,28 @@ def find_checkpoint(folder: Path, resume: str, marker: str) -> Path:
     return path
 
 
-def check_same(ckpt: Path, marker: str, identity: dict) -> dict:
-    """The checkpoint's record, after checking it matches `identity` key by key."""
+def check_same(ckpt: Path, marker: str, identity: dict, optional: tuple[str, ...] = ()) -> dict:
+    """The checkpoint's record, after checking it matches `identity` key by key; the keys in
+    `optional` are compared only where the checkpoint has them (checkpoints older than the key)."""
     try:
         saved = json.loads((ckpt / marker).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"checkpoint {str(ckpt)!r} has an unreadable {marker}; resume from "
                          "another checkpoint-<step> with --resume-from") from exc
+    if not isinstance(saved, dict):
+        raise InputError(f"checkpoint {str(ckpt)!r} has a damaged {marker}; resume from another "
+                         "checkpoint-<step> with --resume-from")
     for key, want in identity.items():
+        if key in optional and key not in saved:
+            continue
         have = saved.get(key)
         if json.dumps(have, sort_keys=True) != json.dumps(want, sort_keys=True):
+            fix = _FIXES.get(key, "rerun with the checkpoint's settings")
             raise InputError(
                 f"checkpoint {str(ckpt)!r} was made with {key} {have!r}, but this run has "
-                f"{want!r}; rerun with the checkpoint's settings or use a new --out"
+                f"{want!r}; {fix} or use a new --out"
             )
     return saved
+
+
+_FIXES = {"store": "pass the store it was trained on"}  # what to do when a key differs

@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ldlm.conditions import SPECIALS, ConditionSpec
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.fluency import NgramLM
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.metrics import tokenize
@@ -201,6 +201,7 @@ class ClassifierArgs:
     seed: int = 42
 
     def check(self) -> None:
+        check_finite_fields(self)
         for name in ("epochs", "batch_size", "ngram_order", "min_count", "max_ngrams"):
             value = getattr(self, name)
             if value < 1:

@@ -80,6 +80,22 @@ def tokenize_condition(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
+def texts_as_labels(values: list[str], column: str) -> str | None:
+    """A warning when a column about to become class labels looks like conditioning texts:
+    more than one distinct value per 10 rows (over 20 of them), or values that are mostly
+    `key[value], ...` slot lists. As labels each such value is a class of its own, and
+    `sample --condition` then knows only those exact strings. None when it looks like labels."""
+    labels = set(values)
+    structured = sum(len(_slots(v) or ()) >= 2 for v in labels)
+    many = len(labels) > 20 and len(labels) * 10 > len(values)
+    if not many and structured * 2 < len(labels):
+        return None
+    kind = "key[value] texts" if structured * 2 >= len(labels) else "values"
+    return (f"--condition-column {column!r} has {len(labels)} distinct {kind} in {len(values)} rows, "
+            "each a class of its own that `sample --condition` must match exactly; if they are "
+            "conditioning texts (such as E2E's MRs), pass --condition-type text")
+
+
 @dataclass
 class ConditionSpec:
     """The condition vocabulary of a store and of the runs trained on it."""
@@ -171,7 +187,12 @@ def read_condition_file(path) -> list[str]:
     if not p.is_file():
         raise InputError(f"--condition-file {str(path)!r} does not exist; give a file with one "
                          "condition per line")
-    values = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--condition-file {str(path)!r} is not UTF-8 text (byte {exc.start}); save it "
+                         "as UTF-8, one condition per line") from exc
+    values = [line.strip() for line in lines if line.strip()]
     if not values:
         raise InputError(f"--condition-file {str(path)!r} holds no condition; put one per line")
     return values
@@ -239,4 +260,5 @@ def known_slot_values(spec: ConditionSpec) -> set[str]:
 
 
 __all__ = ["ConditionSpec", "encode_conditions", "known_slot_values", "read_condition_file",
-           "slot_errors", "slot_values", "tokenize_condition", "PAD", "NULL", "UNK", "SPECIALS"]
+           "slot_errors", "slot_values", "texts_as_labels", "tokenize_condition", "PAD", "NULL", "UNK",
+           "SPECIALS"]

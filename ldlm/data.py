@@ -126,16 +126,19 @@ def _looks_like_path(data: str) -> bool:
     )
 
 
-def _load(data: str, split: str):
+def _load(data: str, split: str, name: str = "DATA"):
     import datasets
 
     path = Path(data)
     try:
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputError(f"{name} {data!r} is empty (0 bytes); give a file with one text per line "
+                             "(or a csv, json, jsonl or parquet file)")
         if path.is_file():
             builder = _BUILDERS.get(path.suffix.lower())
             if builder is None:
                 raise InputError(
-                    f"DATA {data!r} has extension {path.suffix!r}, which ldlm cannot read; "
+                    f"{name} {data!r} has extension {path.suffix!r}, which ldlm cannot read; "
                     f"use one of {', '.join(sorted(_BUILDERS))} or a dataset folder"
                 )
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
@@ -143,7 +146,7 @@ def _load(data: str, split: str):
         elif path.is_dir():
             dd = datasets.load_dataset(str(path))
         elif _looks_like_path(data):
-            raise InputError(f"DATA {data!r} does not exist; give an existing file or folder")
+            raise InputError(f"{name} {data!r} does not exist; give an existing file or folder")
         else:
             dd = datasets.load_dataset(data)
     except InputError:
@@ -156,10 +159,10 @@ def _load(data: str, split: str):
             else "check the id, or run with a connection (HF_HUB_OFFLINE is "
             f"{os.environ.get('HF_HUB_OFFLINE', 'unset')})"
         )
-        raise InputError(f"could not load DATA {data!r}: {first}; {hint}") from exc
+        raise InputError(f"could not load {name} {data!r}: {first}; {hint}") from exc
     if split not in dd:
         raise InputError(
-            f"split {split!r} not in DATA {data!r}; available: {', '.join(dd)} (use --split)"
+            f"split {split!r} not in {name} {data!r}; available: {', '.join(dd)} (use --split)"
         )
     return dd[split]
 
@@ -172,16 +175,18 @@ def load_texts(
     limit: int | None = None,
     condition_column: str | None = None,
     condition_flag: str = "--condition-column",
+    name: str = "DATA",
 ) -> TextRows:
     """Load one text column of DATA, skipping unusable rows; `limit` caps the kept rows.
-    `condition_flag`: the option that named `condition_column`, for the error that it is missing."""
+    `condition_flag`: the option that named `condition_column`, for the error that it is missing;
+    `name`: how messages name the input (the option it came from, e.g. --references)."""
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit} must be at least 1; omit it to use every row")
-    ds = _load(data, split)
+    ds = _load(data, split, name)
     for col, flag in ((text_column, "--text-column"), (condition_column, condition_flag)):
         if col is not None and col not in ds.column_names:
             raise InputError(
-                f"column {col!r} not in DATA {data!r}; columns: "
+                f"column {col!r} not in {name} {data!r}; columns: "
                 f"{', '.join(ds.column_names)} (use {flag})"
             )
     arrow = ds.with_format("arrow")  # columns as pyarrow arrays: memory-mapped, no Python objects
@@ -209,7 +214,7 @@ def load_texts(
         kept_conds = [str(c) for c in arrow[condition_column].take(index).to_pylist()]
     if not texts:
         raise InputError(
-            f"DATA {data!r} has no usable text in column {text_column!r} of split {split!r} "
+            f"{name} {data!r} has no usable text in column {text_column!r} of split {split!r} "
             f"({skipped} rows empty or not strings); point --text-column at the text"
         )
     return TextRows(

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder_for
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 from ldlm.latent_file import LatentSource, open_latents  # open_latents re-exported (README)
 from ldlm.progress import SILENT, Reporter
 
@@ -36,6 +36,7 @@ class DecodeArgs:
     batch_size: int = 64  # latents decoded together
 
     def check(self) -> None:
+        check_finite_fields(self)
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise InputError(f"--max-new-tokens {self.max_new_tokens} must be at least 1")
         if self.temperature < 0:
@@ -46,6 +47,9 @@ class DecodeArgs:
             raise InputError(f"--num-beams {self.num_beams} must be at least 1")
         if self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size} must be at least 1")
+
+
+_OWN = ("index", "text")  # record keys that row metadata cannot set
 
 
 def _rebatch(frames, size: int):
@@ -68,7 +72,8 @@ def decode_latents(
     args: DecodeArgs | None = None,
     reporter: Reporter = SILENT,
 ) -> Iterator[dict]:
-    """Yield one record per latent, in order: {"index", "text", ...row metadata}."""
+    """Yield one record per latent, in order: {"index", "text", ...row metadata}; the index and
+    the decoded text are ldlm's own, whatever the latents' metadata holds."""
     args = args or DecodeArgs()
     args.check()
     model.check_max_new_tokens(args.max_new_tokens)  # before the first latent is read
@@ -82,7 +87,7 @@ def decode_latents(
             num_beams=args.num_beams, temperature=temperature, top_p=args.top_p,
         )
         for text, m in zip(texts, meta, strict=True):
-            yield {"index": index, "text": text, **(m or {})}
+            yield {"index": index, "text": text, **{k: v for k, v in (m or {}).items() if k not in _OWN}}
             index += 1
         reporter.advance(len(texts))
     reporter.stop()

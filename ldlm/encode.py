@@ -9,11 +9,12 @@ batches never cross chunks, so a resumed store is bit-identical to an uninterrup
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ldlm.atomic import replace_path
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder
 from ldlm.autoencoder.batching import PreparedChunk, encode_prepared, prepare_chunk
 from ldlm.conditions import ConditionSpec
@@ -21,7 +22,7 @@ from ldlm.data import TextRows
 from ldlm.distributed import Ranks, ranks
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
-from ldlm.store import LatentStore, is_store, store_exists, store_location
+from ldlm.store import LatentStore, check_replaceable, is_store, is_url, store_exists, store_location
 
 
 @dataclass
@@ -118,6 +119,8 @@ def encode_dataset(
         group.wait()
         return _encode_share(rows, model, LatentStore.open(path, require_complete=False, writable=True),
                              batch_size, spec, group, reporter)
+    if overwrite and group.count == 1 and not is_url(path) and store_exists(path):
+        return _encode_replacing(rows, model, path, want, batch_size, spec, group, reporter)
     store = None
     if not overwrite and is_store(path):
         store = LatentStore.open(path, require_complete=False, writable=True)
@@ -137,6 +140,31 @@ def encode_dataset(
 
     group.wait()
     return _encode_share(rows, model, store, batch_size, spec, group, reporter)
+
+
+def _encode_replacing(rows: TextRows, model: LatentAutoencoder, path: str, want: dict, batch_size: int,
+                      spec: ConditionSpec | None, group: Ranks, reporter: Reporter) -> EncodeResult:
+    """--overwrite of an existing local store by one process: the new store is encoded in a
+    hidden sibling (`.NAME.overwrite`, which a rerun with the same arguments resumes) and renamed
+    onto the old one once complete; until then the old store stays whole. (Under a launch of
+    several processes the old store is deleted first, as on object storage.)"""
+    check_replaceable(path)
+    staging = str(Path(path).parent / f".{Path(path).name}.overwrite")
+    store = None
+    if is_store(staging):
+        store = LatentStore.open(staging, require_complete=False, writable=True)
+        try:
+            _check_same(store, want, staging)
+        except InputError:  # the leftover of an overwrite with other arguments: start again
+            store = None
+        else:
+            store.ensure_arrays()
+    if store is None:
+        store = LatentStore.create(staging, rows=len(rows.texts), latent_shape=model.latent_shape,
+                                   chunk_rows=want["chunk_rows"], attributes=want)
+    result = _encode_share(rows, model, store, batch_size, spec, group, reporter)
+    replace_path(Path(staging), Path(path))
+    return replace(result, store=LatentStore.open(path))
 
 
 def _encode_share(rows: TextRows, model: LatentAutoencoder, store: LatentStore, batch_size: int,

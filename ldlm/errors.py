@@ -6,6 +6,10 @@ names the offending value, the constraint it breaks and the fix.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Mapping
+
 
 class LdlmError(Exception):
     """Base class of every error ldlm reports to a user."""
@@ -29,3 +33,22 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (its type name when empty), for one-line errors."""
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def check_finite(values: Mapping[str, object]) -> None:
+    """Refuse NaN and infinity among numeric options ({flag: value}), naming the first one.
+
+    Every comparison with NaN is false, so a range check alone lets it through, where it then
+    changes what a command does without a word (`--temperature nan` decodes greedily); infinity
+    passes `> 0` checks. Every command runs its float options through this before any work.
+    """
+    for flag, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{flag} {value} must be a finite number (not NaN or infinity); give one "
+                             "in the option's range")
+
+
+def check_finite_fields(options) -> None:
+    """`check_finite` over the float fields of an options dataclass (field x_y is flag --x-y)."""
+    check_finite({f"--{f.name.replace('_', '-')}": getattr(options, f.name)
+                  for f in dataclasses.fields(options)})

@@ -21,11 +21,14 @@ def describe(path: str) -> dict:
     if is_url(path) or is_store(path):  # at a URL only a store can be described
         store = LatentStore.open(path, require_complete=False)
         a = store.attrs
-        done, total = store.progress()
+        done, total = store.progress()  # a chunk whose latents file is gone is not done
+        lost = store.lost_chunks()
         return {
             "kind": "latent store", "path": path, "rows": a["rows"],
             "latent_shape": a["latent_shape"], "dtype": a["dtype"],
-            "complete": bool(a.get("complete")), "chunks_done": f"{done}/{total}",
+            "complete": bool(a.get("complete")) and not lost, "chunks_done": f"{done}/{total}",
+            **({"lost_chunks": len(lost), "repair": "rerun `ldlm encode` with the same arguments"}
+               if lost else {}),
             "latent_space": a.get("latent_space"), "autoencoder": a.get("autoencoder"),
             "source": a.get("source"), "split": a.get("split"), "column": a.get("column"),
             "skipped_rows": a.get("skipped_rows"), "truncated_rows": a.get("truncated_rows"),

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ldlm.conditions import ConditionSpec, known_slot_values, slot_errors
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 from ldlm.recipe import FLUENCY_WEIGHT, RERANKER_WEIGHT
 
 MAX_ORDER = 4  # sacrebleu's MAX_NGRAM_ORDER
@@ -151,6 +151,7 @@ class MBRArgs:
     def check(self, spec: ConditionSpec | None, run_name: str) -> set[str]:
         """Refuse options that cannot work with the run's conditions; the known slot values
         that --rerank-slots checks against (empty without it)."""
+        check_finite_fields(self)
         if self.candidates < 1:
             raise InputError(f"--mbr {self.candidates} must be at least 1 (candidates per sample)")
         known: set[str] = set()

@@ -30,7 +30,7 @@ import torch
 from ldlm.conditions import encode_conditions
 from ldlm.diffusion import check_noise_scale, strength_start
 from ldlm.distributed import pick_device
-from ldlm.errors import InputError, RuntimeFailure
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.latent_file import LatentHeader
 from ldlm.mbr import MBRArgs, choose
 from ldlm.progress import SILENT, Reporter
@@ -54,6 +54,7 @@ class SamplingArgs:
     eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
 
     def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
+        check_finite_fields(self)
         if self.num_samples < 1:
             raise InputError(f"--num-samples {self.num_samples} must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:
@@ -279,17 +280,17 @@ def sample_latents(run_dir: str | Path | Run, args: SamplingArgs | None = None, 
     return np.concatenate([x for x, _ in result.frames]), result.header
 
 
-def save_samples(result: Sampling, out: str | Path) -> int:
+def save_samples(result: Sampling, out: str | Path, overwrite: bool = False) -> int:
     """Write a sampling to `out`, all of it or nothing: a latent store when the path ends in
     .zarr (one chunk per batch; texts: the source texts of variations), else a latent file.
-    Returns the latents written."""
+    An existing store is replaced only with `overwrite`, and on a local path only once the new
+    one is whole (it is written beside it and renamed into place). Returns the latents written."""
     out = str(out)
     if out.rstrip("/").endswith(".zarr"):
-        return _save_store(result, out)
+        return _save_store(result, out, overwrite)
     from ldlm.atomic import atomic_file
     from ldlm.latent_file import LatentWriter
 
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(out) as fh:
         writer = LatentWriter(fh, result.header)
         for x, meta in result.frames:
@@ -298,7 +299,21 @@ def save_samples(result: Sampling, out: str | Path) -> int:
     return writer.rows
 
 
-def _save_store(result: Sampling, path: str) -> int:
+def _save_store(result: Sampling, path: str, overwrite: bool) -> int:
+    from ldlm.atomic import atomic_directory
+    from ldlm.store import is_url, store_exists, store_location
+
+    path = store_location(path)
+    if store_exists(path) and not overwrite:
+        raise InputError(f"--out {path!r} already exists; pass --overwrite to replace it, or give "
+                         "another path")
+    if is_url(path):  # object storage has no rename: the old store goes first
+        return _write_store(result, path)
+    with atomic_directory(path.rstrip("/")) as tmp:
+        return _write_store(result, str(tmp))
+
+
+def _write_store(result: Sampling, path: str) -> int:
     from ldlm.store import LatentStore
 
     header = result.header

@@ -30,6 +30,8 @@ or ~/.config/fsspec/*.json).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,6 +193,10 @@ def is_store(path: str | Path) -> bool:
         return False
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def holdout_rows(rows: int, eval_rows: int) -> int:
     """Rows held out at the end of a store: min(eval_rows, 5%), none for tiny stores (training
     and the condition classifier hold out the same rows)."""
@@ -238,6 +244,16 @@ class LatentStore:
                 f"store {path!r} lacks array(s) {', '.join(missing)}; rerun `ldlm encode` with "
                 "the same arguments to repair it, or with --overwrite"
             )
+        store._check_layout(keys)
+        if require_complete and attrs.get("complete"):
+            lost = store.lost_chunks()
+            if lost:
+                start, stop = store.chunk_bounds(lost[0])
+                raise RuntimeFailure(
+                    f"store {path!r} has lost the latents of rows {start}-{stop} ({len(lost)} chunk "
+                    f"file(s) missing, e.g. latents/{store._chunk_key(lost[0])}); rerun `ldlm encode` "
+                    "with the same arguments to re-encode them"
+                )
         if require_complete and not attrs.get("complete"):
             done, total = store.progress()
             raise InputError(
@@ -245,6 +261,62 @@ class LatentStore:
                 "`ldlm encode` with the same arguments to finish it"
             )
         return store
+
+    def _check_layout(self, keys: set[str]) -> None:
+        """The attributes agree with themselves and with the arrays: a hand-edited, foreign or
+        newer store is one line here, not an IndexError or rows silently dropped later."""
+        a = self.attrs
+        version = a.get("ldlm_version")
+        if not _is_int(version) or not 1 <= version <= VERSION:
+            raise InputError(f"store {self.path!r} has ldlm_version {version!r}, but this ldlm reads "
+                             f"version {VERSION}; upgrade ldlm, or re-encode the data")
+
+        def damaged(what: str) -> RuntimeFailure:
+            return RuntimeFailure(f"store {self.path!r} is damaged: {what}; rerun `ldlm encode` with "
+                                  "--overwrite to rebuild it")
+
+        rows, shape, chunk_rows = a.get("rows"), a.get("latent_shape"), a.get("chunk_rows")
+        if not _is_int(rows) or rows < 0:
+            raise damaged(f"attribute rows is {rows!r}, not a row count")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(_is_int(n) and n > 0 for n in shape)):
+            raise damaged(f"attribute latent_shape is {shape!r}, not [k, d]")
+        if not _is_int(chunk_rows) or chunk_rows < 1:
+            raise damaged(f"attribute chunk_rows is {chunk_rows!r}, not a positive count")
+        if a.get("dtype", "float32") != "float32":
+            raise damaged(f"attribute dtype is {a.get('dtype')!r}, but stores hold float32 latents")
+        k, d = shape
+        try:
+            with _remote(self.path, "read"):
+                arrays = {name: self.group[name] for name in keys & {*ARRAYS, "condition", "condition_text"}}
+                shapes = {name: tuple(arr.shape) for name, arr in arrays.items()}
+                latent_chunks = tuple(arrays["latents"].chunks)
+        except LdlmError:
+            raise
+        except Exception as exc:
+            raise damaged(f"an array's metadata cannot be read ({first_line(exc, 80)})") from exc
+        want = {"latents": (rows, k, d), "text": (rows,), "lengths": (rows,),
+                "done": (-(-rows // chunk_rows),)}
+        for name, have in shapes.items():
+            expected = want.get(name)
+            if expected is None:  # the condition arrays: one row per row
+                expected = (rows, *have[1:])
+            if have != expected:
+                raise damaged(f"its {name!r} array has shape {list(have)}, but its attributes say rows "
+                              f"{rows}, latent_shape {shape} and chunk_rows {chunk_rows} "
+                              f"(expected {list(expected)})")
+        if latent_chunks[0] != chunk_rows:
+            raise damaged(f"its latents are chunked by {latent_chunks[0]} rows, but attribute chunk_rows "
+                          f"says {chunk_rows}")
+        if a.get("complete"):
+            for name in ("stats_mean", "stats_std"):
+                values = a.get(name)
+                try:
+                    x = np.asarray(values, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise damaged(f"attribute {name} is not a list of numbers") from None
+                if x.shape != (k * d,) or not np.isfinite(x).all() or (name == "stats_std" and (x < 0).any()):
+                    raise damaged(f"attribute {name} is not {k * d} finite numbers (one per latent value "
+                                  f"of shape {shape})")
 
     @classmethod
     def create(cls, path: str | Path, *, rows: int, latent_shape: tuple[int, int],
@@ -322,7 +394,16 @@ class LatentStore:
 
     @property
     def complete(self) -> bool:
-        return bool(self.attrs.get("complete"))
+        """Marked complete, and every chunk's latents still in storage."""
+        return bool(self.attrs.get("complete")) and not self.lost_chunks()
+
+    @property
+    def content_id(self) -> dict:
+        """What identifies the latents a store holds, for a checkpoint to be resumed on the same
+        ones: the row count and a hash of the statistics (over every latent)."""
+        a = self.attrs
+        stats = json.dumps([a.get("stats_mean"), a.get("stats_std")]).encode()
+        return {"rows": self.rows, "stats": hashlib.sha256(stats).hexdigest()[:16]}
 
     def stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-position mean and std of the latents, each (k, d)."""
@@ -341,12 +422,46 @@ class LatentStore:
         start = chunk * self.chunk_rows
         return start, min(start + self.chunk_rows, self.rows)
 
-    def done_chunks(self) -> np.ndarray:
-        """Boolean mask (C,) of chunks whose rows are all written."""
+    def _done_flags(self) -> np.ndarray:
+        """The `done` array as a boolean mask (C,)."""
         with _remote(self.path, "read"):
             if "done" not in self.group.array_keys():
                 return np.zeros(self.num_chunks, dtype=bool)
             return self.group["done"][:].astype(bool)
+
+    def _chunk_key(self, chunk: int) -> str:
+        """The storage key of row chunk `chunk` of the latents, relative to the array ("c/3/0/0")."""
+        return self.group["latents"].metadata.encode_chunk_key((chunk, 0, 0))
+
+    def _stored_latent_chunks(self) -> set[str]:
+        """The keys of the latents chunks that are in storage, relative to the array."""
+        if is_url(self.path):
+            with _remote(self.path, "read"):
+                fs, root = _fs(self.path)
+                prefix = f"{root}/latents/"
+                return {key[len(prefix):] for key in fs.find(prefix)}
+        base = Path(self.path) / "latents"
+        return {p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()}
+
+    def _in_storage(self, done: np.ndarray) -> np.ndarray:
+        """Of the chunks in mask `done`, those whose latents are in storage (zarr reads a deleted
+        chunk file as zeros, so the `done` flag alone does not say it)."""
+        kept = done.copy()
+        if done.any():
+            stored = self._stored_latent_chunks()
+            key = self.group["latents"].metadata.encode_chunk_key
+            for chunk in np.flatnonzero(done):
+                kept[chunk] = key((int(chunk), 0, 0)) in stored
+        return kept
+
+    def lost_chunks(self) -> list[int]:
+        """Chunks marked done whose latents are no longer in storage: `ldlm encode` redoes them."""
+        done = self._done_flags()
+        return [int(c) for c in np.flatnonzero(done & ~self._in_storage(done))]
+
+    def done_chunks(self) -> np.ndarray:
+        """Boolean mask (C,) of chunks whose rows are all written (and still in storage)."""
+        return self._in_storage(self._done_flags())
 
     def progress(self) -> tuple[int, int]:
         return int(self.done_chunks().sum()), self.num_chunks
@@ -375,7 +490,9 @@ class LatentStore:
             raise ValueError(f"chunk {chunk} expects {(stop - start, *self.latent_shape)}, "
                              f"got {latents.shape}")
         with _remote(self.path, "write to"):
-            self.group["latents"][start:stop] = latents.astype(np.float32, copy=False)
+            # every latents chunk is stored, even an all-zero one, so that a missing file means lost
+            latent_array = self.group["latents"].with_config({"write_empty_chunks": True})
+            latent_array[start:stop] = latents.astype(np.float32, copy=False)
             self.group["text"][start:stop] = np.array(texts, dtype=object)
             self.group["lengths"][start:stop] = lengths.astype(np.int32, copy=False)
             if conditions is not None:
@@ -387,6 +504,8 @@ class LatentStore:
         """Rows [start, stop) of array `name`; a damaged array is a one-line RuntimeFailure."""
         try:
             return self.group[name][start : self.rows if stop is None else stop]
+        except LdlmError:
+            raise
         except Exception as exc:
             rows = f"{start}-{self.rows if stop is None else stop}"
             if is_url(self.path):  # a network or credentials failure looks the same from here
@@ -401,7 +520,18 @@ class LatentStore:
             ) from exc
 
     def read_latents(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return self._read("latents", start, stop)
+        """Latents of rows [start, stop), (n, k, d); NaN or inf in them is a RuntimeFailure (a
+        damaged chunk would otherwise decode to empty texts and train to a NaN loss)."""
+        x = self._read("latents", start, stop)
+        finite = np.isfinite(x).all(axis=(1, 2)) if x.ndim == 3 else np.isfinite(x)
+        if not finite.all():
+            bad = start + int(np.argmin(finite))
+            raise RuntimeFailure(
+                f"store {self.path!r} holds NaN or inf latents (row {bad}); rerun `ldlm encode` with "
+                "--overwrite to rebuild it (if encoding made them, the autoencoder is broken: "
+                "retrain it)"
+            )
+        return x
 
     def read_texts(self, start: int = 0, stop: int | None = None) -> list[str]:
         return [str(t) for t in self._read("text", start, stop)]
@@ -465,8 +595,15 @@ def remove_store(path: str) -> None:
     p = Path(path)
     if not p.exists():
         return
-    if p.is_file() or not ((p / "zarr.json").is_file() or not any(p.iterdir())):
+    check_replaceable(path)
+    shutil.rmtree(p)
+
+
+def check_replaceable(path: str) -> None:
+    """Refuse (InputError) to replace what is at local `path` unless it is a zarr store or an
+    empty folder: --overwrite never deletes anything else."""
+    p = Path(path)
+    if p.exists() and (p.is_file() or not ((p / "zarr.json").is_file() or not any(p.iterdir()))):
         raise InputError(
             f"{path!r} exists and is not a zarr store; refusing to replace it (choose another --store)"
         )
-    shutil.rmtree(p)

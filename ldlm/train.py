@@ -40,7 +40,7 @@ from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
 from ldlm.diffusion import Diffusion, Standardiser
 from ldlm.distributed import check_mixed_precision, ranks
-from ldlm.errors import InputError
+from ldlm.errors import InputError, check_finite_fields
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
@@ -94,6 +94,9 @@ class TrainArgs:
     hub_model_id: str | None = None  # hub repo (default: the RUN_DIR folder name)
 
     def check(self) -> None:
+        check_finite_fields(self)
+        if self.eval_rows < 0:
+            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0 (0: no held-out figures)")
         positive = {
             "--batch-size": self.batch_size,
             "--gradient-accumulation-steps": self.gradient_accumulation_steps,
@@ -263,6 +266,7 @@ class _Trainer:
             "schedule": args.schedule, "self_condition": args.self_condition,
             "batch_size": args.batch_size, "seed": args.seed,
             "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "store": store.content_id,  # the same latents (older checkpoints lack it)
         }
         if args.conditional:  # unconditional checkpoints keep their old identity
             self.identity["condition_dropout"] = args.condition_dropout
@@ -277,7 +281,7 @@ class _Trainer:
                                          self.args.checkpoints_total_limit, noise_generator)
 
     def load_checkpoint(self, ckpt: Path) -> None:
-        check_same(ckpt, CHECKPOINT_FILE, self.identity)
+        check_same(ckpt, CHECKPOINT_FILE, self.identity, optional=("store",))
         self.loop.load_checkpoint(ckpt)
         self.ema.to(self.acc.device)
         if self.rank:  # TrainState brought the main process's noise generator: take this rank's own
@@ -371,7 +375,16 @@ class _Trainer:
 
 def train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | None = None,
                     reporter: Reporter = SILENT) -> TrainResult:
-    """Train a denoiser on the latents of a complete store; the run lands in `out`."""
+    """Train a denoiser on the latents of a complete store; the run lands in `out`. A run
+    that fails before its first checkpoint leaves no `out` folder behind that it created."""
+    from ldlm.atomic import removed_on_failure
+
+    with removed_on_failure(out, lambda run: bool(_checkpoints(run)) or not ranks().is_main):
+        return _train_diffusion(store_path, out, args, reporter)
+
+
+def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | None,
+                     reporter: Reporter) -> TrainResult:
     args = args or TrainArgs()
     args.check()
     out = Path(out)

@@ -111,8 +111,10 @@ def test_refuses_to_overwrite_the_autoencoder_or_an_existing_folder(plain_run, t
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
-    error = one_line_error(runner.invoke(app, ["adapt-decoder", str(plain_run), "--out", str(taken)]), 2)
-    assert "already exists" in error and "--overwrite" in error
+    for overwrite in ([], ["--overwrite"]):  # --overwrite replaces an autoencoder, not other files
+        error = one_line_error(runner.invoke(app, ["adapt-decoder", str(plain_run), "--out", str(taken),
+                                                   *overwrite]), 2)
+        assert "is a folder of other files, not an autoencoder" in error
     assert (taken / "keep.txt").read_text() == "mine"
 
 
@@ -198,12 +200,12 @@ def test_sample_names_the_adapted_autoencoder_and_mbr_decodes_with_it(cond_run, 
     assert r.exit_code == 0, r.stderr
     stream = open_latents(str(latents))
     assert stream.autoencoder == str(ae.resolve())  # `ldlm decode` picks the adapted one
-    rows = list(decode_latents(stream, load_autoencoder(ae), DecodeArgs(temperature=0.0, max_new_tokens=100)))
+    rows = list(decode_latents(stream, load_autoencoder(ae), DecodeArgs(temperature=0.0)))
     # the MBR texts were decoded by the adapted decoder: they are its greedy decodes of the kept latents
     assert [row["mbr_text"] for row in rows] == [row["text"] for row in rows]
     original = load_autoencoder(load_run(cond_run).meta["autoencoder"])
     before = list(decode_latents(open_latents(str(latents)), original,
-                                 DecodeArgs(temperature=0.0, max_new_tokens=100)))
+                                 DecodeArgs(temperature=0.0)))
     assert [row["text"] for row in before] != [row["mbr_text"] for row in rows]  # (so this could fail)
 
 

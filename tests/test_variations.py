@@ -190,7 +190,7 @@ def test_bad_inputs(tiny_run, tiny_ae, other_ae, tmp_path):
         (["sample", run, "--init-text", "a", "--init-text", " "], "--init-text number 2 is empty"),
         (["sample", run, "--init-text", "a", "--strength", "0"], "--strength 0.0 must be in (0, 1]"),
         (["sample", run, "--init-text", "a", "--strength", "1.5"], "--strength 1.5 must be in (0, 1]"),
-        (["sample", run, "--init-text", "a", "--strength", "nan"], "--strength nan must be in (0, 1]"),
+        (["sample", run, "--init-text", "a", "--strength", "nan"], "--strength nan must be a finite number"),
         (["sample", run, "--init-text", "a", "--strength", "0.01", "--num-inference-steps", "20"],
          "leaves no step to run"),
         (["sample", run, "--init-text", "a", "--init-file", str(init)], "--init-text and --init-file"),

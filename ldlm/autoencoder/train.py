@@ -15,7 +15,7 @@ from ldlm.budget import check_budget, planned_steps
 from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
-from ldlm.errors import InputError, RuntimeFailure, first_line
+from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -177,6 +177,9 @@ def reconstruct(
 
 
 def _check_args(args: AutoencoderTrainArgs) -> None:
+    check_finite_fields(args)
+    if args.eval_rows < 0:
+        raise InputError(f"--eval-rows {args.eval_rows} must be >= 0 (0: no reconstruction figures)")
     if (args.max_steps is not None and args.max_steps < 1) or args.batch_size < 1:
         raise InputError(
             f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"

@@ -55,6 +55,10 @@ def adapt_decoder_cmd(
                      warmup_steps=warmup_steps, estimate_share=estimate_share,
                      guidance_scale=guidance_scale, eval_rows=eval_rows, seed=seed)
     args.check()
+    from ldlm.outputs import check_output
+
+    check_output(out, "--out", "autoencoder",
+                 {"RUN_DIR": run, "--autoencoder": autoencoder, "--store": store})
     reporter = RichReporter()
     result = adapt_decoder(run, out, args, autoencoder, pick_device(device), reporter, overwrite, store)
     typer.echo(f"saved {out} (latent space {result.model.fingerprint}, {result.steps} steps, "

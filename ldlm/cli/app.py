@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import shlex
 import signal
@@ -11,9 +12,10 @@ import threading
 import traceback
 
 import typer
+from rich.text import Text
 
 from ldlm.cli.console import quiet_libraries, stderr
-from ldlm.errors import LdlmError
+from ldlm.errors import LdlmError, check_finite
 
 DEBUG_ENV = "LDLM_DEBUG"
 
@@ -40,10 +42,32 @@ app = _App(
 
 
 def _fail(message: str, code: int) -> None:
-    stderr.print(f"[red]Error:[/red] {message}", soft_wrap=True)
+    """Print `Error: message` on stderr, the message verbatim (user values such as E2E's
+    `name[The Eagle]` hold brackets that rich would read as markup), and exit with `code`."""
+    stderr.print(Text.assemble(("Error:", "red"), " ", message), soft_wrap=True)
     if os.environ.get(DEBUG_ENV):
         traceback.print_exc()
     raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that its cleanup runs as for Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
+def _flags(fn, kwargs: dict) -> dict:
+    """The command's parameters by the names a user typed ({"--temperature": 0.7, ...}): the
+    first name its typer.Option declares, else --the-parameter-name."""
+    names = {}
+    for param in inspect.signature(fn).parameters.values():
+        info = next((m for m in getattr(param.annotation, "__metadata__", ())
+                     if isinstance(m, typer.models.ParameterInfo)), None)
+        decls = getattr(info, "param_decls", None) or ()
+        names[param.name] = next((d for d in decls if d.startswith("--")), None)
+    return {names.get(k) or f"--{k.replace('_', '-')}": v for k, v in kwargs.items()}
 
 
 def resume_command(name: str, flag: str | None) -> str:
@@ -62,22 +86,31 @@ def resume_command(name: str, flag: str | None) -> str:
 def command(name: str, resume: str | None = None):
     """Register a command whose known errors become one line on stderr and an exit code.
 
-    LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130, naming the
-    command line that resumes (`resume`: the flag it needs, for the trainers); a closed
-    pipe (`| head`) -> 0, quietly; anything else -> 1, with the traceback only when
-    LDLM_DEBUG is set.
+    Float options that are NaN or infinite are refused before the command runs (exit 2).
+    LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130 and SIGTERM
+    -> 143, after the command's own cleanup (temporary files removed), naming the command
+    line that resumes (`resume`: the flag it needs, for the trainers); a closed pipe
+    (`| head`) -> 0, quietly; anything else -> 1, with the traceback only when LDLM_DEBUG
+    is set.
     """
 
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             quiet_libraries()
+            main = threading.current_thread() is threading.main_thread()
+            before = signal.getsignal(signal.SIGTERM)
+            if main:
+                signal.signal(signal.SIGTERM, _terminate)
             try:
+                check_finite(_flags(fn, kwargs))
                 return fn(*args, **kwargs)
             except typer.Exit:
                 raise
             except LdlmError as exc:
                 _fail(str(exc), exc.exit_code)
+            except Terminated:
+                _fail(f"terminated (SIGTERM); finished work is kept; {resume_command(name, resume)}", 143)
             except KeyboardInterrupt:
                 _fail(f"interrupted; finished work is kept; {resume_command(name, resume)}", 130)
             except BrokenPipeError:
@@ -86,11 +119,14 @@ def command(name: str, resume: str | None = None):
                 os.dup2(devnull, sys.stdout.fileno())
                 raise typer.Exit(0) from None
             except OSError as exc:
-                _fail(f"{exc.strerror or exc} ({exc.filename or 'no file'}); check the path, "
-                      "its permissions and free space", 1)
+                where = f" ({exc.filename})" if exc.filename else ""
+                _fail(f"{exc.strerror or exc}{where}; check the path, its permissions and free space", 1)
             except Exception as exc:  # noqa: BLE001 - the last line of defence
                 _fail(f"unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the "
                       "traceback and report it)", 1)
+            finally:
+                if main:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
         return app.command(name)(run)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import BudgetClock, Data, MaxMinutes, MixedPrecision, Seed, Split, TextColumn
@@ -75,7 +74,9 @@ def train_autoencoder_cmd(
     from ldlm.data import load_texts
 
     resuming = resume or resume_from is not None
-    check_output_path(out, "--out", folder=True)
+    from ldlm.outputs import check_output
+
+    check_output(out, "--out", "autoencoder", {"DATA": data, "--encoder": encoder, "--decoder": decoder})
     if resuming and overwrite:
         raise InputError("--resume and --overwrite contradict each other; drop one")
     if out.exists() and not overwrite and not resuming and _holds_anything(out):

@@ -41,6 +41,9 @@ def train_classifier_cmd(
     args = ClassifierArgs(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                           weight_decay=weight_decay, ngram_order=ngram_order, min_count=min_count,
                           lm_order=lm_order, eval_rows=eval_rows, seed=seed)
+    from ldlm.outputs import check_output
+
+    check_output(out, "--out", "classifier", {"STORE": store})
     result = train_classifier(store, out, args, RichReporter(), overwrite)
     typer.echo(f"saved {out} ({result.model.config.num_ngrams} n-grams, {result.train_rows} "
                f"training rows, {result.seconds:.0f} s)")

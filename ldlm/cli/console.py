@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 
@@ -128,19 +129,27 @@ class RichReporter(Reporter):
             self.progress = None
 
     def log(self, message: str) -> None:
-        self.console.print(message)
+        self.console.print(message, markup=False, highlight=False)
 
 
 def quiet_libraries() -> None:
-    """Keep third-party logs and progress bars off the terminal (errors still show).
+    """Keep third-party logs and progress bars off the terminal (errors still show, except
+    diffusers', which ldlm reports itself).
 
     Through the libraries' own environment variables, read when they are imported, so that a
     command imports only what it uses (importing datasets and transformers here to configure
     them cost every command about a second of start-up)."""
     for name, value in (("TOKENIZERS_PARALLELISM", "false"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
                         ("HF_DATASETS_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error"),
-                        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+                        ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                        # diffusers logs the failure of a load that ldlm reports itself, in one line
+                        ("DIFFUSERS_VERBOSITY", "critical")):
         os.environ.setdefault(name, value)
     warnings.filterwarnings("ignore")
-    for name in ("transformers", "datasets", "huggingface_hub", "diffusers", "accelerate"):
+    for name in ("transformers", "datasets", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger("diffusers").setLevel(logging.CRITICAL)
+    if "datasets" in sys.modules:  # imported already (the Python API, tests): its variable was read
+        sys.modules["datasets"].disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.disable_progress_bar()

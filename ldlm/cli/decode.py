@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Seed
@@ -44,7 +43,9 @@ def decode_cmd(
                       num_beams=num_beams, seed=seed, batch_size=batch_size)
     args.check()
     if out is not None:
-        check_output_path(out, "--out")
+        from ldlm.outputs import check_output
+
+        check_output(out, "--out", "file", {"LATENTS": latents, "--autoencoder": autoencoder})
     source = open_latents(latents)
     model = resolve_autoencoder(source, str(autoencoder) if autoencoder else None,
                                 device=pick_device(device))

@@ -10,7 +10,7 @@ import typer
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Data, Device, Split, TextColumn
-from ldlm.distributed import pick_device
+from ldlm.distributed import pick_device, ranks
 
 
 @command("encode")
@@ -39,25 +39,27 @@ def encode_cmd(
 
         raise InputError(f"--condition-type {condition_type} needs --condition-column COL; add it "
                          "or drop --condition-type")
-    from ldlm.store import is_url, store_location
+    from ldlm.outputs import check_output
+    from ldlm.store import store_location
 
     store = store_location(store)  # file:// -> a local path; an uninstalled protocol is refused here
-    if not is_url(store):
-        from ldlm.atomic import check_output_path
-
-        check_output_path(store, "--store", folder=True)
+    check_output(store, "--store", "store", {"DATA": data, "--autoencoder": autoencoder})
     from ldlm.data import load_texts
     from ldlm.encode import encode_dataset
 
     reporter = RichReporter()
     rows = load_texts(data, text_column=text_column, split=split, limit=limit,
                       condition_column=condition_column)
+    if rows.conditions is not None and condition_type == "label":
+        from ldlm.conditions import texts_as_labels
+
+        warning = texts_as_labels(rows.conditions, condition_column)
+        if warning and ranks().is_main:
+            typer.echo(f"warning: {warning}", err=True)
     result = encode_dataset(rows, autoencoder, store, batch_size=batch_size, chunk_rows=chunk_rows,
                             limit=limit, overwrite=overwrite, device=pick_device(device),
                             reporter=reporter, condition_type=condition_type,
                             condition_column=condition_column)
-    from ldlm.distributed import ranks
-
     if not ranks().is_main:  # under `accelerate launch`, the main process speaks for all
         return
     if result.skipped:

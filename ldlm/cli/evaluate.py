@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from ldlm.atomic import check_output_path
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Split
@@ -85,7 +84,13 @@ def evaluate_cmd(
     from ldlm.evaluate.inputs import paired_groups, read_generated, read_latents
 
     if json_out is not None:
-        check_output_path(json_out, "--json")
+        from ldlm.outputs import check_output
+
+        check_output(json_out, "--json", "file", {
+            "GENERATED": generated, "--references": references, "--train": train, "--human": human,
+            "--latents": latents, "--reference-latents": reference_latents})
+    if group_column and not paired:
+        raise InputError("--group-column only applies with --paired; add --paired or drop it")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size} must be at least 1")
     if class_column is not None:
@@ -109,15 +114,13 @@ def evaluate_cmd(
     if classifier is not None:
         raise InputError("--classifier scores class accuracy, which needs --class-column (the class "
                          "column of --references); add it or drop --classifier")
-    if group_column and not paired:
-        raise InputError("--group-column only applies with --paired; add --paired or drop it")
     gen = read_generated(generated)
     refs = load_texts(references, text_column=column, split=split, condition_column=group_column,
-                      condition_flag="--group-column") if references else None
+                      condition_flag="--group-column", name="--references") if references else None
     if group_column and refs is None:
         raise InputError("--group-column needs --references (the file that holds that column)")
-    train_rows = load_texts(train, text_column=column, split=split).texts if train else None
-    human_rows = load_texts(human, text_column=column, split=split).texts if human else None
+    train_rows = load_texts(train, text_column=column, split=split, name="--train").texts if train else None
+    human_rows = load_texts(human, text_column=column, split=split, name="--human").texts if human else None
     pairs = None
     if paired:
         pairs = paired_groups(gen, refs.texts if refs else None, refs.conditions if refs else None)

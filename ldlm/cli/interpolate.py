@@ -56,6 +56,10 @@ def interpolate_cmd(
                             ("--scheduler", scheduler)):
             if value is not None:
                 raise InputError(f"{flag} applies to re-noising with a run; add --run RUN_DIR or drop it")
+    if out is not None:
+        from ldlm.outputs import check_output
+
+        check_output(out, "--out", "file", {"--autoencoder": autoencoder, "--run": run})
     strength = INTERPOLATION_STRENGTH if strength is None else strength
     num_inference_steps = num_inference_steps or INTERPOLATION_STEPS
     scheduler = scheduler or INTERPOLATION_SAMPLER
@@ -65,7 +69,6 @@ def interpolate_cmd(
     if out is not None:
         from ldlm.latent_file import write_latent_file
 
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         write_latent_file(out, result.header, result.latents, result.meta)
         reporter.log(f"wrote {steps} latents to {out}")
         return

@@ -29,8 +29,10 @@ def quickstart_cmd(
     from rich.console import Console
 
     from ldlm.cli.evaluate import render_table
+    from ldlm.outputs import check_output
     from ldlm.quickstart import QuickstartSettings, run_quickstart
 
+    check_output(out, "--out", "folder")
     settings = QuickstartSettings(autoencoder_steps=autoencoder_steps,
                                   diffusion_steps=diffusion_steps, num_samples=num_samples)
     r = run_quickstart(out, settings, reporter=RichReporter())

@@ -86,6 +86,8 @@ def sample_cmd(
     out: Annotated[str | None, typer.Option(
         help="Latent file to write, or a path ending in .zarr for a latent store (default: the "
         "latent stream on stdout, for `| ldlm decode`).")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing --out store (the old one stays until the new one is whole).")] = False,
     device: Device = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Latents denoised together (default: up to 256).")] = None,
@@ -141,6 +143,8 @@ def sample_cmd(
     init = _init(init_text, init_file, strength)
     conditions, mbr_args = _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots,
                                        reranker, reranker_weight, fluency_weight)
+    if overwrite and out is None:
+        raise InputError("--overwrite replaces an --out store; add --out PATH.zarr or drop it")
     if out is None and stdout_is_terminal():
         raise InputError("stdout is a terminal, not a place for binary latents; pass --out PATH or "
                          "pipe into `ldlm decode`")
@@ -151,15 +155,17 @@ def sample_cmd(
         if is_url(out) and not out.rstrip("/").endswith(".zarr"):
             raise InputError(f"--out {out!r}: latent files are written to local paths; give a path, "
                              "or a URL ending in .zarr for a latent store")
-        if not is_url(out):
-            from ldlm.atomic import check_output_path
+        from ldlm.outputs import check_output
 
-            check_output_path(out, "--out", folder=out.rstrip("/").endswith(".zarr"))
+        inputs = {"RUN_DIR": run_dir, "--autoencoder": autoencoder, "--init-file": init_file,
+                  "--condition-file": condition_file, "--reranker": reranker}
+        check_output(out, "--out", "store" if out.rstrip("/").endswith(".zarr") else "file", inputs,
+                     overwrite=overwrite)
     reporter = RichReporter()
     result = sample(run_dir, args, conditions=conditions, init=init, mbr=mbr_args, autoencoder=autoencoder,
                     device=device, reporter=reporter)
     if out is not None:
-        rows = save_samples(result, out)
+        rows = save_samples(result, out, overwrite)
         where = f"store {out}" if out.rstrip("/").endswith(".zarr") else out
         reporter.log(f"wrote {rows} latents to {where}")
         return

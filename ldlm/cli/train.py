@@ -113,10 +113,10 @@ def train_cmd(
     Interrupted runs continue exactly with --resume (latest checkpoint) or --resume-from
     RUN_DIR/checkpoint-<step>.
     """
-    from ldlm.atomic import check_output_path
+    from ldlm.outputs import check_output
     from ldlm.train import TrainArgs, train_diffusion
 
-    check_output_path(out, "--out", folder=True)
+    check_output(out, "--out", "run", {"STORE": store})
 
     args = TrainArgs(
         arch=arch, size=size, denoiser=_denoiser_overrides(arch, adaln, denoiser_config),

@@ -58,8 +58,8 @@ def build_denoiser(arch: str, config: dict):
 
 
 def load_denoiser(arch: str, path: str | Path):
-    """A denoiser saved with `save_pretrained` in `path`."""
-    return denoiser_class(arch).from_pretrained(str(path))
+    """A denoiser saved with `save_pretrained` in `path` (safetensors only: no pickle fallback)."""
+    return denoiser_class(arch).from_pretrained(str(path), use_safetensors=True)
 
 
 def conditional_archs() -> list[str]:
