@@ -111,7 +111,7 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
             vocab_size=len(scratch_tok), n_embd=hidden, n_layer=dec_layers, n_head=heads,
             n_positions=resolved.latent_tokens + 1 + 2 * max_length, bos_token_id=scratch_tok.bos_token_id,
             eos_token_id=scratch_tok.eos_token_id, pad_token_id=scratch_tok.pad_token_id,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
         ).to_dict())
 
     model = LatentAutoencoder(replace(resolved, encoder_config=enc_config, decoder_config=dec_config,
