@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 AE_SHARE = 0.5  # the share of the budget a user gives train-autoencoder (README, own corpus)
 SHOWN = 10  # samples kept verbatim per system
+TOPICS = ["World", "Sports", "Business", "Sci/Tech"]  # AG News class_index 1-4
+GUIDANCE = [0.0, 1.0, 2.0, 3.0, 5.0]  # the guidance scales a class-conditional comparison sweeps
 
 
 # ----- corpora ------------------------------------------------------------------------------
@@ -83,26 +85,50 @@ def corpus_texts(corpus: str, split: str, data: Path = DATA) -> dict[str, list[s
     if corpus == "ag_news":
         def text(r):
             return clean_ag_news(f"{r['title']}. {r['description']}")
-        rows = [text(r) for r in _rows(data / "ag_news" / "train.csv")]
-        train = [t for i, t in enumerate(rows) if i % 20 not in held]
+
+        def pick(rows, keep):
+            return [text(r) for i, r in enumerate(rows) if keep(i)], \
+                [TOPICS[int(r["class_index"]) - 1] for i, r in enumerate(rows) if keep(i)]
+
+        rows = _rows(data / "ag_news" / "train.csv")
+        out = {}
+        out["train"], out["train_topics"] = pick(rows, lambda i: i % 20 not in held)
         if split == "test":
-            return {"train": train, "refs": [text(r) for r in _rows(data / "ag_news" / "test.csv")],
-                    "human": [t for i, t in enumerate(rows) if i % 20 == 0]}
-        return {"train": train, "refs": [t for i, t in enumerate(rows) if i % 20 == 10], "human": None}
+            out["refs"], out["refs_topics"] = pick(_rows(data / "ag_news" / "test.csv"), lambda i: True)
+            out["human"], out["human_topics"] = pick(rows, lambda i: i % 20 == 0)
+        else:
+            out["refs"], out["refs_topics"] = pick(rows, lambda i: i % 20 == 10)
+            out["human"] = out["human_topics"] = None
+        return out
     raise ValueError(f"Unknown corpus {corpus!r}; choose e2e or ag_news")
 
 
 def prepare(corpus: str, split: str, work: Path) -> dict[str, Path]:
-    """Write the corpus files once: train.txt, refs.txt (and human.txt), one text a line."""
+    """Write the corpus files once: train.txt, refs.txt (and human.txt), one text a line, and
+    for a labelled corpus train.csv, refs.csv (and human.csv) with columns text and topic."""
     folder = work / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"train": folder / "train.txt", "refs": folder / "refs.txt", "human": folder / "human.txt"}
-    if not paths["train"].exists():
+    paths = {f"{key}{ext}": folder / f"{key}{ext}" for key in ("train", "refs", "human")
+             for ext in (".txt", ".csv")}
+    if not paths["train.txt"].exists():
         texts = corpus_texts(corpus, split)
-        for key, path in paths.items():
-            if texts[key] is not None:
-                path.write_text("".join(t + "\n" for t in texts[key]), encoding="utf-8")
-    return {k: p for k, p in paths.items() if p.exists()}
+        for key in ("human", "refs", "train"):  # train.txt last: it marks the folder whole
+            if texts[key] is None:
+                continue
+            if texts.get(f"{key}_topics") is not None:
+                with open(paths[f"{key}.csv"], "w", newline="", encoding="utf-8") as fh:
+                    out = csv.writer(fh)
+                    out.writerow(["text", "topic"])
+                    out.writerows(zip(texts[key], texts[f"{key}_topics"], strict=True))
+            paths[f"{key}.txt"].write_text("".join(t + "\n" for t in texts[key]), encoding="utf-8")
+    found = {k: p for k, p in paths.items() if p.exists()}
+    return {**{k[:-4]: p for k, p in found.items() if k.endswith(".txt")},
+            **{k.replace(".", "_"): p for k, p in found.items() if k.endswith(".csv")}}
+
+
+def topics(path: Path) -> list[str]:
+    """The topic column of a prepared CSV."""
+    return [r["topic"] for r in _rows(path)]
 
 
 def lines(path: Path) -> list[str]:
@@ -156,17 +182,23 @@ def train_ldlm(a, paths: dict[str, Path], work: Path) -> None:
     opts = a.ldlm
     spent = Spent(work / "ldlm_budget.json")
     rows = load_texts(str(paths["train"]))
+    cond_rows = load_texts(str(paths["train_csv"]), condition_column="topic") if a.conditional else rows
     ae_dir = a.autoencoder or work / "ldlm" / "autoencoder"
     share = opts.get("ae_share", AE_SHARE)
     config, args = split_autoencoder_options(opts.get("autoencoder", {}))
     if a.autoencoder is None:
         spent.run("autoencoder", lambda: train_autoencoder(rows, ae_dir, config, AutoencoderTrainArgs(**{
             "max_minutes": share * a.budget / 60, "budget_clock": "cpu", **args}), Ticker()))
-    spent.run("encode", lambda: encode_dataset(rows, ae_dir, work / "ldlm" / "train.zarr"))
-    left = a.budget - spent.cpu
     store, run = work / "ldlm" / "train.zarr", work / "ldlm" / "run"
+    spent.run("encode", lambda: encode_dataset(cond_rows, ae_dir, store,
+                                               condition_column="topic" if a.conditional else None))
+    left = a.budget - spent.cpu
+    if left < 0.1 * a.budget and "train" not in spent.stages:
+        raise SystemExit(f"the autoencoder and encode stages used {spent.cpu:.0f} of the {a.budget:g} "
+                         "CPU-seconds, leaving the denoiser less than a tenth; raise --budget")
     spent.run("train", lambda: train_diffusion(store, run, TrainArgs(**{
-        "max_minutes": left / 60, "budget_clock": "cpu", **opts.get("train", {})}), Ticker()))
+        "max_minutes": left / 60, "budget_clock": "cpu", "conditional": a.conditional,
+        **opts.get("train", {})}), Ticker()))
     if opts.get("adapt"):  # adapt-decoder as the last stage, within the same budget
         from ldlm.adapt import AdaptArgs, adapt_decoder
 
@@ -207,9 +239,10 @@ def ldlm_parameters(a, work: Path, paths: dict[str, Path]) -> dict:
             "encoder_source": ae.config.encoder_source}
 
 
-def generate_ldlm(a, work: Path, control: bool = False) -> dict:
+def generate_ldlm(a, work: Path, control: bool = False, guidance: float | None = None) -> dict:
     """`ldlm sample RUN --num-samples N | ldlm decode` at the defaults (or the --ldlm
-    overrides); `control`: the decoder fed random latents of the store's statistics instead."""
+    overrides); `control`: the decoder fed random latents of the store's statistics instead;
+    `guidance`: N / 4 samples of each topic, `--condition TOPIC --guidance-scale guidance`."""
     from ldlm.autoencoder import load_autoencoder
     from ldlm.decode import DecodeArgs, decode_latents
     from ldlm.latent_file import LatentSource
@@ -218,7 +251,16 @@ def generate_ldlm(a, work: Path, control: bool = False) -> dict:
 
     ae = load_autoencoder(ldlm_autoencoder_dir(a, work))
     start = time.perf_counter()
-    if control:
+    wanted = None
+    if guidance is not None:  # class-conditional: num_samples / 4 per topic at this guidance scale
+        from ldlm.sample import Conditions
+
+        per = a.num_samples // len(TOPICS)
+        latents, _ = sample_latents(work / "ldlm" / "run", SamplingArgs(**{
+            "num_samples": per, "seed": a.sample_seed, **a.ldlm.get("sample", {})}),
+            conditions=Conditions(TOPICS, guidance), device="cpu")
+        wanted = [t for t in TOPICS for _ in range(per)]
+    elif control:
         mean, std = LatentStore.open(str(work / "ldlm" / "train.zarr")).stats()
         gen = np.random.default_rng(a.sample_seed)
         latents = (gen.standard_normal((a.num_samples, *mean.shape)) * std + mean).astype(np.float32)
@@ -229,7 +271,7 @@ def generate_ldlm(a, work: Path, control: bool = False) -> dict:
                           len(latents))
     args = DecodeArgs(**{"seed": a.sample_seed, **a.ldlm.get("decode", {})})
     texts = [r["text"].replace("\n", " ") for r in decode_latents(source, ae, args)]
-    return {"texts": texts, "seconds": time.perf_counter() - start}
+    return {"texts": texts, "seconds": time.perf_counter() - start, "topics": wanted}
 
 
 # ----- GPT-2 --------------------------------------------------------------------------------
@@ -263,9 +305,13 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
     params = ldlm_parameters(a, work, paths)
     texts = lines(paths["train"])
     tok = train_tokenizer(texts, 4096)  # the recipe and size of ldlm's decoder tokenizer
+    prefix = [[]] * len(texts)
+    if a.conditional:  # "<topic> text": one new token per topic, the prompt at sampling
+        tok.add_special_tokens({"additional_special_tokens": [f"<{t}>" for t in TOPICS]})
+        prefix = [[tok.convert_tokens_to_ids(f"<{t}>")] for t in topics(paths["train_csv"])]
     model = ar_model(params["trained"], tok)
-    ids = [[tok.bos_token_id, *tok(t, add_special_tokens=False)["input_ids"][:254], tok.eos_token_id]
-           for t in texts]
+    ids = [[tok.bos_token_id, *p, *tok(t, add_special_tokens=False)["input_ids"][:254], tok.eos_token_id]
+           for p, t in zip(prefix, texts, strict=True)]
     batches = length_grouped_batches([len(x) for x in ids], 64, random.Random(0))
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
@@ -309,16 +355,18 @@ def generate_ar(a, work: Path, top_p: float) -> dict:
     tok = AutoTokenizer.from_pretrained(work / "ar")
     torch.manual_seed(a.sample_seed)
     limit = max(len(tok(t)["input_ids"]) for t in lines(work / "data" / "refs.txt")[:2000]) + 8
+    wanted = [t for t in TOPICS for _ in range(a.num_samples // len(TOPICS))] if a.conditional else None
+    prompts = [[tok.bos_token_id] + ([tok.convert_tokens_to_ids(f"<{t}>")] if wanted else [])
+               for t in (wanted or [None] * a.num_samples)]
     start, texts = time.perf_counter(), []
     with torch.inference_mode():
-        for i in range(0, a.num_samples, 250):
-            n = min(250, a.num_samples - i)
-            bos = torch.full((n, 1), tok.bos_token_id)
-            out = model.generate(bos, attention_mask=torch.ones_like(bos), do_sample=True,
+        for i in range(0, len(prompts), 250):
+            prompt = torch.tensor(prompts[i:i + 250])
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
                                  temperature=1.0, top_p=top_p, top_k=0, max_new_tokens=limit,
                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
             texts += [t.strip().replace("\n", " ") for t in tok.batch_decode(out, skip_special_tokens=True)]
-    return {"texts": texts, "seconds": time.perf_counter() - start}
+    return {"texts": texts, "seconds": time.perf_counter() - start, "topics": wanted}
 
 
 # ----- scoring ------------------------------------------------------------------------------
@@ -372,6 +420,67 @@ def score(a, work: Path, paths: dict[str, Path], samples: dict) -> str:
     return table
 
 
+def score_by_topic(a, work: Path, paths: dict[str, Path], samples: dict) -> str:
+    """Per topic: MAUVE against the topic's references and against the other topics', class
+    accuracy under an n-gram topic classifier trained on the training split (`ldlm
+    train-classifier` on ldlm's store: train rows only), Div, Mem, copy; the human row is the
+    held-out train rows of each topic (never trained on), scored the same way."""
+    from ldlm.classifier import ClassifierArgs, train_classifier
+    from ldlm.evaluate import CLASS_LABELS, evaluate_classes, load_topic_classifier
+
+    clf_dir = work / "topic_classifier"
+    if not (clf_dir / "config.json").exists():
+        train_classifier(work / "ldlm" / "train.zarr", clf_dir, ClassifierArgs(eval_rows=0, lm_order=0))
+    clf = load_topic_classifier(str(clf_dir))
+    refs, ref_topics = lines(paths["refs"]), topics(paths["refs_csv"])
+    per = a.num_samples // len(TOPICS)
+    rows = dict(samples)
+    if "human" in paths:  # the test split: held-out train rows of each topic, never trained on
+        human = {"texts": [], "topics": [], "seconds": 0.0}
+        for text, topic in zip(lines(paths["human"]), topics(paths["human_csv"]), strict=True):
+            if human["topics"].count(topic) < per:
+                human["texts"].append(text)
+                human["topics"].append(topic)
+        rows["human (held-out train rows)"] = human
+    results = {}
+    for name, s in rows.items():
+        results[name] = evaluate_classes(s["texts"], s["topics"], refs, ref_topics, lines(paths["train"]),
+                                         classifier=clf, num_samples=per, seeds=a.seeds, reference_row=False)
+        print(name, results[name], flush=True)
+    keys = ["mauve", "mauve_other", "accuracy", "diversity", "mem_4gram", "copy_rate", "words"]
+
+    def cell(ev, cls, key):
+        m = ev.summary(cls, "model", key)
+        return "-" if m is None else f"{m[0]:.{1 if key == 'words' else 3}f}"
+
+    def table(cls):
+        head = ["system", *(CLASS_LABELS[k] for k in keys), "ms / sample"]
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for name, ev in results.items():
+            ms = 1000 * rows[name]["seconds"] / len(rows[name]["texts"]) if rows[name]["seconds"] else None
+            out.append(f"| {name} | " + " | ".join(cell(ev, cls, k) for k in keys)
+                       + f" | {'-' if ms is None else f'{ms:.1f}'} |")
+        return "\n".join(out)
+
+    ceiling = next(iter(results.values())).ceiling
+    text = (f"Mean over the four topics (N = {per} per topic, {a.seeds} seeds; classifier accuracy on "
+            f"the references, the ceiling: {json.dumps(ceiling)})\n\n{table(None)}\n")
+    for cls in TOPICS:
+        text += f"\n{cls}\n\n{table(cls)}\n"
+    ldlm_spent = Spent(work / "ldlm_budget.json")
+    ar = json.loads((work / "ar_budget.json").read_text()) if (work / "ar_budget.json").exists() else {}
+    text += (f"\n- ldlm CPU-s: {json.dumps(ldlm_spent.stages)} = {ldlm_spent.cpu:.0f}\n"
+             f"- GPT-2: {json.dumps({k: v for k, v in ar.items() if k != 'ldlm_params'})}\n"
+             f"- parameters: {json.dumps(ar.get('ldlm_params'))}\n")
+    (work / "table.md").write_text(text)
+    (work / "scores.json").write_text(json.dumps(
+        {"results": {n: ev.as_dict() for n, ev in results.items()}, "ldlm_budget": ldlm_spent.stages,
+         "ar_budget": ar, "samples": {n: {t: [x for x, c in zip(s["texts"], s["topics"], strict=True)
+                                              if c == t][:5] for t in TOPICS} for n, s in rows.items()}},
+        indent=1, ensure_ascii=False))
+    return text
+
+
 class Ticker:
     """A Reporter that prints a line every 200 units, so a log shows progress."""
 
@@ -408,9 +517,15 @@ def main() -> None:
     p.add_argument("--autoencoder", type=Path, default=None, help="reuse this autoencoder (fixed-AE runs)")
     p.add_argument("--ldlm", type=json.loads, default={}, help="option overrides (ablations)")
     p.add_argument("--no-ar", action="store_true", help="score ldlm alone (dev ablations)")
+    p.add_argument("--conditional", action="store_true",
+                   help="class-conditional (ag_news): ldlm --conditional and a GPT-2 on '<topic> text', "
+                        "scored per topic, ldlm at each guidance scale of GUIDANCE")
     a = p.parse_args()
+    if a.conditional and a.corpus != "ag_news":
+        p.error("--conditional needs a labelled corpus: --corpus ag_news")
     torch.set_num_threads(a.threads)
-    work = a.workdir or ROOT / ".bench" / f"compare-{a.corpus}-{a.split}-{a.budget:g}"
+    kind = "-conditional" if a.conditional else ""
+    work = a.workdir or ROOT / ".bench" / f"compare-{a.corpus}{kind}-{a.split}-{a.budget:g}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "args.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                 for k, v in vars(a).items()}, indent=1))
@@ -425,6 +540,9 @@ def main() -> None:
     samples = json.loads(samples_file.read_text()) if samples_file.exists() else {}
     systems = [("ldlm", lambda: generate_ldlm(a, work)),
                ("ldlm control (random latents)", lambda: generate_ldlm(a, work, control=True))]
+    if a.conditional:
+        systems = [(f"ldlm (guidance {w:g})", lambda w=w: generate_ldlm(a, work, guidance=w))
+                   for w in GUIDANCE]
     if not a.no_ar:
         systems += [("GPT-2 (temperature 1)", lambda: generate_ar(a, work, 1.0)),
                     ("GPT-2 (top-p 0.9)", lambda: generate_ar(a, work, 0.9))]
@@ -432,7 +550,7 @@ def main() -> None:
         if name not in samples:
             samples[name] = fn()
             samples_file.write_text(json.dumps(samples, indent=1, ensure_ascii=False))
-    print(score(a, work, paths, samples))
+    print(score_by_topic(a, work, paths, samples) if a.conditional else score(a, work, paths, samples))
 
 
 if __name__ == "__main__":
