@@ -27,9 +27,7 @@ from ldlm.encode import encode_dataset
 from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
-
-SAMPLER = "dpm-solver"
-SAMPLER_STEPS = 20
+from ldlm.recipe import SAMPLER, SAMPLER_STEPS
 
 
 @dataclass

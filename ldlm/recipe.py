@@ -14,8 +14,19 @@ AE_STEPS = 3000  # ldlm train-autoencoder optimiser steps
 EPOCHS = 100  # ldlm train: passes over the training rows (without --num-epochs)
 ADAPT_STEPS = 1000  # ldlm adapt-decoder optimiser steps
 
+# ----- ldlm train: the optimiser (the seed design's batch 16, lr 1e-4, warmup 500 trained far
+# slower per CPU-second: benchmarks/README.md, "The recipe") ----------------------------------
+DIFFUSION_BATCH = 256  # latents per device per micro-batch
+DIFFUSION_LR = 1e-3  # peak AdamW learning rate
+DIFFUSION_WARMUP = 200  # linear warmup steps before the cosine
+
 # ----- ldlm train-autoencoder: the gate on the latent space ----------------------------------
 RECONSTRUCTION_GATE = 50.0  # held-out reconstruction BLEU below which the latents carry too little
+
+# ----- ldlm sample: the sampler (the seed design's DDPM with 1000 steps scored lower MAUVE on E2E
+# than DPM-Solver++ with 20, at 50 times the time) ------------------------------------------
+SAMPLER = "dpm-solver"  # --scheduler
+SAMPLER_STEPS = 20  # --num-inference-steps
 
 # ----- ldlm sample -------------------------------------------------------------------------
 VARIATION_STRENGTH = 0.3  # --strength of --init-text variations (keeps a text's frame)

@@ -34,7 +34,7 @@ from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.latent_file import LatentHeader
 from ldlm.mbr import MBRArgs, choose
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import VARIATION_STRENGTH
+from ldlm.recipe import SAMPLER, SAMPLER_STEPS, VARIATION_STRENGTH
 from ldlm.run import Run, header_for, load_run, run_autoencoder
 from ldlm.schedulers import SAMPLERS, TRAIN_TIMESTEPS, make_sampler, step_options
 
@@ -46,8 +46,8 @@ class SamplingArgs:
     """How to sample; `ldlm sample` options of the same names."""
 
     num_samples: int = 5  # latents per condition / per init text (plain: in all)
-    num_inference_steps: int = 1000  # denoising steps
-    scheduler: str = "ddpm"  # the sampler: a key of ldlm.schedulers.SAMPLERS
+    num_inference_steps: int = SAMPLER_STEPS  # denoising steps
+    scheduler: str = SAMPLER  # the sampler: a key of ldlm.schedulers.SAMPLERS
     seed: int = 42  # the noise generator's seed
     batch_size: int | None = None  # latents denoised together (None: up to MAX_BATCH)
     noise_scale: float = 1.0  # multiplies the starting noise (1: the model's own distribution)

@@ -45,7 +45,7 @@ from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import EPOCHS
+from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
 from ldlm.schedulers import make_noise_scheduler, make_sampler
 from ldlm.store import LatentStore, holdout_rows
@@ -70,11 +70,11 @@ class TrainArgs:
     max_steps: int | None = None  # optimiser steps; overrides num_epochs
     max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
     budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
-    batch_size: int = 16  # latents per device per micro-batch
-    learning_rate: float = 1e-4  # peak AdamW lr, after warmup, cosine decay
+    batch_size: int = DIFFUSION_BATCH  # latents per device per micro-batch
+    learning_rate: float = DIFFUSION_LR  # peak AdamW lr, after warmup, cosine decay
     weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
     gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
-    lr_warmup_steps: int = 500  # linear warmup steps (optimiser steps)
+    lr_warmup_steps: int = DIFFUSION_WARMUP  # linear warmup steps (optimiser steps)
     lr_scheduler: str = "cosine"  # a diffusers.optimization scheduler name
     max_grad_norm: float = 1.0  # gradient clipping
     ema_decay: float = 0.9999  # EMA max decay (with warmup: 1 - (1 + step) ** -0.75 until then)
