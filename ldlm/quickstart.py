@@ -27,7 +27,13 @@ from ldlm.encode import encode_dataset
 from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import SAMPLER, SAMPLER_STEPS
+from ldlm.recipe import (
+    QUICKSTART_AE_STEPS,
+    QUICKSTART_DIFFUSION_STEPS,
+    QUICKSTART_SAMPLES,
+    SAMPLER,
+    SAMPLER_STEPS,
+)
 
 
 @dataclass
@@ -35,9 +41,9 @@ class QuickstartSettings:
     """The budget of each stage (defaults: under 10 minutes on 2 CPU cores)."""
 
     size: str = "small"  # autoencoder preset
-    autoencoder_steps: int = 800  # train-autoencoder optimiser steps (batch 64)
-    diffusion_steps: int = 2500  # train optimiser steps (batch 256)
-    num_samples: int = 500  # texts generated and scored
+    autoencoder_steps: int = QUICKSTART_AE_STEPS  # train-autoencoder optimiser steps (batch 64)
+    diffusion_steps: int = QUICKSTART_DIFFUSION_STEPS  # train optimiser steps (batch 256)
+    num_samples: int = QUICKSTART_SAMPLES  # texts generated and scored
     seed: int = 42
 
 

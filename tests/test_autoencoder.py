@@ -74,6 +74,29 @@ def test_bad_specs():
         build_autoencoder(AutoencoderConfig(size="tiny", latent_dim=0), CORPUS)
 
 
+def test_word_dropout_hides_decoder_inputs_in_training_only():
+    model = build_autoencoder(AutoencoderConfig(size="tiny", max_length=16, word_dropout=0.9), CORPUS)
+    enc = model.encoder_tokenizer(CORPUS[:4], padding=True, return_tensors="pt")
+    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+             **{f"decoder_{k}": v for k, v in model.tokenize_for_decoder(CORPUS[:4]).items()}}
+    seen = []
+    model.decoder.get_input_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    pad = model.decoder_tokenizer.pad_token_id
+    torch.manual_seed(0)
+    model.train()
+    model(**batch)
+    model.eval()
+    model(**batch)
+    real = batch["decoder_attention_mask"].bool()
+    real[:, 0] = False  # bos is always read
+    trained, evaluated = seen
+    assert (trained[real] == pad).float().mean() > 0.7  # about nine in ten hidden
+    assert (trained[:, 0] != pad).all()
+    assert torch.equal(evaluated, batch["decoder_input_ids"])
+    with pytest.raises(InputError, match="--word-dropout 1.0 must be in"):
+        AutoencoderConfig(word_dropout=1.0).check()
+
+
 def test_not_an_autoencoder_folder(tmp_path):
     with pytest.raises(InputError, match="not an ldlm autoencoder folder"):
         load_autoencoder(tmp_path)

@@ -30,6 +30,7 @@ from torch import nn
 
 from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.errors import InputError, check_finite_fields
+from ldlm.recipe import AE_LATENT_NOISE, AE_WORD_DROPOUT
 
 Pooling = Literal["mean", "queries"]
 Size = Literal["tiny", "small", "base"]
@@ -55,7 +56,8 @@ class AutoencoderConfig:
     latent_tokens: int | None = None  # k, latent vectors per text; None: resolve()
     latent_dim: int | None = None  # d, width of each latent vector; None: resolve()
     max_length: int | None = None  # tokens per text, encoder and decoder; None: measured on the corpus
-    latent_noise: float = 0.1  # std of Gaussian noise added to latents when training the decoder
+    latent_noise: float = AE_LATENT_NOISE  # std of Gaussian noise added to latents when training the decoder
+    word_dropout: float = AE_WORD_DROPOUT  # share of the decoder's input tokens replaced by pad in training
     compressor_layers: int = 2  # cross-attention layers of the query compressor
     freeze_encoder: bool | None = None  # keep the encoder's weights fixed; None: resolve()
     encoder_config: dict | None = None  # Hugging Face config dict of the encoder (set when built)
@@ -80,6 +82,9 @@ class AutoencoderConfig:
             raise InputError(f"--max-length {self.max_length} must be at least 4 tokens")
         if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
             raise InputError(f"--latent-noise {self.latent_noise} must be a finite number >= 0")
+        if not 0 <= self.word_dropout < 1:
+            raise InputError(f"--word-dropout {self.word_dropout} must be in [0, 1) (0: the decoder "
+                             "reads every token; 0.3 replaces three in ten by pad)")
 
     def resolve(self, encoder_hidden: int) -> AutoencoderConfig:
         """A copy with the defaults that depend on the parts filled in: mean pooling for a
@@ -215,11 +220,13 @@ class LatentAutoencoder(
         return self.prefix(latents.to(self.prefix[0].weight.dtype))
 
     def decoder_loss(
-        self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
+        self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+        inputs: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced cross-entropy of `ids` (B, T: bos ... eos pad) given latents."""
+        """Teacher-forced cross-entropy of `ids` (B, T: bos ... eos pad) given latents;
+        `inputs` (B, T): the tokens the decoder reads instead of `ids` (word dropout)."""
         k = latents.shape[1]
-        embeds = self.decoder.get_input_embeddings()(ids)  # (B, T, W)
+        embeds = self.decoder.get_input_embeddings()(ids if inputs is None else inputs)  # (B, T, W)
         inputs = torch.cat([self._prefix_embeds(latents), embeds], dim=1)  # (B, k+T, W)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
         logits = self.decoder(inputs_embeds=inputs, attention_mask=full_mask).logits
@@ -254,7 +261,13 @@ class LatentAutoencoder(
         std = self.config.latent_noise if noise_std is None else noise_std
         if std > 0:
             z = z + std * torch.randn_like(z)
-        return self.decoder_loss(z, decoder_input_ids, decoder_attention_mask)
+        inputs = None
+        if self.training and self.config.word_dropout > 0:  # pad for some tokens: the latent must tell
+            rate = self.config.word_dropout
+            drop = torch.rand(decoder_input_ids.shape, device=decoder_input_ids.device) < rate
+            drop[:, 0] = False  # bos stays
+            inputs = decoder_input_ids.masked_fill(drop, self.decoder_tokenizer.pad_token_id)
+        return self.decoder_loss(z, decoder_input_ids, decoder_attention_mask, inputs)
 
     @property
     def max_new_tokens(self) -> int:

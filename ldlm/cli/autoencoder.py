@@ -11,7 +11,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import BudgetClock, Data, MaxMinutes, MixedPrecision, Seed, Split, TextColumn
 from ldlm.errors import InputError
-from ldlm.recipe import AE_STEPS, SIZES
+from ldlm.recipe import AE_LATENT_NOISE, AE_STEPS, AE_WORD_DROPOUT, SIZES
 
 
 def _holds_anything(out: Path) -> bool:
@@ -43,7 +43,10 @@ def train_autoencoder_cmd(
         help="Tokens per text, encoder and decoder (default: measured, the 99th percentile of the "
         "corpus's token lengths; the share of texts it cuts is reported either way).")] = None,
     latent_noise: Annotated[float, typer.Option(
-        help="Std of Gaussian noise on latents while training the decoder.")] = 0.1,
+        help="Std of Gaussian noise on latents while training the decoder.")] = AE_LATENT_NOISE,
+    word_dropout: Annotated[float, typer.Option(
+        help="Share of the decoder's input tokens replaced by pad while training, so that it "
+        "must read the latents (0: none).")] = AE_WORD_DROPOUT,
     max_steps: Annotated[int | None, typer.Option(
         help=f"Optimiser steps (default {AE_STEPS}, or what --max-minutes allows).")] = None,
     max_minutes: MaxMinutes = None,
@@ -86,7 +89,7 @@ def train_autoencoder_cmd(
     config = AutoencoderConfig(
         encoder_source=encoder, decoder_source=decoder, pooling=pooling, size=size,
         latent_tokens=latent_tokens, latent_dim=latent_dim, max_length=max_length,
-        latent_noise=latent_noise,
+        latent_noise=latent_noise, word_dropout=word_dropout,
     )
     args = AutoencoderTrainArgs(max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
                         batch_size=batch_size, learning_rate=learning_rate,

@@ -10,16 +10,19 @@ import typer
 
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
+from ldlm.recipe import QUICKSTART_AE_STEPS, QUICKSTART_DIFFUSION_STEPS, QUICKSTART_SAMPLES
 
 
 @command("quickstart")
 def quickstart_cmd(
     out: Annotated[Path, typer.Option(help="Folder for every stage's artefact.")] = Path(
         "ldlm-quickstart"),
-    autoencoder_steps: Annotated[int, typer.Option(min=1, help="Autoencoder training steps.")] = 800,
-    diffusion_steps: Annotated[int, typer.Option(min=1, help="Denoiser training steps.")] = 2500,
-    num_samples: Annotated[int, typer.Option(min=2, max=500,
-                                             help="Texts to generate and score.")] = 500,
+    autoencoder_steps: Annotated[int, typer.Option(
+        min=1, help="Autoencoder training steps.")] = QUICKSTART_AE_STEPS,
+    diffusion_steps: Annotated[int, typer.Option(
+        min=1, help="Denoiser training steps.")] = QUICKSTART_DIFFUSION_STEPS,
+    num_samples: Annotated[int, typer.Option(
+        min=2, max=500, help="Texts to generate and score.")] = QUICKSTART_SAMPLES,
     show: Annotated[int, typer.Option(min=0, help="Generated texts to print.")] = 10,
 ) -> None:
     """Run the whole pipeline on the built-in corpus (5,000 E2E restaurant descriptions, CC
