@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -183,19 +182,9 @@ class ConditionSpec:
 
 def read_condition_file(path) -> list[str]:
     """Conditions, one per line (blank lines skipped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--condition-file {str(path)!r} does not exist; give a file with one "
-                         "condition per line")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"--condition-file {str(path)!r} is not UTF-8 text (byte {exc.start}); save it "
-                         "as UTF-8, one condition per line") from exc
-    values = [line.strip() for line in lines if line.strip()]
-    if not values:
-        raise InputError(f"--condition-file {str(path)!r} holds no condition; put one per line")
-    return values
+    from ldlm.data import read_lines
+
+    return read_lines(path, "--condition-file", "condition")
 
 
 def encode_conditions(spec: ConditionSpec | None, values: list[str], run_name: str) -> np.ndarray:

@@ -226,3 +226,21 @@ def load_texts(
         conditions=kept_conds,
         source_index=RowIndex(index),
     )
+
+
+def read_lines(path: str | Path, option: str, what: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file given to `option` (e.g. --init-file), stripped;
+    a one-line InputError when it is missing, not UTF-8 or holds none."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option} {str(path)!r} does not exist or is not a file; give a text file "
+                         f"with one {what} per line")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{option} {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as "
+                         f"UTF-8, one {what} per line") from exc
+    values = [line.strip() for line in lines if line.strip()]
+    if not values:
+        raise InputError(f"{option} {str(path)!r} holds no {what}; put one per line")
+    return values

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ldlm.autoencoder import LatentAutoencoder, autoencoder_location, load_autoencoder
+from ldlm.data import read_lines
 from ldlm.decode import DecodeArgs, LatentSource, decode_latents
 from ldlm.diffusion import strength_start
 from ldlm.distributed import pick_device
@@ -63,19 +64,7 @@ class Interpolation:
 
 def read_init_file(path: str | Path) -> list[str]:
     """--init-file: one text per line (UTF-8); blank lines are skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--init-file {str(path)!r} does not exist or is not a file; give a text file "
-                         "with one text per line")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise InputError(f"--init-file {str(path)!r} is not UTF-8 text; give a text file with one "
-                         "text per line") from exc
-    texts = [line.strip() for line in lines if line.strip()]
-    if not texts:
-        raise InputError(f"--init-file {str(path)!r} holds no text; give one text per line")
-    return texts
+    return read_lines(path, "--init-file", "text")
 
 
 # ----- variations -----------------------------------------------------------------------
