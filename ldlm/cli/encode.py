@@ -65,7 +65,7 @@ def encode_cmd(
     if result.skipped:
         reporter.log(f"skipped {result.skipped} rows that are empty or not text")
     if result.truncated:
-        reporter.log(f"[yellow]warning:[/yellow] {result.truncated} rows were longer than the "
+        reporter.log(f"warning: {result.truncated} rows were longer than the "
                      "autoencoder's max length and were truncated")
     k, d = result.store.latent_shape
     note = "already complete" if result.encoded == 0 else f"encoded {result.encoded} rows"
