@@ -28,6 +28,7 @@ from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import (
+    QUICKSTART_AE_LR,
     QUICKSTART_AE_STEPS,
     QUICKSTART_DIFFUSION_STEPS,
     QUICKSTART_SAMPLES,
@@ -66,7 +67,7 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
     resume = "latest" if any(out.glob("checkpoint-*")) else None  # an interrupted run
     model, _ = train_autoencoder(
         rows, out, AutoencoderConfig(size=s.size),
-        AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=2e-3,
+        AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=QUICKSTART_AE_LR,
                      eval_rows=200, seed=s.seed, checkpointing_steps=250,
                      checkpoints_total_limit=1, resume=resume),
         reporter=reporter,
