@@ -292,6 +292,13 @@ def ar_model(target: int, tok):
     return GPT2LMHeadModel(cfg)
 
 
+def ar_sequences(tok, texts: list[str], prefix: list[list[int]], n_positions: int) -> list[list[int]]:
+    """`bos, *prefix, *text, eos` token ids, the text cut so that each fits n_positions (a
+    topic token takes one position from the text)."""
+    return [[tok.bos_token_id, *p, *tok(t, add_special_tokens=False)["input_ids"][:n_positions - 2 - len(p)],
+             tok.eos_token_id] for p, t in zip(prefix, texts, strict=True)]
+
+
 def train_ar(a, paths: dict[str, Path], work: Path) -> None:
     """GPT-2 on the same texts for the same CPU time."""
     from ldlm.autoencoder.tokenizer import pad_rows, train_tokenizer
@@ -310,8 +317,7 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
         tok.add_special_tokens({"additional_special_tokens": [f"<{t}>" for t in TOPICS]})
         prefix = [[tok.convert_tokens_to_ids(f"<{t}>")] for t in topics(paths["train_csv"])]
     model = ar_model(params["trained"], tok)
-    ids = [[tok.bos_token_id, *p, *tok(t, add_special_tokens=False)["input_ids"][:254], tok.eos_token_id]
-           for p, t in zip(prefix, texts, strict=True)]
+    ids = ar_sequences(tok, texts, prefix, model.config.n_positions)
     batches = length_grouped_batches([len(x) for x in ids], 64, random.Random(0))
     torch.manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)

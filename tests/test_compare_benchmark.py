@@ -55,3 +55,17 @@ def test_scored_rows_never_train(compare, tmp_path):
     assert len(ag_test["train"]) == 95 and set(ag_test["human"]).isdisjoint(ag_test["train"])
     assert ag_dev["refs"] == [f"Title {i}. Text's {i}" for i in range(10, 100, 20)]
     assert set(ag_dev["refs"]).isdisjoint(ag_dev["train"]) and len(ag_dev["train"]) == 90
+
+
+def test_ar_sequences_fit_the_positions_with_a_topic_token(compare):
+    from ldlm.autoencoder.tokenizer import train_tokenizer
+
+    texts = ["word " * 400, "short text"]  # the first is longer than any position table
+    tok = train_tokenizer(texts, 300)
+    topic = tok.convert_tokens_to_ids(tok.eos_token)  # any id stands for a topic token here
+    for prefix in ([[]] * 2, [[topic]] * 2):
+        ids = compare.ar_sequences(tok, texts, prefix, 32)
+        assert max(len(x) for x in ids) == 32  # the long text cut to fit, topic token or not
+        assert all(x[0] == tok.bos_token_id and x[-1] == tok.eos_token_id for x in ids)
+        assert all(x[1:1 + len(p)] == p for x, p in zip(ids, prefix, strict=True))
+        assert len(ids[1]) < 32  # a short text is not padded or cut
