@@ -5,7 +5,7 @@ that FD as a ratio to the one of the first sampler listed (DDPM with 1000 steps 
 the source designs' sampler).
 
     python benchmarks/samplers.py RUN_DIR REF_STORE
-        [--samplers ddpm:1000,ddim:50,dpm-solver:20,dpm-solver:10] [--num-samples 500]
+        [--samplers ddpm:1000,ddim:50,dpm-solver:20,dpm-solver:10,unipc:20] [--num-samples 500]
         [--ref-rows 2000] [--batch-size B] [--device cpu|cuda] [--seed 42]
 
 The run is loaded once; the timings cover `iter_samples` (noise, the sampler loop, undoing
@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("run_dir")
     p.add_argument("ref_store")
     p.add_argument("--samplers", type=parse_samplers,
-                   default=parse_samplers("ddpm:1000,ddim:50,dpm-solver:20,dpm-solver:10"),
+                   default=parse_samplers("ddpm:1000,ddim:50,dpm-solver:20,dpm-solver:10,unipc:20"),
                    help="SAMPLER:STEPS,...; FD ratios are to the first")
     p.add_argument("--num-samples", type=int, default=500)
     p.add_argument("--ref-rows", type=int, default=2000, help="reference store rows (the first)")
