@@ -6,6 +6,8 @@ benchmarks on its artefacts, about 15 minutes on 2 CPU cores; `nox -s bench -- f
 E2E-scale ones (hours on a CPU; see benchmarks/README.md for each one's command and figures).
 """
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint"]
@@ -16,11 +18,24 @@ nox.options.reuse_existing_virtualenvs = True
 TORCH = "torch==2.13.0"
 
 
+def _cores() -> int:
+    """The cores this process may use (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
+    """The suite on one pytest-xdist worker per core (at most 8; each computes on one thread,
+    see tests/conftest.py), the 25 slowest tests listed at the end. More arguments go to
+    pytest: `nox -s tests -- -n 0 -k decode` runs a few tests in one process."""
     session.install(TORCH)
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
+    workers = str(min(8, _cores()))
+    session.run("pytest", "-n", workers, "--dist", "worksteal", "--durations", "25", *session.posargs,
+                env={"HF_HUB_OFFLINE": "1"})
 
 
 @nox.session

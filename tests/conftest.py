@@ -4,9 +4,27 @@ a tiny store. Everything is built here; nothing is downloaded."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# offline before any test module imports huggingface_hub (it reads these once, at import), so a
+# plain `pytest` never waits on a hub it cannot reach
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`nox -s tests` runs one worker per core), each worker and the
+    processes it starts compute on one thread: two workers with a pool of threads each would
+    fight over the same cores, and one thread gives the same float results on any core count."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 CORPUS = [
     "the cat sat on the mat",
