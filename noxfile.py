@@ -70,8 +70,10 @@ def bench(session: nox.Session) -> None:
 def compare(session: nox.Session) -> None:
     """ldlm with its defaults against a GPT-2 of the same size and CPU budget on one corpus:
     `nox -s compare -- e2e` or `-- ag_news` (more arguments go to benchmarks/ar_comparison.py,
-    e.g. `-- ag_news --budget 7200`). The two train side by side, one thread each, then both
-    are sampled and scored; about half an hour of wall time per 1,800 CPU-seconds."""
+    e.g. `-- ag_news --budget 7200`, `-- e2e --split dev`). The two train side by side, one
+    thread each (about half an hour of wall time per 1,800 CPU-seconds), then every system is
+    drawn at 5 sampling seeds and scored in one process (about 16 more minutes at N = 1,000);
+    the JSON lands in benchmarks/results/."""
     session.install(TORCH)
     session.install("-e", ".")
     corpus, *extra = session.posargs or ["e2e"]

@@ -1,8 +1,9 @@
 """ldlm against an autoregressive GPT-2 of the same size and CPU budget, on one corpus.
 
     python benchmarks/ar_comparison.py --corpus e2e|ag_news [--budget 1800] [--split test|dev]
-        [--workdir .bench/compare-e2e-1800] [--system all|ldlm|ar] [--num-samples 1000]
-        [--seeds 3] [--autoencoder AE_DIR] [--ldlm JSON]
+        [--workdir .bench/compare-e2e-test-1800] [--system all|ldlm|ar] [--num-samples 1000]
+        [--sampling-seeds 5] [--seeds 3] [--autoencoder AE_DIR] [--ldlm JSON]
+        [--ar-workdir DIR | --no-ar] [--gpt2-top-p 0.9] [--results FILE]
     nox -s compare -- e2e          (the same, both systems side by side, then scored)
 
 The corpora (`prepare`, written once into WORKDIR/data):
@@ -32,11 +33,39 @@ The systems, each given `--budget` CPU-seconds (time.process_time, one torch thr
   length-grouped batches (the same saving ldlm's autoencoder gets), for the same CPU time.
   Sampled with temperature 1 and with top-p 0.9.
 
-Scored by `ldlm.evaluate.evaluate_texts` (MAUVE on all-MiniLM-L6-v2 features over
-`--seeds` draws, Div, Mem, copy rate, words per text) beside the human row; ms per sample is
-the wall time of generation / N on one thread. Beside ldlm: the control (its decoder fed
-random latents with the store's per-dimension mean and std) and the autoencoder's
-reconstruction of held-out texts. Every stage is skipped when its artefact exists.
+Sampling seeds: each system draws N texts at each of `--sampling-seeds` seeds (--sample-seed,
++1, ...: different latents, noise and decoding for ldlm, different torch seeds for the GPT-2,
+different random latents for the control), from the models trained once. Each set is scored
+by `ldlm.evaluate.evaluate_texts` (MAUVE on all-MiniLM-L6-v2 features, Div, Mem, copy rate,
+words per text) over `--seeds` MAUVE draws of its own (the yardstick subset and the k-means
+seed; draws 100 * seed + 0, 1, ...: new for each sampling seed, the same for every system at
+that seed). The human row at a seed is ldlm's evaluation's reference row: N held-out human
+texts drawn with that seed's draws, disjoint from its yardstick (on the AG News test split, the
+1,000 held-out train rows, all of them each time). MAUVE is reported as the mean ± std over
+the sampling seeds of each seed's mean over its draws: the ± is how much a system's score moves
+with the texts it happens to write. ms per sample is the wall time of generation / N on one
+thread. Beside ldlm: the control (its decoder fed random latents with the store's
+per-dimension mean and std) and the autoencoder's reconstruction of held-out texts.
+
+Dev ablations: `--split dev` with no `--ldlm` is the dev headline (ldlm at its defaults and a
+GPT-2 trained on the dev split's training rows, same budget); an ablation (`--split dev
+--ldlm '{...}' --workdir .bench/abl-NAME --ar-workdir .bench/compare-e2e-dev-1800`) reuses that
+GPT-2, its samples and its scores, so each lever is read against the same dev GPT-2 row at the
+headline's N, seeds and MAUVE buckets (a tenth of N) without training it again.
+
+Written: WORKDIR/table.md (markdown), WORKDIR/scores.json (every evaluation, ten samples of
+each system at the first seed), WORKDIR/compare.json and, for a run with no --ldlm and no
+--autoencoder, benchmarks/results/compare-CORPUS[-dev]-BUDGET.json (or --results):
+    {"corpus", "budget_cpu_s", "split", "n", "systems": {"ldlm" | "control" | "gpt2" |
+     ["gpt2_top_p"] | "human": {"mauve": [one per sampling seed], "div", "mem", "copy",
+     "reconstruction_bleu", "ms_per_sample", "params", "cpu_s"}}}
+(div, mem, copy and ms_per_sample: means over the sampling seeds; null where not meaningful:
+the control's params and cpu_s are the autoencoder's, which it runs alone.)
+
+Resuming: every stage is skipped when its artefact exists: the trained systems (WORKDIR/
+ldlm_budget.json, WORKDIR/ar), each system's texts at each sampling seed (WORKDIR/samples/
+KEY-nN-seedS.json) and their scores (WORKDIR/scores/, kept while N, the draws and the texts
+are the same), so an interrupted comparison continues where it stopped.
 """
 
 from __future__ import annotations
@@ -103,7 +132,7 @@ def corpus_texts(corpus: str, split: str, data: Path = DATA) -> dict[str, list[s
     raise ValueError(f"Unknown corpus {corpus!r}; choose e2e or ag_news")
 
 
-def prepare(corpus: str, split: str, work: Path) -> dict[str, Path]:
+def prepare(corpus: str, split: str, work: Path, data: Path = DATA) -> dict[str, Path]:
     """Write the corpus files once: train.txt, refs.txt (and human.txt), one text a line, and
     for a labelled corpus train.csv, refs.csv (and human.csv) with columns text and topic."""
     folder = work / "data"
@@ -111,7 +140,7 @@ def prepare(corpus: str, split: str, work: Path) -> dict[str, Path]:
     paths = {f"{key}{ext}": folder / f"{key}{ext}" for key in ("train", "refs", "human")
              for ext in (".txt", ".csv")}
     if not paths["train.txt"].exists():
-        texts = corpus_texts(corpus, split)
+        texts = corpus_texts(corpus, split, data)
         for key in ("human", "refs", "train"):  # train.txt last: it marks the folder whole
             if texts[key] is None:
                 continue
@@ -239,10 +268,11 @@ def ldlm_parameters(a, work: Path, paths: dict[str, Path]) -> dict:
             "encoder_source": ae.config.encoder_source}
 
 
-def generate_ldlm(a, work: Path, control: bool = False, guidance: float | None = None) -> dict:
-    """`ldlm sample RUN --num-samples N | ldlm decode` at the defaults (or the --ldlm
-    overrides); `control`: the decoder fed random latents of the store's statistics instead;
-    `guidance`: N / 4 samples of each topic, `--condition TOPIC --guidance-scale guidance`."""
+def generate_ldlm(a, work: Path, seed: int, control: bool = False, guidance: float | None = None) -> dict:
+    """`ldlm sample RUN --num-samples N --seed SEED | ldlm decode --seed SEED` at the defaults
+    (or the --ldlm overrides), from the trained models in `work`; `control`: the decoder fed
+    random latents of the store's statistics instead; `guidance`: N / 4 samples of each topic,
+    `--condition TOPIC --guidance-scale guidance`."""
     from ldlm.autoencoder import load_autoencoder
     from ldlm.decode import DecodeArgs, decode_latents
     from ldlm.latent_file import LatentSource
@@ -257,19 +287,19 @@ def generate_ldlm(a, work: Path, control: bool = False, guidance: float | None =
 
         per = a.num_samples // len(TOPICS)
         latents, _ = sample_latents(work / "ldlm" / "run", SamplingArgs(**{
-            "num_samples": per, "seed": a.sample_seed, **a.ldlm.get("sample", {})}),
+            "num_samples": per, "seed": seed, **a.ldlm.get("sample", {})}),
             conditions=Conditions(TOPICS, guidance), device="cpu")
         wanted = [t for t in TOPICS for _ in range(per)]
     elif control:
         mean, std = LatentStore.open(str(work / "ldlm" / "train.zarr")).stats()
-        gen = np.random.default_rng(a.sample_seed)
+        gen = np.random.default_rng(seed)
         latents = (gen.standard_normal((a.num_samples, *mean.shape)) * std + mean).astype(np.float32)
     else:
         latents, _ = sample_latents(work / "ldlm" / "run", SamplingArgs(**{
-            "num_samples": a.num_samples, "seed": a.sample_seed, **a.ldlm.get("sample", {})}), device="cpu")
+            "num_samples": a.num_samples, "seed": seed, **a.ldlm.get("sample", {})}), device="cpu")
     source = LatentSource("samples", ae.fingerprint, ae.latent_shape, None, iter([(latents, None)]),
                           len(latents))
-    args = DecodeArgs(**{"seed": a.sample_seed, **a.ldlm.get("decode", {})})
+    args = DecodeArgs(**{"seed": seed, **a.ldlm.get("decode", {})})
     texts = [r["text"].replace("\n", " ") for r in decode_latents(source, ae, args)]
     return {"texts": texts, "seconds": time.perf_counter() - start, "topics": wanted}
 
@@ -336,14 +366,16 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
 
     model.train()
     losses, steps, mark = [], 0, None
-    while time.process_time() - start < a.budget:
+    cap = a.ar_max_steps or 10**9  # smoke runs and tests: a step cap besides the budget
+    while time.process_time() - start < a.budget and steps < cap:
         losses.append(step())
         steps += 1
         if steps == 5:
             mark = (steps, time.process_time())
         elif mark and steps % 10 == 0:  # plan the cosine to end with the budget, as ldlm's loop does
             pace = (time.process_time() - mark[1]) / (steps - mark[0])
-            schedule.replan(steps, steps + max(0, int((a.budget - (time.process_time() - start)) / pace)))
+            fits = steps + max(0, int((a.budget - (time.process_time() - start)) / pace))
+            schedule.replan(steps, min(cap, fits))
         if steps % 200 == 0:
             print(f"ar step {steps} loss {np.mean(losses[-200:]):.3f}", flush=True)
     budget = {"cpu_s": round(time.process_time() - start, 1), "wall_s": round(time.perf_counter() - wall, 1),
@@ -354,12 +386,13 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
     (work / "ar_budget.json").write_text(json.dumps(budget, indent=2))
 
 
-def generate_ar(a, work: Path, top_p: float) -> dict:
+def generate_ar(a, work: Path, seed: int, top_p: float) -> dict:
+    """N texts from the trained GPT-2 in `work` (temperature 1, top-p `top_p`), torch seed `seed`."""
     from transformers import AutoTokenizer, GPT2LMHeadModel
 
     model = GPT2LMHeadModel.from_pretrained(work / "ar").eval()
     tok = AutoTokenizer.from_pretrained(work / "ar")
-    torch.manual_seed(a.sample_seed)
+    torch.manual_seed(seed)
     limit = max(len(tok(t)["input_ids"]) for t in lines(work / "data" / "refs.txt")[:2000]) + 8
     wanted = [t for t in TOPICS for _ in range(a.num_samples // len(TOPICS))] if a.conditional else None
     prompts = [[tok.bos_token_id] + ([tok.convert_tokens_to_ids(f"<{t}>")] if wanted else [])
@@ -375,55 +408,205 @@ def generate_ar(a, work: Path, top_p: float) -> dict:
     return {"texts": texts, "seconds": time.perf_counter() - start, "topics": wanted}
 
 
-# ----- scoring ------------------------------------------------------------------------------
-def score(a, work: Path, paths: dict[str, Path], samples: dict) -> str:
-    """One table: each system beside the human row, mean ± std over the seeds."""
+# ----- sampling seeds, caches and scoring ----------------------------------------------------
+NAMES = {"ldlm": "ldlm (defaults)", "control": "ldlm control (random latents)",
+         "gpt2": "GPT-2 (temperature 1)", "gpt2_top_p": "GPT-2 (top-p {p:g})", "human": "human"}
+
+
+def sampling_seeds(a) -> list[int]:
+    """The sampling seeds: --sample-seed, and the next --sampling-seeds - 1 integers."""
+    return [a.sample_seed + i for i in range(a.sampling_seeds)]
+
+
+def mauve_draws(a, seed: int) -> list[int]:
+    """MAUVE's own draws for the texts of one sampling seed (the yardstick subset, the human
+    row's texts, the k-means seed): new for each sampling seed, the same for every system."""
+    return [100 * seed + j for j in range(a.seeds)]
+
+
+def write_json(path: Path, obj) -> None:
+    """Write JSON atomically (a killed run leaves the old file or none, never half of one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def drawn(folder: Path, key: str, seed: int, n: int, generate) -> dict:
+    """One system's N texts at one sampling seed: `generate(seed)` once, then read from
+    folder/samples (so an interrupted comparison resumes where it stopped)."""
+    path = folder / "samples" / f"{key}-n{n}-seed{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    out = {**generate(seed), "seed": seed}
+    write_json(path, out)
+    return out
+
+
+def scored(folder: Path, key: str, seed: int, texts: list[str], a, pools: dict, reference_row: bool):
+    """`evaluate_texts` of one system's texts at one sampling seed over that seed's MAUVE draws,
+    cached in folder/scores beside what it was computed from."""
+    import hashlib
+
+    from ldlm.evaluate import Evaluation, evaluate_texts
+
+    stamp = {"n": a.num_samples, "draws": mauve_draws(a, seed), "reference_row": reference_row,
+             "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
+    path = folder / "scores" / f"{key}-n{a.num_samples}-seed{seed}.json"
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved["stamp"] == stamp:
+            return Evaluation.from_dict(saved["evaluation"])
+    ev = evaluate_texts(texts, references=pools["refs"], train_texts=pools["train"],
+                        human_texts=pools["human"], num_samples=a.num_samples, seeds=stamp["draws"],
+                        reference_row=reference_row, feature_cache=pools["features"])
+    write_json(path, {"stamp": stamp, "evaluation": ev.as_dict()})
+    return ev
+
+
+def unconditional_systems(a, work: Path, ar_work: Path) -> dict:
+    """key -> (the folder its samples and scores live in, generate(seed)); the human row is
+    ldlm's evaluation's reference row, so it has no entry here."""
+    systems = {"ldlm": (work, lambda seed: generate_ldlm(a, work, seed)),
+               "control": (work, lambda seed: generate_ldlm(a, work, seed, control=True))}
+    if not a.no_ar:
+        systems["gpt2"] = (ar_work, lambda seed: generate_ar(a, ar_work, seed, 1.0))
+        if a.gpt2_top_p is not None:
+            systems["gpt2_top_p"] = (ar_work, lambda seed: generate_ar(a, ar_work, seed, a.gpt2_top_p))
+    return systems
+
+
+def cache_key(a, key: str) -> str:
+    return f"gpt2-top-p{a.gpt2_top_p:g}" if key == "gpt2_top_p" else key
+
+
+def system_facts(a, work: Path, ar_work: Path, paths: dict[str, Path]) -> dict:
+    """reconstruction_bleu, params and cpu_s of each system (None where not meaningful): the
+    control is the autoencoder alone (what it trained on, and the encode that gave its
+    statistics); the human row costs nothing."""
     from ldlm.autoencoder import load_autoencoder
-    from ldlm.evaluate import LABELS, evaluate_texts
 
-    train, refs = lines(paths["train"]), lines(paths["refs"])
-    human = lines(paths["human"]) if "human" in paths else None
-    results = {}
-    for name, s in samples.items():
-        results[name] = evaluate_texts(s["texts"], references=refs, train_texts=train, human_texts=human,
-                                       num_samples=a.num_samples, seeds=a.seeds)
-        print(name, results[name], flush=True)
-    names = list(results)
-    first = results[names[0]]
-    head = ["metric", *names, "human"]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ae_dir = ldlm_autoencoder_dir(a, work)
+    bleu, params = None, {}
+    if (ae_dir / "config.json").exists():
+        rec = load_autoencoder(ae_dir).config.extra.get("reconstruction") or {}
+        bleu = rec.get("bleu")
+        params = ldlm_parameters(a, work, paths)
+    spent = Spent(work / "ldlm_budget.json")
+    ar = json.loads((ar_work / "ar_budget.json").read_text()) if (ar_work / "ar_budget.json").exists() else {}
+    ae_cpu = sum(spent.stages[k]["cpu_s"] for k in ("autoencoder", "encode") if k in spent.stages)
+    trained = params.get("trained")
+    return {
+        "ldlm": {"reconstruction_bleu": bleu, "params": trained,
+                 "cpu_s": spent.cpu if spent.stages else None},
+        "control": {"reconstruction_bleu": None,
+                    "params": None if trained is None else trained - params["denoiser"],
+                    "cpu_s": ae_cpu or None},
+        "gpt2": {"reconstruction_bleu": None, "params": ar.get("params"), "cpu_s": ar.get("cpu_s")},
+        "gpt2_top_p": {"reconstruction_bleu": None, "params": ar.get("params"), "cpu_s": ar.get("cpu_s")},
+        "human": {"reconstruction_bleu": None, "params": None, "cpu_s": None},
+    }
 
-    def cell(ev, row, key):
-        m = ev.summary(row, key)
-        return "-" if m is None else f"{m[0]:.{1 if key == 'words' else 3}f}" + (
-            f" ± {m[1]:.{1 if key == 'words' else 3}f}" if len(ev.seeds) > 1 and key == "mauve" else "")
 
-    for key, label in LABELS.items():
-        if first.summary("model", key) is None:
-            continue
-        rows.append(f"| {label} | " + " | ".join(cell(results[n], "model", key) for n in names)
-                    + f" | {cell(first, 'reference', key)} |")
+def results(a, evals: dict, samples: dict, facts: dict) -> dict:
+    """The comparison as JSON: per system one MAUVE per sampling seed (each the mean over that
+    seed's MAUVE draws), and Div, Mem, copy rate and ms per sample as means over the seeds."""
+    systems = {}
+    for key, per_seed in evals.items():
+        row = "reference" if key == "human" else "model"
+
+        def mean(metric, row=row, per_seed=per_seed):
+            values = [ev.summary(row, metric)[0] for ev in per_seed if ev.summary(row, metric) is not None]
+            return float(np.mean(values)) if values else None
+
+        ms = [1000 * s["seconds"] / len(s["texts"]) for s in samples.get(key, [])]
+        systems[key] = {"mauve": [ev.summary(row, "mauve")[0] if ev.summary(row, "mauve") else None
+                                  for ev in per_seed],
+                        "div": mean("diversity"), "mem": mean("mem_4gram"), "copy": mean("copy_rate"),
+                        "reconstruction_bleu": facts[key]["reconstruction_bleu"],
+                        "ms_per_sample": float(np.mean(ms)) if ms else None,
+                        "params": facts[key]["params"], "cpu_s": facts[key]["cpu_s"]}
+    return {"corpus": a.corpus, "budget_cpu_s": a.budget, "split": a.split, "n": a.num_samples,
+            "systems": systems}
+
+
+def results_path(a, work: Path) -> Path | None:
+    """Where the JSON goes besides WORKDIR/compare.json: --results, or for a headline run (no
+    --ldlm override, no reused autoencoder) benchmarks/results/compare-CORPUS[-dev]-BUDGET.json."""
+    if a.results is not None:
+        return a.results
+    if a.ldlm or a.autoencoder is not None:
+        return None
+    split = "" if a.split == "test" else f"-{a.split}"
+    return ROOT / "benchmarks" / "results" / f"compare-{a.corpus}{split}-{a.budget:g}.json"
+
+
+def table(a, evals: dict, samples: dict, out: dict) -> str:
+    """Markdown: MAUVE as mean ± std over the sampling seeds, the other metrics as means."""
+    from ldlm.evaluate import LABELS
+
+    keys = list(evals)
+    names = [NAMES[k].format(p=a.gpt2_top_p or 0) for k in keys]
+    rows = ["| metric | " + " | ".join(names) + " |", "|" + "---|" * (len(keys) + 1)]
+    seeds = len(sampling_seeds(a))
+    for metric, label in LABELS.items():
+        cells = []
+        for k in keys:
+            row = "reference" if k == "human" else "model"
+            values = [ev.summary(row, metric)[0] for ev in evals[k] if ev.summary(row, metric) is not None]
+            if not values:
+                cells.append("-")
+            elif metric == "mauve":
+                std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                cells.append(f"{np.mean(values):.3f} ± {std:.3f}")
+            else:
+                cells.append(f"{np.mean(values):.{1 if metric == 'words' else 3}f}")
+        if any(c != "-" for c in cells):
+            rows.append(f"| {label} | " + " | ".join(cells) + " |")
     rows.append("| generation ms / sample | " + " | ".join(
-        f"{1000 * samples[n]['seconds'] / len(samples[n]['texts']):.1f}" for n in names) + " | - |")
-    ae = load_autoencoder(ldlm_autoencoder_dir(a, work))
-    rec = ae.config.extra.get("reconstruction") or {}
-    ldlm_spent = Spent(work / "ldlm_budget.json")
-    ar = json.loads((work / "ar_budget.json").read_text()) if (work / "ar_budget.json").exists() else {}
-    notes = [f"ldlm autoencoder: held-out reconstruction BLEU {rec.get('bleu', float('nan')):.1f}, "
-             f"exact match {rec.get('exact_match', float('nan')):.3f} ({rec.get('rows')} texts); "
-             f"latents {ae.latent_shape[0]} x {ae.latent_shape[1]}, max length {ae.config.max_length}",
-             f"ldlm CPU-s: {json.dumps(ldlm_spent.stages)} = {ldlm_spent.cpu:.0f}",
-             f"GPT-2: {json.dumps({k: v for k, v in ar.items() if k != 'ldlm_params'})}",
-             f"parameters: {json.dumps(ar.get('ldlm_params'))}"]
-    table = "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
-    (work / "table.md").write_text(table)
-    (work / "scores.json").write_text(json.dumps(
-        {"results": {n: results[n].as_dict() for n in names}, "ldlm_budget": ldlm_spent.stages,
-         "ar_budget": ar, "reconstruction": rec,
-         "samples": {n: samples[n]["texts"][:SHOWN] for n in names},
-         "ms_per_sample": {n: 1000 * samples[n]["seconds"] / len(samples[n]["texts"]) for n in names}},
-        indent=1, ensure_ascii=False))
-    return table
+        "-" if out["systems"][k]["ms_per_sample"] is None else f"{out['systems'][k]['ms_per_sample']:.1f}"
+        for k in keys) + " |")
+    notes = [f"N = {a.num_samples} texts per system and sampling seed; {seeds} sampling seeds "
+             f"({', '.join(map(str, sampling_seeds(a)))}); MAUVE: mean ± std over the sampling seeds of "
+             f"each seed's mean over {a.seeds} MAUVE draws (yardstick subset and k-means seed)",
+             *(f"{k}: MAUVE per sampling seed " + ", ".join(
+                 "-" if m is None else f"{m:.3f}" for m in out["systems"][k]["mauve"]) for k in keys),
+             *(f"{k}: " + json.dumps({f: v for f, v in out["systems"][k].items()
+                                      if f in ("reconstruction_bleu", "params", "cpu_s")}) for k in keys)]
+    return "\n".join(rows) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+
+
+def compare(a, work: Path, ar_work: Path, paths: dict[str, Path], systems: dict | None = None) -> dict:
+    """Draw every system's texts at each sampling seed (cached), score them (cached), write
+    WORKDIR/table.md, WORKDIR/scores.json, WORKDIR/compare.json and the results file; return
+    the JSON. `systems`: key -> (folder, generate(seed)), default `unconditional_systems`."""
+    pools = {"train": lines(paths["train"]), "refs": lines(paths["refs"]),
+             "human": lines(paths["human"]) if "human" in paths else None, "features": {}}
+    systems = systems or unconditional_systems(a, work, ar_work)
+    evals = {k: [] for k in systems} | {"human": []}
+    samples = {k: [] for k in systems}
+    for seed in sampling_seeds(a):
+        for key, (folder, generate) in systems.items():
+            s = drawn(folder, cache_key(a, key), seed, a.num_samples, generate)
+            ev = scored(folder, cache_key(a, key), seed, s["texts"], a, pools, reference_row=key == "ldlm")
+            samples[key].append(s)
+            evals[key].append(ev)
+            if key == "ldlm":  # its reference row: held-out human texts drawn with this seed's draws
+                evals["human"].append(ev)
+            print(f"seed {seed} {key}: {ev}", flush=True)
+    out = results(a, evals, samples, system_facts(a, work, ar_work, paths))
+    text = table(a, evals, samples, out)
+    (work / "table.md").write_text(text)
+    write_json(work / "scores.json", {
+        "results": {k: [ev.as_dict() for ev in per_seed] for k, per_seed in evals.items()},
+        "sampling_seeds": sampling_seeds(a), "ldlm_budget": Spent(work / "ldlm_budget.json").stages,
+        "samples": {k: {"seed": s[0]["seed"], "texts": s[0]["texts"][:SHOWN]} for k, s in samples.items()}})
+    write_json(work / "compare.json", out)
+    target = results_path(a, work)
+    if target is not None:
+        write_json(target, out)
+    print(text, flush=True)
+    return out
 
 
 def score_by_topic(a, work: Path, paths: dict[str, Path], samples: dict) -> str:
@@ -508,7 +691,7 @@ class Ticker:
         print(message, flush=True)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--corpus", choices=["e2e", "ag_news"], required=True)
     p.add_argument("--split", choices=["test", "dev"], default="test")
@@ -516,47 +699,82 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--system", choices=["all", "ldlm", "ar"], default="all",
                    help="train one system only (to run both side by side), or all and score")
-    p.add_argument("--num-samples", type=int, default=1000)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--sample-seed", type=int, default=1)
+    p.add_argument("--num-samples", type=int, default=1000, help="N: texts per system and sampling seed")
+    p.add_argument("--sampling-seeds", type=int, default=5,
+                   help="texts drawn per system with seeds --sample-seed, --sample-seed + 1, ...")
+    p.add_argument("--seeds", type=int, default=3, help="MAUVE's own draws per sampling seed")
+    p.add_argument("--sample-seed", type=int, default=1, help="the first sampling seed")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data", type=Path, default=DATA, help="the folder holding e2e/ and ag_news/")
     p.add_argument("--autoencoder", type=Path, default=None, help="reuse this autoencoder (fixed-AE runs)")
     p.add_argument("--ldlm", type=json.loads, default={}, help="option overrides (ablations)")
-    p.add_argument("--no-ar", action="store_true", help="score ldlm alone (dev ablations)")
+    p.add_argument("--no-ar", action="store_true", help="score ldlm alone (no GPT-2 row)")
+    p.add_argument("--ar-workdir", type=Path, default=None,
+                   help="take the GPT-2 row (model, samples, scores) from this WORKDIR of the same corpus, "
+                        "split and budget, trained there first: dev ablations read against one dev GPT-2")
+    p.add_argument("--ar-max-steps", type=int, default=None,
+                   help="stop the GPT-2 at this many steps even if budget is left (smoke runs, tests)")
+    p.add_argument("--gpt2-top-p", type=float, default=None,
+                   help="also draw the GPT-2 with this top-p (system gpt2_top_p)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="the JSON file (default: benchmarks/results/compare-CORPUS[-dev]-BUDGET.json for a "
+                        "run with no --ldlm and no --autoencoder; WORKDIR/compare.json always)")
     p.add_argument("--conditional", action="store_true",
                    help="class-conditional (ag_news): ldlm --conditional and a GPT-2 on '<topic> text', "
-                        "scored per topic, ldlm at each guidance scale of GUIDANCE")
-    a = p.parse_args()
+                        "scored per topic, ldlm at each guidance scale of GUIDANCE (first sampling seed "
+                        "only)")
+    return p
+
+
+def check_ar_workdir(a, ar_work: Path) -> None:
+    """--ar-workdir must hold a trained GPT-2 of the same corpus, split and budget."""
+    args = ar_work / "args.json"
+    if not (ar_work / "ar" / "config.json").exists() or not args.exists():
+        raise SystemExit(f"--ar-workdir {ar_work} holds no trained GPT-2; run the comparison there first "
+                         "(e.g. the dev headline: --split dev with no --ldlm)")
+    theirs = json.loads(args.read_text())
+    for key in ("corpus", "split", "budget", "conditional"):
+        if theirs.get(key) != getattr(a, key):
+            raise SystemExit(f"--ar-workdir {ar_work} was run with {key}={theirs.get(key)!r}, this run with "
+                             f"{getattr(a, key)!r}; its GPT-2 row is not this comparison's")
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    p = parser()
+    a = p.parse_args(argv)
     if a.conditional and a.corpus != "ag_news":
         p.error("--conditional needs a labelled corpus: --corpus ag_news")
+    if a.sampling_seeds < 1 or a.seeds < 1:
+        p.error("--sampling-seeds and --seeds must be at least 1")
+    if a.ar_workdir is not None and a.no_ar:
+        p.error("--ar-workdir names a GPT-2 row that --no-ar drops; give one of them")
     torch.set_num_threads(a.threads)
     kind = "-conditional" if a.conditional else ""
     work = a.workdir or ROOT / ".bench" / f"compare-{a.corpus}{kind}-{a.split}-{a.budget:g}"
     work.mkdir(parents=True, exist_ok=True)
+    ar_work = a.ar_workdir or work
+    if a.ar_workdir is not None:
+        check_ar_workdir(a, ar_work)
     (work / "args.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                 for k, v in vars(a).items()}, indent=1))
-    paths = prepare(a.corpus, a.split, work)
+    paths = prepare(a.corpus, a.split, work, a.data)
     if a.system in ("all", "ldlm"):
         train_ldlm(a, paths, work)
     if a.system in ("all", "ar") and not a.no_ar:
-        train_ar(a, paths, work)
+        train_ar(a, paths, ar_work)
     if a.system != "all":
-        return
-    samples_file = work / "samples.json"
-    samples = json.loads(samples_file.read_text()) if samples_file.exists() else {}
-    systems = [("ldlm", lambda: generate_ldlm(a, work)),
-               ("ldlm control (random latents)", lambda: generate_ldlm(a, work, control=True))]
-    if a.conditional:
-        systems = [(f"ldlm (guidance {w:g})", lambda w=w: generate_ldlm(a, work, guidance=w))
-                   for w in GUIDANCE]
+        return None
+    if not a.conditional:
+        return compare(a, work, ar_work, paths)
+    systems = [(f"ldlm-guidance-{w:g}", f"ldlm (guidance {w:g})",
+                lambda seed, w=w: generate_ldlm(a, work, seed, guidance=w)) for w in GUIDANCE]
     if not a.no_ar:
-        systems += [("GPT-2 (temperature 1)", lambda: generate_ar(a, work, 1.0)),
-                    ("GPT-2 (top-p 0.9)", lambda: generate_ar(a, work, 0.9))]
-    for name, fn in systems:
-        if name not in samples:
-            samples[name] = fn()
-            samples_file.write_text(json.dumps(samples, indent=1, ensure_ascii=False))
-    print(score_by_topic(a, work, paths, samples) if a.conditional else score(a, work, paths, samples))
+        systems += [("gpt2", "GPT-2 (temperature 1)", lambda seed: generate_ar(a, ar_work, seed, 1.0)),
+                    ("gpt2-top-p0.9", "GPT-2 (top-p 0.9)", lambda seed: generate_ar(a, ar_work, seed, 0.9))]
+    samples = {name: drawn(ar_work if key.startswith("gpt2") else work, key, a.sample_seed, a.num_samples, fn)
+               for key, name, fn in systems}
+    print(score_by_topic(a, work, paths, samples))
+    return None
 
 
 if __name__ == "__main__":

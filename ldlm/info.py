@@ -114,6 +114,8 @@ def _describe_run(p: Path) -> dict:
         fds = [x for x in lines if "frechet_distance" in x]
         if fds:
             facts["last_frechet_distance"] = fds[-1]["frechet_distance"]
+            if fds[-1].get("fd_floor") is not None:  # runs before the floor was logged lack it
+                facts["last_fd_floor"] = fds[-1]["fd_floor"]
     return facts
 
 

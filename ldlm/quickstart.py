@@ -10,6 +10,12 @@
 A stage whose artefact is already there and complete is not run again, so a rerun after an
 interruption continues, and the user can go on from any artefact with the normal commands
 (`ldlm sample OUT/run | ldlm decode`, `ldlm evaluate OUT/samples.txt ...`, `ldlm info`).
+
+The run has a time budget (`max_minutes`, on this process's CPU clock by default: 900
+CPU-seconds), shared by the two trainers (`stage_budgets`): each plans its steps to end within
+its share, up to its step cap, so a slow machine trains fewer steps instead of running longer;
+the result says how many steps each reached. The trainers' clocks travel in their
+checkpoints, so an interrupted run keeps its budget.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import (
     QUICKSTART_AE_LR,
+    QUICKSTART_AE_SHARE,
     QUICKSTART_AE_STEPS,
+    QUICKSTART_CPU_SECONDS,
+    QUICKSTART_DIFFUSION_SHARE,
     QUICKSTART_DIFFUSION_STEPS,
     QUICKSTART_SAMPLES,
     SAMPLER,
@@ -39,13 +48,29 @@ from ldlm.recipe import (
 
 @dataclass
 class QuickstartSettings:
-    """The budget of each stage (defaults: under 10 minutes on 2 CPU cores)."""
+    """The budget of the run and of each stage (defaults: 900 CPU-seconds, under 10 minutes
+    on 2 CPU cores)."""
 
     size: str = "small"  # autoencoder preset
-    autoencoder_steps: int = QUICKSTART_AE_STEPS  # train-autoencoder optimiser steps (batch 64)
-    diffusion_steps: int = QUICKSTART_DIFFUSION_STEPS  # train optimiser steps (batch 256)
+    autoencoder_steps: int = QUICKSTART_AE_STEPS  # train-autoencoder optimiser steps at most (batch 64)
+    diffusion_steps: int = QUICKSTART_DIFFUSION_STEPS  # train optimiser steps at most (batch 256)
     num_samples: int = QUICKSTART_SAMPLES  # texts generated and scored
     seed: int = 42
+    max_minutes: float = QUICKSTART_CPU_SECONDS / 60  # the whole run's budget, shared by the trainers
+    budget_clock: str = "cpu"  # its clock: "cpu" (this process's CPU time: the same work on a busy
+    # machine) or "wall" (ends in time on any machine, with fewer steps on a busy one)
+
+    def check(self) -> None:
+        from ldlm.budget import check_budget
+
+        check_budget(self.max_minutes, self.budget_clock)
+
+
+def stage_budgets(s: QuickstartSettings) -> dict[str, float]:
+    """Minutes of the run's budget for each trainer; the rest pays for encoding, sampling,
+    decoding, scoring and start-up."""
+    return {"autoencoder": QUICKSTART_AE_SHARE * s.max_minutes,
+            "diffusion": QUICKSTART_DIFFUSION_SHARE * s.max_minutes}
 
 
 @dataclass
@@ -55,6 +80,9 @@ class QuickstartResult:
     latent_shape: tuple[int, int]
     rows: int
     reconstruction: dict | None  # the autoencoder's held-out reconstruction scores
+    autoencoder_steps: int | None  # the steps the autoencoder reached (its cap, or where the budget ended)
+    diffusion_steps: int | None  # the steps the denoiser reached
+    budgets: dict[str, float]  # minutes of the budget's clock given to each trainer (`stage_budgets`)
     samples: list[str]  # generated texts
     evaluation: Evaluation  # the samples against held-out references, human texts beside
     paths: dict[str, Path] = field(default_factory=dict)
@@ -68,27 +96,30 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
     model, _ = train_autoencoder(
         rows, out, AutoencoderConfig(size=s.size),
         AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=QUICKSTART_AE_LR,
-                     eval_rows=200, seed=s.seed, checkpointing_steps=250,
-                     checkpoints_total_limit=1, resume=resume),
+                             max_minutes=stage_budgets(s)["autoencoder"], budget_clock=s.budget_clock,
+                             eval_rows=200, seed=s.seed, checkpointing_steps=250,
+                             checkpoints_total_limit=1, resume=resume),
         reporter=reporter,
     )
     return model
 
 
-def _diffusion(store: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
+def _diffusion(store: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> int | None:
+    """Train the denoiser (or reuse it); the steps it reached."""
     from ldlm.run import RUN_FILE
     from ldlm.train import TrainArgs, train_diffusion
 
     if (out / RUN_FILE).exists():
         reporter.log(f"reusing {out}")
-        return
+        return json.loads((out / RUN_FILE).read_text()).get("steps")
     never = 10**9  # no periodic samples or epoch checkpoints: step checkpoints for resume
     resume = "latest" if any(out.glob("checkpoint-*")) else None
-    train_diffusion(store, out, TrainArgs(
-        max_steps=s.diffusion_steps, batch_size=256, learning_rate=1e-3, lr_warmup_steps=200,
+    return train_diffusion(store, out, TrainArgs(
+        max_steps=s.diffusion_steps, max_minutes=stage_budgets(s)["diffusion"], budget_clock=s.budget_clock,
+        batch_size=256, learning_rate=1e-3, lr_warmup_steps=200,
         save_samples_epochs=never, save_model_epochs=never, checkpointing_steps=500,
         checkpoints_total_limit=1, eval_rows=0, seed=s.seed, resume=resume,
-    ), reporter)
+    ), reporter).steps
 
 
 def _sample(run: Path, out: Path, s: QuickstartSettings, reporter: Reporter) -> None:
@@ -133,6 +164,7 @@ def run_quickstart(out: str | Path = "ldlm-quickstart", settings: QuickstartSett
                    *, reporter: Reporter = SILENT) -> QuickstartResult:
     """Train an autoencoder and a denoiser on the built-in corpus, generate, decode, evaluate."""
     s = settings or QuickstartSettings()
+    s.check()
     out = Path(out)
     check_output_path(out, "--out", folder=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,12 +174,14 @@ def run_quickstart(out: str | Path = "ldlm-quickstart", settings: QuickstartSett
     rows = load_texts(str(E2E_REFS))
     model = _autoencoder(rows, paths["autoencoder"], s, reporter)
     result = encode_dataset(rows, paths["autoencoder"], paths["store"], reporter=reporter, model=model)
-    _diffusion(paths["store"], paths["run"], s, reporter)
+    diffusion_steps = _diffusion(paths["store"], paths["run"], s, reporter)
     _sample(paths["run"], paths["latents"], s, reporter)
     texts = _decode(model, paths["latents"], paths["texts"], reporter)
     evaluation = _evaluate(texts, rows.texts, paths["evaluation"], s, reporter)
     return QuickstartResult(
         out=out, latent_space=model.fingerprint, latent_shape=model.latent_shape, rows=result.rows,
-        reconstruction=model.config.extra.get("reconstruction"), samples=texts,
+        reconstruction=model.config.extra.get("reconstruction"),
+        autoencoder_steps=(model.config.extra.get("training") or {}).get("steps"),
+        diffusion_steps=diffusion_steps, budgets=stage_budgets(s), samples=texts,
         evaluation=evaluation, paths=paths,
     )

@@ -286,6 +286,10 @@ CASES = [
      ["a_file", "not a folder"], None),
     ("quickstart-out-read-only", ["quickstart", "--out", "/proc/sys/qs"], 2,
      ["/proc/sys", "writable folder"], None),
+    ("quickstart-budget-clock", ["quickstart", "--out", "{out}", "--budget-clock", "sundial"], 2,
+     ["--budget-clock 'sundial'", "wall, cpu"], None),
+    ("quickstart-max-minutes-0", ["quickstart", "--out", "{out}", "--max-minutes", "0"], 2,
+     ["--max-minutes 0", "positive"], None),
 ]
 
 

@@ -1,5 +1,6 @@
-"""The standing comparison (benchmarks/ar_comparison.py): how AG News text is cleaned, and that
-the corpus splits keep the scored rows out of training (test and dev alike)."""
+"""The standing comparison (benchmarks/ar_comparison.py): how AG News text is cleaned, that the
+corpus splits keep the scored rows out of training (test and dev alike), that every system is
+drawn at several sampling seeds into the JSON the issue fixes, and that a rerun resumes."""
 
 from __future__ import annotations
 
@@ -69,3 +70,139 @@ def test_ar_sequences_fit_the_positions_with_a_topic_token(compare):
         assert all(x[0] == tok.bos_token_id and x[-1] == tok.eos_token_id for x in ids)
         assert all(x[1:1 + len(p)] == p for x, p in zip(ids, prefix, strict=True))
         assert len(ids[1]) < 32  # a short text is not padded or cut
+
+
+# ---- sampling seeds, the JSON, resuming ----------------------------------------------------
+FIELDS = {"mauve", "div", "mem", "copy", "reconstruction_bleu", "ms_per_sample", "params", "cpu_s"}
+NAMES = ["The Eagle", "Aromi", "The Mill", "Zizzi", "Cotto", "The Phoenix", "Fitzbillies", "Strada"]
+FOODS = ["Italian", "French", "Chinese", "Indian", "English", "Japanese", "fast", "Thai"]
+PLACES = ["in the city centre", "by the river", "near the station", "in Cambridge", "near Burger King"]
+TEXTS = [f"{n} serves {f} food {p}." for n in NAMES for f in FOODS for p in PLACES]  # 320 distinct
+
+
+def _corpus(tmp_path: Path) -> Path:
+    """A tiny E2E-shaped corpus: 320 texts, 16 of them (i % 20 == 0) held out."""
+    data = tmp_path / "data"
+    _csv(data / "e2e" / "trainset.csv", "mr,ref", [f'"mr {i}","{t}"' for i, t in enumerate(TEXTS)])
+    return data
+
+
+class Fake:
+    """A system that 'generates' N training texts picked with the sampling seed, and counts calls."""
+
+    def __init__(self, pool, offset=0):
+        self.pool, self.offset, self.calls = pool, offset, []
+
+    def __call__(self, seed):
+        import random
+
+        self.calls.append(seed)
+        texts = random.Random(seed + self.offset).sample(self.pool, 8)
+        return {"texts": texts, "seconds": 0.08, "topics": None}
+
+
+def _fake_run(compare, tmp_path, *extra):
+    work = tmp_path / "work"
+    a = compare.parser().parse_args(["--corpus", "e2e", "--num-samples", "8", "--seeds", "2",
+                                     "--results", str(tmp_path / "out.json"), *extra])
+    paths = compare.prepare("e2e", "test", work, _corpus(tmp_path))
+    train = compare.lines(paths["train"])
+    fakes = {"ldlm": Fake(train), "control": Fake(train, 1000), "gpt2": Fake(train, 2000)}
+    return a, work, paths, fakes, lambda: compare.compare(a, work, work, paths, {k: (work, f) for k, f in
+                                                                                   fakes.items()})
+
+
+def test_five_sampling_seeds_give_five_mauve_values_from_different_texts(compare, tmp_path):
+    import json
+
+    a, work, _, fakes, run = _fake_run(compare, tmp_path)
+    out = run()
+    assert {k: out[k] for k in ("corpus", "budget_cpu_s", "split", "n")} == {
+        "corpus": "e2e", "budget_cpu_s": 1800.0, "split": "test", "n": 8}
+    assert list(out["systems"]) == ["ldlm", "control", "gpt2", "human"]
+    for name, system in out["systems"].items():
+        assert set(system) == FIELDS, name
+        assert len(system["mauve"]) == 5 and all(0.0 <= m <= 1.0 for m in system["mauve"]), name
+    assert out["systems"]["ldlm"]["ms_per_sample"] == pytest.approx(10.0)  # 0.08 s / 8 texts
+    assert out["systems"]["human"]["ms_per_sample"] is None  # and nothing trained: no files
+    assert json.loads((tmp_path / "out.json").read_text()) == out
+    assert json.loads((work / "compare.json").read_text()) == out
+    for name, fake in fakes.items():
+        assert fake.calls == [1, 2, 3, 4, 5]
+        sets = [json.loads((work / "samples" / f"{name}-n8-seed{s}.json").read_text())["texts"]
+                for s in range(1, 6)]
+        assert len({tuple(t) for t in sets}) == 5, name  # five different sets of texts
+    # every system at one seed meets the same yardstick draws; the draws differ between seeds
+    scores = json.loads((work / "scores.json").read_text())["results"]
+    assert [r["seeds"] for r in scores["ldlm"]] == [r["seeds"] for r in scores["gpt2"]] == [
+        [100 * s, 100 * s + 1] for s in range(1, 6)]
+    assert "± " in (work / "table.md").read_text()
+
+
+def test_an_interrupted_scoring_resumes(compare, tmp_path):
+    a, work, _, fakes, run = _fake_run(compare, tmp_path, "--sampling-seeds", "3")
+    first = run()
+    for fake in fakes.values():
+        fake.calls.clear()
+    (work / "samples" / "gpt2-n8-seed2.json").unlink()  # killed while drawing seed 2's GPT-2 texts
+    (work / "scores" / "control-n8-seed3.json").unlink()  # and before scoring seed 3's control
+    before = {p: p.stat().st_mtime_ns for p in (work / "scores").iterdir()}
+    again = run()
+    assert again == first
+    assert fakes["gpt2"].calls == [2] and fakes["ldlm"].calls == fakes["control"].calls == []
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # the other scores were read, not redone
+    assert (work / "scores" / "control-n8-seed3.json").exists()
+
+
+def test_the_ar_workdir_must_match(compare, tmp_path):
+    import json
+
+    other = tmp_path / "dev"
+    (other / "ar").mkdir(parents=True)
+    (other / "ar" / "config.json").write_text("{}")
+    (other / "args.json").write_text(json.dumps({"corpus": "e2e", "split": "dev", "budget": 1800.0,
+                                                 "conditional": False}))
+    dev = compare.parser().parse_args(["--corpus", "e2e", "--split", "dev", "--ar-workdir", str(other)])
+    compare.check_ar_workdir(dev, other)  # the same corpus, split and budget: its GPT-2 row is ours
+    test = compare.parser().parse_args(["--corpus", "e2e", "--ar-workdir", str(other)])
+    with pytest.raises(SystemExit, match="split='dev'"):
+        compare.check_ar_workdir(test, other)
+    with pytest.raises(SystemExit, match="no trained GPT-2"):
+        compare.check_ar_workdir(dev, tmp_path)
+
+
+def test_the_whole_comparison_on_tiny_models_resumes_without_training(compare, tmp_path, monkeypatch):
+    """Both systems trained (a few steps of tiny models), drawn at two sampling seeds from the
+    trained models and scored; a rerun trains nothing and draws nothing. Nothing here depends
+    on what the tiny models write."""
+    import json
+
+    tiny = {"autoencoder": {"size": "tiny", "max_steps": 3, "max_length": 24},
+            "train": {"size": "tiny", "max_steps": 3, "batch_size": 32}}
+    argv = ["--corpus", "e2e", "--data", str(_corpus(tmp_path)), "--workdir", str(tmp_path / "w"),
+            "--budget", "60", "--num-samples", "6", "--sampling-seeds", "2", "--seeds", "1",
+            "--ar-max-steps", "3", "--results", str(tmp_path / "out.json"), "--ldlm", json.dumps(tiny)]
+    out = compare.main(argv)
+    assert list(out["systems"]) == ["ldlm", "control", "gpt2", "human"]
+    assert all(set(s) == FIELDS and len(s["mauve"]) == 2 for s in out["systems"].values())
+    ldlm, gpt2 = out["systems"]["ldlm"], out["systems"]["gpt2"]
+    assert ldlm["params"] > 0 and ldlm["cpu_s"] > 0 and ldlm["reconstruction_bleu"] is not None
+    assert gpt2["params"] > 0 and gpt2["cpu_s"] > 0
+    assert json.loads((tmp_path / "w" / "ar_budget.json").read_text())["steps"] == 3
+    for name in ("ldlm", "control", "gpt2"):
+        for seed in (1, 2):
+            drawn = json.loads((tmp_path / "w" / "samples" / f"{name}-n6-seed{seed}.json").read_text())
+            assert drawn["seed"] == seed and len(drawn["texts"]) == 6
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a rerun must reuse what is done")
+
+    import ldlm.autoencoder.train
+    import ldlm.encode
+    import ldlm.train
+
+    for module, name in [(ldlm.autoencoder.train, "train_autoencoder"), (ldlm.encode, "encode_dataset"),
+                         (ldlm.train, "train_diffusion"), (compare, "ar_model"),
+                         (compare, "generate_ldlm"), (compare, "generate_ar")]:
+        monkeypatch.setattr(module, name, refuse)
+    assert compare.main(argv) == out

@@ -202,6 +202,28 @@ def test_protocol_mauve_and_paired_bleu():
     assert res.bleu["bleu"] == pytest.approx(100.0) and res.bleu["pairs"] == 20
 
 
+def test_feature_cache_featurises_each_text_once(monkeypatch):
+    """Scoring many sets against one yardstick with one cache: the same figures, and every text
+    (yardstick or generated) featurised once."""
+    from ldlm.evaluate import models
+
+    seen = []
+    real = models.text_features
+
+    def counting(texts, *args, **kwargs):
+        seen.extend(texts)
+        return real(texts, *args, **kwargs)
+
+    kw = dict(seeds=[3, 4], num_samples=10)
+    plain = [evaluate_texts(g, RESTAURANTS[20:50], **kw) for g in (RESTAURANTS[:12], OTHER[:12])]
+    monkeypatch.setattr(models, "text_features", counting)
+    cache = {}
+    cached = [evaluate_texts(g, RESTAURANTS[20:50], feature_cache=cache, **kw)
+              for g in (RESTAURANTS[:12], OTHER[:12])]
+    assert [c.rows for c in cached] == [p.rows for p in plain]
+    assert len(seen) == len(set(seen)) == len(cache)  # no text featurised twice
+
+
 # ---- the command line -------------------------------------------------------------------
 
 

@@ -151,6 +151,30 @@ def test_bf16_and_per_batch_reads(fake_store, tmp_path):
     assert np.isfinite(x).all()
 
 
+@pytest.mark.parametrize("memory_limit_mb", [2048, 0])
+def test_fd_is_logged_beside_its_floor(fake_store, tmp_path, memory_limit_mb):
+    """The floor: as many true training latents as samples, spread over the training rows,
+    against the same held-out rows (the same whether the rows are in memory or streamed)."""
+    from ldlm.metrics import frechet_distance
+
+    run = tmp_path / "run"
+    result = train_diffusion(fake_store, run, args(max_steps=16, save_samples_epochs=1,
+                                                   memory_limit_mb=memory_limit_mb))
+    store = LatentStore.open(fake_store)
+    held = holdout_rows(store.rows, 1000)  # TrainArgs' eval_rows
+    x = store.read_latents()
+    pick = np.linspace(0, store.rows - held - 1, FAST["eval_samples"]).round().astype(int)
+    floor = frechet_distance(x[pick], x[store.rows - held:])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "frechet_distance" in r]
+    assert len(logged) == 3 and all(r["fd_floor"] == pytest.approx(floor) for r in logged)
+    assert result.fd_floor == pytest.approx(floor)
+    assert result.frechet_distance == logged[-1]["frechet_distance"]
+    from ldlm.info import describe
+
+    assert describe(str(run))["last_fd_floor"] == pytest.approx(floor)
+
+
 class StopAt(Reporter):
     """Interrupts training after `n` steps, as a kill would."""
 

@@ -141,6 +141,8 @@ def train_cmd(
     loss = f", loss {result.loss:.4f}" if result.loss is not None else ""
     fd = (f", latent Frechet distance {result.frechet_distance:.4f}"
           if result.frechet_distance is not None else "")
+    if fd and result.fd_floor is not None:  # the FD of as many true latents: the best it can show
+        fd += f" (floor {result.fd_floor:.4f})"
     from ldlm.distributed import ranks
 
     if ranks().is_main:  # under `accelerate launch`, the main process speaks for all

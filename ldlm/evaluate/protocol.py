@@ -202,11 +202,17 @@ def _choose_n(num_samples: int | None, gen: list[str], refs: list[str] | None,
 
 
 def _features_for(texts: list[str], needed: set[int], spec: str, batch_size: int, device: str,
-                  reporter: Reporter) -> dict[int, np.ndarray]:
+                  reporter: Reporter, cache: dict[str, np.ndarray] | None = None) -> dict[int, np.ndarray]:
     order = sorted(needed)
-    feats = models.text_features([texts[i] for i in order], spec, batch_size, device,
-                                 reporter=reporter)
-    return dict(zip(order, feats, strict=True))
+    if cache is None:
+        feats = models.text_features([texts[i] for i in order], spec, batch_size, device,
+                                     reporter=reporter)
+        return dict(zip(order, feats, strict=True))
+    missing = sorted({texts[i] for i in order} - cache.keys())
+    if missing:
+        cache.update(zip(missing, models.text_features(missing, spec, batch_size, device,
+                                                       reporter=reporter), strict=True))
+    return {i: cache[texts[i]] for i in order}
 
 
 def evaluate_texts(
@@ -227,6 +233,7 @@ def evaluate_texts(
     num_buckets: int | Literal["auto"] = "auto",
     batch_size: int = 64,
     device: str = "cpu",
+    feature_cache: dict[str, np.ndarray] | None = None,
     reporter: Reporter = SILENT,
 ) -> Evaluation:
     """Score generated texts the way the field reports them (see the module docstring).
@@ -239,6 +246,9 @@ def evaluate_texts(
     mauve_features None (or "none") skips MAUVE; ppl_model None skips perplexity.
     Default N: every generated text, capped by the references (half of them when they also
     give the reference row).
+    feature_cache: text -> MAUVE feature, read and filled in (pass one dict, for one
+    `mauve_features` model, to score many sets against the same references at the cost of
+    featurising each text once).
     """
     gen = _check_pool(generated, "GENERATED")
     refs = _check_pool(references, "references")
@@ -289,16 +299,18 @@ def evaluate_texts(
             for key in need:
                 if key in p:
                     need[key].update(int(i) for i in p[key])
-        feats["gen"] = _features_for(gen, need["gen"], mauve_features, batch_size, device, reporter)
+        feats["gen"] = _features_for(gen, need["gen"], mauve_features, batch_size, device, reporter,
+                                     feature_cache)
         if human is None:  # the reference row comes from the references: one pass for both
             feats["yard"] = feats["human"] = _features_for(
-                refs, need["yard"] | need["human"], mauve_features, batch_size, device, reporter)
+                refs, need["yard"] | need["human"], mauve_features, batch_size, device, reporter,
+                feature_cache)
         else:
             feats["yard"] = _features_for(refs, need["yard"], mauve_features, batch_size, device,
-                                          reporter)
+                                          reporter, feature_cache)
             if has_human:
                 feats["human"] = _features_for(human, need["human"], mauve_features, batch_size,
-                                               device, reporter)
+                                               device, reporter, feature_cache)
 
     nll = {}
     if ppl_model is not None:
