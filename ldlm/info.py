@@ -77,7 +77,7 @@ def describe(path: str) -> dict:
 
 
 def _describe_autoencoder(p: Path, path: str) -> dict:
-    model = load_autoencoder(p)  # the weights read and the fingerprint recomputed, as decode does
+    model = load_autoencoder(p, flag="PATH")  # weights read and the fingerprint recomputed, as decode does
     cfg = asdict(model.config)
     try:
         return {

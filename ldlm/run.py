@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,13 +142,13 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     if not path.is_dir():
         raise InputError(f"RUN_DIR {str(run_dir)!r} {missing(path)}; give the --out folder of "
                          "`ldlm train`")
-    if not (path / RUN_FILE).is_file():
+    if not os.path.lexists(path / RUN_FILE):  # a link that leads nowhere is read (and named) below
         hint = ("training has not finished: resume it with `ldlm train STORE --out RUN_DIR --resume`"
                 if any(path.glob("checkpoint-*")) else "give the --out folder of `ldlm train`")
         raise InputError(f"RUN_DIR {str(run_dir)!r} holds no trained model (no {RUN_FILE}); {hint}")
     meta = read_run_meta(path)
     owner = f"RUN_DIR {str(run_dir)!r}"
-    saved = read_json(path / "denoiser" / "config.json", f"{owner}'s denoiser", _FIX).get("_class_name")
+    saved = read_json(path / "denoiser" / "config.json", f"the denoiser of {owner}", _FIX).get("_class_name")
     want = ARCHS[meta["arch"]][1]
     if saved != want:  # a hand-edited arch: diffusers would build one class from another's weights
         raise RuntimeFailure(f"{owner}: {RUN_FILE} says arch {meta['arch']!r} ({want}), but denoiser/"
