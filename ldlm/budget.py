@@ -46,7 +46,10 @@ class Clock:
         return {"spent": self.spent()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.before, self.start = float(state["spent"]), self.now()
+        spent = float(state["spent"])  # ValueError for "abc": the loader names the file
+        if not 0 <= spent < float("inf"):
+            raise ValueError(f"spent {spent} is not a finite number of seconds >= 0")
+        self.before, self.start = spent, self.now()
 
 
 __all__ = ["CLOCKS", "PLAN_EVERY", "UNCAPPED", "Clock", "check_budget", "planned_steps"]

@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ldlm.conditions import SPECIALS, ConditionSpec
-from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
+from ldlm.errors import InputError, LdlmError, RuntimeFailure, check_finite_fields, first_line
 from ldlm.fluency import NgramLM
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.metrics import tokenize
@@ -162,18 +162,47 @@ class ConditionClassifier(ModelMixin, ConfigMixin):
     def from_pretrained(cls, path, **kwargs) -> ConditionClassifier:
         folder = Path(path)
         if not (folder / cls.config_name).is_file():
+            from ldlm.files import check_no_loop
+
+            check_no_loop(folder, "classifier")
             raise InputError(f"classifier {str(path)!r} does not exist or holds no {cls.config_name}; "
                              "give the --out folder of `ldlm train-classifier`")
+        from ldlm.files import read_json
+
+        owner, fix = f"classifier {str(path)!r}", "retrain it with `ldlm train-classifier`"
+        read_json(folder / cls.config_name, owner, fix)  # a list or a torn file: one line, not diffusers'
         try:
             model = super().from_pretrained(str(folder), **kwargs)
-            model.set_ngrams(json.loads((folder / NGRAMS_FILE).read_text(encoding="utf-8")))
+            model.set_ngrams(read_json(folder / NGRAMS_FILE, owner, fix, list))
             if (folder / FLUENCY_FILE).is_file():  # none with --lm-order 0
-                model.language_model = NgramLM.from_dict(
-                    json.loads((folder / FLUENCY_FILE).read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise RuntimeFailure(f"classifier {str(path)!r} is damaged ({str(exc).splitlines()[0]}); "
-                                 "retrain it with `ldlm train-classifier`") from exc
+                model.language_model = NgramLM.from_dict(read_json(folder / FLUENCY_FILE, owner, fix))
+        except LdlmError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
+            raise RuntimeFailure(f"classifier {str(path)!r} is damaged ({first_line(exc)}); {fix}") from exc
         return model.eval()
+
+
+def read_classifier_record(path: str | Path) -> dict:
+    """The checked ldlm_classifier.json of a classifier folder (what made it, its held-out figures)."""
+    from ldlm.files import read_json
+
+    record = read_json(Path(path) / CLASSIFIER_FILE, f"classifier {str(path)!r}",
+                       "retrain it with `ldlm train-classifier`")
+    for key in ("train_rows", "eval_rows"):
+        if not isinstance(record.get(key), int | None) or isinstance(record.get(key), bool):
+            raise RuntimeFailure(f"classifier {str(path)!r} has a damaged {CLASSIFIER_FILE} (field {key} is "
+                                 f"{record.get(key)!r}, not a row count); retrain it with `ldlm "
+                                 "train-classifier`")
+    for key in ("accuracy", "precision", "recall", "perplexity"):
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RuntimeFailure(f"classifier {str(path)!r} has a damaged {CLASSIFIER_FILE} (field {key} is "
+                                 f"{value!r}, not a number); retrain it with `ldlm train-classifier`")
+    if not isinstance(record.get("training"), dict | None):
+        raise RuntimeFailure(f"classifier {str(path)!r} has a damaged {CLASSIFIER_FILE} (field training is "
+                             "not a JSON object); retrain it with `ldlm train-classifier`")
+    return record
 
 
 def token_targets(cond: torch.Tensor, vocab: int) -> torch.Tensor:
@@ -336,5 +365,5 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
                             time.perf_counter() - started, perplexity)
 
 
-__all__ = ["ConditionClassifier", "ClassifierArgs", "ClassifierResult", "train_classifier",
-           "text_ngrams", "build_ngram_vocab"]
+__all__ = ["ConditionClassifier", "ClassifierArgs", "ClassifierResult", "read_classifier_record",
+           "train_classifier", "text_ngrams", "build_ngram_vocab"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ldlm.errors import InputError, first_line
+from ldlm.files import missing, symlink_loop
 
 _BLOCK = 16384  # rows read from the Arrow column at a time
 
@@ -145,8 +146,8 @@ def _load(data: str, split: str, name: str = "DATA"):
             dd = datasets.load_dataset(builder, data_files=str(path), **kwargs)
         elif path.is_dir():
             dd = datasets.load_dataset(str(path))
-        elif _looks_like_path(data):
-            raise InputError(f"{name} {data!r} does not exist; give an existing file or folder")
+        elif _looks_like_path(data) or symlink_loop(path) is not None:
+            raise InputError(f"{name} {data!r} {missing(path)}; give an existing file or folder")
         else:
             dd = datasets.load_dataset(data)
     except InputError:
@@ -233,7 +234,8 @@ def read_lines(path: str | Path, option: str, what: str) -> list[str]:
     a one-line InputError when it is missing, not UTF-8 or holds none."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{option} {str(path)!r} does not exist or is not a file; give a text file "
+        why = missing(p) if symlink_loop(p) is not None else "does not exist or is not a file"
+        raise InputError(f"{option} {str(path)!r} {why}; give a text file "
                          f"with one {what} per line")
     try:
         lines = p.read_text(encoding="utf-8").splitlines()

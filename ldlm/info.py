@@ -1,23 +1,33 @@
-"""What an artefact is: a latent store, an autoencoder folder, a latent file."""
+"""What an artefact is: a latent store, an autoencoder folder, a run, a classifier, a latent file.
+
+Each kind is read by the same loader the stages use (`LatentStore.open`, `load_autoencoder`,
+`load_run`, `ConditionClassifier.from_pretrained`, `read_header`/`read_frames`), with the same
+checks of format, version, field types and weights (an autoencoder's fingerprint recomputed from
+its weights): `info` never calls whole what a stage refuses, and damage is the same one line.
+"""
 
 from __future__ import annotations
 
-import json
+import os
+from dataclasses import asdict
 from pathlib import Path
 
-from ldlm.autoencoder import is_autoencoder_dir, reconstruction_warning
+from ldlm.autoencoder import is_autoencoder_dir, load_autoencoder, reconstruction_warning
 from ldlm.autoencoder.train import CHECKPOINT_FILE as AE_CHECKPOINT
 from ldlm.checkpoints import list_checkpoints
-from ldlm.classifier import CLASSIFIER_FILE, FLUENCY_FILE
+from ldlm.classifier import CLASSIFIER_FILE, FLUENCY_FILE, ConditionClassifier, read_classifier_record
 from ldlm.errors import InputError, RuntimeFailure
+from ldlm.files import check_no_loop, missing, own_file, read_log
 from ldlm.latent_file import MAGIC, read_frames, read_header
-from ldlm.run import RUN_FILE
+from ldlm.run import RUN_FILE, load_run
 from ldlm.store import LatentStore, is_store, is_url, store_location
 
 
 def describe(path: str) -> dict:
     """A JSON-able description of the artefact at `path`."""
     path = store_location(path)  # file:// -> a local path
+    if not is_url(path):
+        check_no_loop(path, "PATH")
     if is_url(path) or is_store(path):  # at a URL only a store can be described
         store = LatentStore.open(path, require_complete=False)
         a = store.attrs
@@ -36,7 +46,7 @@ def describe(path: str) -> dict:
             **_describe_conditions(a.get("condition")),
         }
     p = Path(path)
-    if is_autoencoder_dir(p):
+    if is_autoencoder_dir(p) or (p / "encoder_tokenizer").is_dir():  # the second: a damaged config.json
         return _describe_autoencoder(p, path)
     ae_checkpoints = list_checkpoints(p, AE_CHECKPOINT) if p.is_dir() else []
     if ae_checkpoints:
@@ -44,9 +54,9 @@ def describe(path: str) -> dict:
         return {"kind": "autoencoder training (unfinished)", "path": path, "finished": False,
                 "checkpoints": [c.name for c in ae_checkpoints],
                 "resume": "rerun train-autoencoder with --resume"}
-    if (p / RUN_FILE).is_file() or (p.is_dir() and any(p.glob("checkpoint-*"))):
+    if os.path.lexists(p / RUN_FILE) or (p.is_dir() and any(p.glob("checkpoint-*"))):
         return _describe_run(p)
-    if (p / CLASSIFIER_FILE).is_file():
+    if os.path.lexists(p / CLASSIFIER_FILE):
         return _describe_classifier(p)
     if p.is_file():
         with open(p, "rb") as fh:
@@ -58,7 +68,8 @@ def describe(path: str) -> dict:
                         "latent_shape": list(header.latent_shape),
                         "autoencoder": header.autoencoder, **header.extra, "rows": rows}
     if not p.exists() and "://" not in path:
-        raise InputError(f"PATH {path!r} does not exist")
+        raise InputError(f"PATH {path!r} {missing(p)}; give a store, autoencoder, run, classifier or "
+                         "latent file")
     raise InputError(
         f"PATH {path!r} is not an ldlm artefact (latent store, autoencoder, run, condition "
         "classifier or latent file)"
@@ -66,11 +77,12 @@ def describe(path: str) -> dict:
 
 
 def _describe_autoencoder(p: Path, path: str) -> dict:
+    model = load_autoencoder(p, flag="PATH")  # weights read and the fingerprint recomputed, as decode does
+    cfg = asdict(model.config)
     try:
-        cfg = json.loads((p / "config.json").read_text())["config"]
         return {
-            "kind": "autoencoder", "path": path, "latent_space": cfg.get("fingerprint"),
-            "latent_shape": [cfg["latent_tokens"], cfg["latent_dim"]],
+            "kind": "autoencoder", "path": path, "latent_space": model.fingerprint,
+            "latent_shape": list(model.latent_shape),
             "pooling": cfg["pooling"], "max_length": cfg["max_length"],
             "encoder": cfg.get("encoder_source") or f"{cfg['encoder_config']['model_type']} "
             f"from scratch ({cfg.get('size')})",
@@ -78,12 +90,12 @@ def _describe_autoencoder(p: Path, path: str) -> dict:
             f"from scratch ({cfg.get('size')})",
             "latent_noise": cfg["latent_noise"],
             "checkpoints": [c.name for c in list_checkpoints(p, AE_CHECKPOINT)],
-            **{k: v for k, v in cfg.get("extra", {}).items()},
-            **_gate(cfg.get("extra", {}).get("reconstruction")),
+            **{k: v for k, v in (cfg.get("extra") or {}).items()},
+            **_gate((cfg.get("extra") or {}).get("reconstruction")),
         }
-    except (KeyError, TypeError) as exc:
-        raise RuntimeFailure(f"autoencoder {path!r} has a damaged config.json (no {exc}); retrain "
-                             "it or resume its training with --resume") from exc
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise RuntimeFailure(f"autoencoder {path!r} has a damaged config.json ({type(exc).__name__}: "
+                             f"{exc}); retrain it or resume its training with --resume") from exc
 
 
 def _gate(reconstruction: dict | None) -> dict:
@@ -95,11 +107,11 @@ def _gate(reconstruction: dict | None) -> dict:
 def _describe_run(p: Path) -> dict:
     checkpoints = sorted(p.glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[-1])
                          if c.name.split("-")[-1].isdigit() else -1)
-    facts: dict = {"kind": "diffusion run", "path": str(p), "finished": (p / RUN_FILE).is_file(),
+    facts: dict = {"kind": "diffusion run", "path": str(p), "finished": os.path.lexists(p / RUN_FILE),
                    "checkpoints": [c.name for c in checkpoints]}
     if facts["finished"]:
-        meta = json.loads((p / RUN_FILE).read_text())
-        training = meta.get("training", {})
+        meta = load_run(p).meta  # checked and loaded as `sample` loads it
+        training = meta.get("training") or {}
         facts.update({
             "latent_space": meta.get("latent_space"), "latent_shape": meta.get("latent_shape"),
             "autoencoder": meta.get("autoencoder"), "store": meta.get("store"),
@@ -108,10 +120,11 @@ def _describe_run(p: Path) -> dict:
             "steps": meta.get("steps"), "batch_size": training.get("batch_size"),
             "learning_rate": training.get("learning_rate"),
         })
-    metrics = p / "metrics.jsonl"
-    if metrics.is_file():
-        lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
-        fds = [x for x in lines if "frechet_distance" in x]
+    owner = f"run {str(p)!r}"
+    if os.path.lexists(p / "metrics.jsonl"):
+        metrics = own_file(p, "metrics.jsonl", owner)  # a link out of the run is refused, as train does
+        fds = [x for x in read_log(metrics, owner, "delete the damaged line (or the file: it holds "
+                                   "figures only)") if "frechet_distance" in x]
         if fds:
             facts["last_frechet_distance"] = fds[-1]["frechet_distance"]
             if fds[-1].get("fd_floor") is not None:  # runs before the floor was logged lack it
@@ -120,12 +133,9 @@ def _describe_run(p: Path) -> dict:
 
 
 def _describe_classifier(p: Path) -> dict:
-    try:
-        meta = json.loads((p / CLASSIFIER_FILE).read_text())
-        cfg = json.loads((p / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise RuntimeFailure(f"classifier {str(p)!r} is damaged ({exc}); retrain it with `ldlm "
-                             "train-classifier`") from exc
+    model = ConditionClassifier.from_pretrained(p)  # weights, n-grams and fluency model, as sample loads them
+    meta = read_classifier_record(p)
+    cfg = model.config
     lm_order = (meta.get("training") or {}).get("lm_order")  # 0 or absent: no fluency model
     return {"kind": "condition classifier", "path": str(p), "store": meta.get("store"),
             "ngrams": cfg.get("num_ngrams"), "ngram_order": cfg.get("ngram_order"),
@@ -139,9 +149,9 @@ def _describe_classifier(p: Path) -> dict:
 
 def _describe_conditions(spec: dict | None) -> dict:
     """The condition a store keeps per row (encode --condition-column), if any."""
-    if not spec:
+    if not spec or not isinstance(spec, dict):
         return {}
-    labels = spec.get("labels") or []
+    labels = spec.get("labels") if isinstance(spec.get("labels"), list) else []
     kind = spec.get("type")
     detail = (f"{len(labels)} labels" if kind == "label"
               else f"text, up to {spec.get('max_length')} tokens")

@@ -296,7 +296,9 @@ def open_latents(path: str | None, stdin: BinaryIO | None = None) -> LatentSourc
                                 store.attrs.get("autoencoder"), _store_frames(store), store.rows)
         p = Path(path)
         if not p.exists():
-            raise InputError(f"LATENTS {path!r} does not exist; give a latent file, a store, or "
+            from ldlm.files import missing
+
+            raise InputError(f"LATENTS {path!r} {missing(p)}; give a latent file, a store, or "
                              "'-' for stdin")
         if p.is_dir():
             raise InputError(f"LATENTS {path!r} is a folder but not an ldlm latent store; give "

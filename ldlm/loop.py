@@ -227,7 +227,16 @@ class TrainingLoop:
                                  f"{first_line(exc, 120)}); resume from another checkpoint-<step> "
                                  "with --resume-from, or start again with --overwrite") from exc
         for i, obj in enumerate(self.objects):
-            obj.load_state_dict(load_state_dict(Path(ckpt) / f"{STATE_PREFIX}{i}"))
+            stem = Path(ckpt) / f"{STATE_PREFIX}{i}"
+            state = load_state_dict(stem)
+            problem = state_mismatch(obj.state_dict(), state)
+            if problem:  # what load_state_dict would take silently and a later step trip over
+                raise RuntimeFailure(_damaged_state(stem, ValueError(problem)))
+            try:
+                obj.load_state_dict(state)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+                # a hand-edited or damaged state ({"spent": "abc"}, a list for an object)
+                raise RuntimeFailure(_damaged_state(stem, exc)) from exc
         cosine = self.cosine
         if cosine is not None and self.args.max_seconds is not None:
             self.planned = min(cosine.total, self.args.max_steps)  # until the pace is measured again
@@ -280,11 +289,10 @@ def load_state_dict(stem: Path):
     from safetensors.torch import load_file
 
     try:
-        structure = json.loads(stem.with_suffix(".json").read_text())
+        structure = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
         tensors = load_file(str(stem.with_suffix(".safetensors")))
-    except (OSError, ValueError) as exc:
-        raise RuntimeFailure(f"checkpoint state {str(stem)!r} is missing or damaged ({first_line(exc)}); "
-                             "resume from another checkpoint-<step> with --resume-from") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise RuntimeFailure(_damaged_state(stem, exc, "is missing or damaged")) from exc
 
     def decode(x):
         if isinstance(x, dict) and "__tensor__" in x:
@@ -295,7 +303,62 @@ def load_state_dict(stem: Path):
             return [decode(v) for v in x]
         return x
 
-    return decode(structure)
+    try:
+        return decode(structure)
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # a structure not as saved
+        raise RuntimeFailure(_damaged_state(stem, exc)) from exc
+
+
+def state_mismatch(fresh, saved, where: str = "state") -> str | None:
+    """Where a saved state dict differs in structure or type from the state of a fresh object
+    of the same kind (a hand-edited or foreign state), else None. Numbers may change value but
+    stay numbers, tensors keep their dtype and shape, dicts keep their keys; a list that is empty
+    when fresh (losses so far) may hold any numbers."""
+    def kind(x) -> str:
+        return "number" if isinstance(x, int | float) and not isinstance(x, bool) else type(x).__name__
+
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.dtype != fresh.dtype or saved.shape != fresh.shape:
+            shown = (f"a {saved.dtype} tensor of shape {list(saved.shape)}" if isinstance(saved, torch.Tensor)
+                     else f"a {kind(saved)}")
+            return f"{where} is {shown}, not a {fresh.dtype} tensor of shape {list(fresh.shape)}"
+        return None
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return f"{where} is a {kind(saved)}, not a mapping"
+        for key, value in fresh.items():
+            if key not in saved:
+                return f"{where} lacks {key!r}"
+            problem = state_mismatch(value, saved[key], f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(fresh, list | tuple):
+        if not isinstance(saved, list | tuple):
+            return f"{where} is a {kind(saved)}, not a list"
+        if not fresh:
+            bad = next((i for i, v in enumerate(saved) if kind(v) != "number"), None)
+            return None if bad is None else f"{where}[{bad}] is a {kind(saved[bad])}, not a number"
+        if len(saved) != len(fresh):
+            return f"{where} holds {len(saved)} entries, not {len(fresh)}"
+        for i, (a, b) in enumerate(zip(fresh, saved, strict=True)):
+            problem = state_mismatch(a, b, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if fresh is None:  # set later (the last loss): a number or still None
+        ok = saved is None or kind(saved) == "number"
+        return None if ok else f"{where} is a {kind(saved)}, not a number"
+    if kind(saved) != kind(fresh):
+        return f"{where} is {saved!r:.40}, not a {kind(fresh)}"
+    return None
+
+
+def _damaged_state(stem: Path, exc: BaseException, what: str = "is damaged") -> str:
+    """The one line for a checkpoint state file that cannot be restored."""
+    return (f"checkpoint state {str(stem.with_suffix('.json'))!r} {what} ({type(exc).__name__}: "
+            f"{first_line(exc, 100)}); resume from another checkpoint-<step> with --resume-from, or "
+            "start again in a new --out folder")
 
 
 def diverged(loss: float, step: int, out: Path, marker: str, learning_rate: float) -> RuntimeFailure:

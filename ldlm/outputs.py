@@ -7,10 +7,13 @@ An output path is refused when writing there would lose or corrupt something:
   whole, holds one;
 - it lies inside an ldlm artefact (a latent store, a diffusion run, an autoencoder, a condition
   classifier): those folders belong to the command that made them;
-- it is an existing artefact of another kind (`train --out STORE`), of the same kind where
-  the command replaces it and no --overwrite was given (`sample --out OLD.zarr`), or a folder
-  of other files where the command writes a folder it may replace whole;
-- it cannot be written at all (`ldlm.atomic.check_output_path`).
+- it is an existing artefact of another kind (`train --out STORE`, `decode --out OLD.ldlm`: a
+  latent file is an artefact as a store is), of the same kind where the command replaces it and
+  no --overwrite was given (`sample --out OLD.zarr`, `sample --out OLD.ldlm`), or a folder of
+  other files where the command writes a folder it may replace whole;
+- it runs through a symlink loop, or cannot be written at all (`ldlm.atomic.check_output_path`).
+
+`-` as an output is standard output: the commands that write a stream take it and call no guard.
 
 Replacing is the writers' part and is atomic on local paths (`ldlm.atomic`): the old artefact
 stays whole until the new one is.
@@ -24,8 +27,12 @@ from typing import Literal
 
 from ldlm.atomic import check_output_path
 from ldlm.errors import InputError
+from ldlm.files import check_no_loop
 
-Kind = Literal["file", "folder", "store", "run", "autoencoder", "classifier"]
+# "latents": a latent file (sample, interpolate); "text": a text or JSON file (decode, evaluate
+# --json), which ldlm cannot tell from anyone else's and so replaces; "file": the same as "text"
+Kind = Literal["latents", "text", "file", "folder", "store", "run", "autoencoder", "classifier"]
+FILE_KINDS = ("latents", "text", "file")
 
 # the files that mark each kind of ldlm folder; the owners define them too (ldlm.run.RUN_FILE,
 # ldlm.classifier.CLASSIFIER_FILE, the trainers' CHECKPOINT_FILEs; tests/test_hostile.py checks
@@ -33,13 +40,27 @@ Kind = Literal["file", "folder", "store", "run", "autoencoder", "classifier"]
 MARKERS = {"run": "ldlm_run.json", "classifier": "ldlm_classifier.json"}
 CHECKPOINT_MARKERS = {"ldlm_checkpoint.json": "run", "ldlm_autoencoder_checkpoint.json": "autoencoder"}
 NAMES = {"store": "a latent store", "run": "a diffusion run", "autoencoder": "an autoencoder",
-         "classifier": "a condition classifier", "file": "a file", "folder": "a folder"}
+         "classifier": "a condition classifier", "latents": "a latent file", "text": "a text file",
+         "file": "a text file", "folder": "a folder"}
+
+
+def _is_latent_file(p: Path) -> bool:
+    from ldlm.latent_file import MAGIC
+
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
 
 
 def artefact_kind(path: str | os.PathLike) -> str | None:
-    """The kind of ldlm artefact folder at `path` ("store" for any zarr group), else None. A
-    folder that holds only the checkpoints of an unfinished training is of that training's kind."""
+    """The kind of ldlm artefact at `path`: "latents" for a latent file (by its magic bytes), the
+    kind of an ldlm folder ("store" for any zarr group), else None. A folder that holds only the
+    checkpoints of an unfinished training is of that training's kind."""
     p = Path(path)
+    if p.is_file():
+        return "latents" if _is_latent_file(p) else None
     if not p.is_dir():
         return None
     if (p / "zarr.json").is_file():
@@ -58,14 +79,23 @@ def artefact_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def is_stdout(path: object) -> bool:
+    """True for `-`, which every --out that writes a stream takes as standard output."""
+    return path is not None and str(path) == "-"
+
+
 def _local(value: object) -> Path | None:
     """An input as a resolved local path; None for none, stdin and URLs."""
     from ldlm.store import is_url, store_location
 
     if value is None or str(value) in ("", "-"):
         return None
+    from ldlm.files import symlink_loop
+
     location = store_location(str(value))
-    return None if is_url(location) else Path(location).resolve()
+    if is_url(location) or symlink_loop(location) is not None:  # a loop: its reader says so
+        return None
+    return Path(location).resolve()
 
 
 def check_output(path: str | os.PathLike, flag: str, kind: Kind, inputs: dict[str, object] | None = None,
@@ -90,7 +120,8 @@ def check_output(path: str | os.PathLike, flag: str, kind: Kind, inputs: dict[st
                              "give another path")
         return
     p = Path(where)
-    check_output_path(p, flag, folder=kind != "file")
+    check_no_loop(p, flag)  # before resolve(), which a loop makes raise RuntimeError
+    check_output_path(p, flag, folder=kind not in FILE_KINDS)
     target = p.resolve()
     for name, value in (inputs or {}).items():
         src = _local(value)
@@ -102,7 +133,7 @@ def check_output(path: str | os.PathLike, flag: str, kind: Kind, inputs: dict[st
         if src in target.parents:
             raise InputError(f"{flag} {str(path)!r} is inside {name} {str(value)!r}, which this "
                              "command reads; write outside it")
-        if kind not in ("file", "run") and target in src.parents:
+        if kind not in (*FILE_KINDS, "run") and target in src.parents:
             raise InputError(f"{flag} {str(path)!r} holds {name} {str(value)!r}, which this command "
                              "reads and replacing the folder would delete; give another folder")
     for parent in target.parents:
@@ -119,9 +150,10 @@ def check_output(path: str | os.PathLike, flag: str, kind: Kind, inputs: dict[st
         raise InputError(f"{flag} {str(path)!r} is a folder of other files, not {NAMES[kind]}; "
                          "give a new or empty folder")
     if have is not None and overwrite is False:
-        raise InputError(f"{flag} {str(path)!r} already holds {NAMES[have]}; pass --overwrite to "
+        holds = "is already" if kind in FILE_KINDS else "already holds"
+        raise InputError(f"{flag} {str(path)!r} {holds} {NAMES[have]}; pass --overwrite to "
                          "replace it (the old one stays until the new one is whole), or give another "
                          "path")
 
 
-__all__ = ["Kind", "artefact_kind", "check_output"]
+__all__ = ["FILE_KINDS", "Kind", "artefact_kind", "check_output", "is_stdout"]

@@ -17,6 +17,8 @@ start from a run share one definition of it.
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,31 +63,107 @@ class Run:
         return ConditionSpec.from_dict(spec) if spec else None
 
 
+RUN_VERSIONS = (1,)  # the ldlm_run.json versions this ldlm reads
+_FIX = "retrain it, or resume its training from a checkpoint with `ldlm train STORE --out RUN_DIR --resume`"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value, n: int) -> bool:
+    """`value` is a list of `n` finite numbers."""
+    return (isinstance(value, list) and len(value) == n and all(
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in value))
+
+
+def read_run_meta(run_dir: str | Path) -> dict:
+    """The checked ldlm_run.json of a finished run: the one reader `sample`, `info` and every
+    composite share. Another format or a newer version is an InputError (as for stores and latent
+    files), a damaged file or field a RuntimeFailure, each one line naming the file and the fix."""
+    from ldlm.denoisers import ARCHS
+    from ldlm.files import read_json
+    from ldlm.schedulers import BETA_SCHEDULES, PREDICTION_TYPES
+
+    owner = f"RUN_DIR {str(run_dir)!r}"
+    meta = read_json(Path(run_dir) / RUN_FILE, owner, _FIX)
+    if meta.get("format") != RUN_FORMAT:
+        raise InputError(f"{owner} has {RUN_FILE} format {meta.get('format')!r}, not {RUN_FORMAT!r}: it "
+                         "was not written by `ldlm train`; give the --out folder of `ldlm train`")
+    version = meta.get("version")
+    if not _is_int(version) or version not in RUN_VERSIONS:
+        raise InputError(f"{owner} has {RUN_FILE} version {version!r}, but this ldlm reads version "
+                         f"{', '.join(map(str, RUN_VERSIONS))}; upgrade ldlm, or retrain the run")
+
+    def damaged(field: str, want: str) -> RuntimeFailure:
+        shown = repr(meta.get(field))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return RuntimeFailure(f"{owner} has a damaged {RUN_FILE} (field {field} is {shown}, not {want}); "
+                              f"{_FIX}")
+
+    if meta.get("arch") not in ARCHS:
+        raise damaged("arch", f"one of {', '.join(ARCHS)}")
+    shape = meta.get("latent_shape")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(_is_int(n) and n > 0 for n in shape)):
+        raise damaged("latent_shape", "two positive integers [k, d]")
+    for field in ("stats_mean", "stats_std"):
+        if not _numbers(meta.get(field), shape[0] * shape[1]):
+            raise damaged(field, f"{shape[0] * shape[1]} finite numbers")
+    if meta.get("objective") not in PREDICTION_TYPES:
+        raise damaged("objective", f"one of {', '.join(PREDICTION_TYPES)}")
+    if meta.get("schedule") not in (None, *BETA_SCHEDULES):
+        raise damaged("schedule", f"one of {', '.join(BETA_SCHEDULES)}")
+    if not isinstance(meta.get("self_condition"), bool):
+        raise damaged("self_condition", "true or false")
+    for field in ("latent_space", "autoencoder", "store"):
+        if not isinstance(meta.get(field), str | None):
+            raise damaged(field, "a string")
+    for field in ("condition", "training"):
+        if not isinstance(meta.get(field), dict | None):
+            raise damaged(field, "a JSON object")
+    if meta.get("steps") is not None and not _is_int(meta["steps"]):
+        raise damaged("steps", "a step count")
+    if meta.get("condition"):
+        try:
+            ConditionSpec.from_dict(meta["condition"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged("condition", f"a condition spec ({first_line(exc, 60)})") from exc
+    return meta
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """Load RUN_DIR (written by `ldlm train`); clear errors when it holds no model."""
     from diffusers import DDPMScheduler
 
-    from ldlm.denoisers import load_denoiser
+    from ldlm.denoisers import ARCHS, load_denoiser
+    from ldlm.files import missing, read_json
 
     path = Path(run_dir)
     if not path.is_dir():
-        raise InputError(f"RUN_DIR {str(run_dir)!r} does not exist; give the --out folder of "
+        raise InputError(f"RUN_DIR {str(run_dir)!r} {missing(path)}; give the --out folder of "
                          "`ldlm train`")
-    if not (path / RUN_FILE).is_file():
+    if not os.path.lexists(path / RUN_FILE):  # a link that leads nowhere is read (and named) below
         hint = ("training has not finished: resume it with `ldlm train STORE --out RUN_DIR --resume`"
                 if any(path.glob("checkpoint-*")) else "give the --out folder of `ldlm train`")
         raise InputError(f"RUN_DIR {str(run_dir)!r} holds no trained model (no {RUN_FILE}); {hint}")
+    meta = read_run_meta(path)
+    owner = f"RUN_DIR {str(run_dir)!r}"
+    saved = read_json(path / "denoiser" / "config.json", f"the denoiser of {owner}", _FIX).get("_class_name")
+    want = ARCHS[meta["arch"]][1]
+    if saved != want:  # a hand-edited arch: diffusers would build one class from another's weights
+        raise RuntimeFailure(f"{owner}: {RUN_FILE} says arch {meta['arch']!r} ({want}), but denoiser/"
+                             f"config.json holds a {saved!r}; restore arch in {RUN_FILE}, or {_FIX}")
     try:
-        meta = json.loads((path / RUN_FILE).read_text())
         model = load_denoiser(meta["arch"], path / "denoiser")
         noise = DDPMScheduler.from_pretrained(str(path / "scheduler"))
-        k, d = meta["latent_shape"]
-        mean = np.asarray(meta["stats_mean"], np.float32).reshape(k, d)
-        std = np.asarray(meta["stats_std"], np.float32).reshape(k, d)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
+        # NotImplementedError is a RuntimeError: "Cannot copy out of meta tensor" for another class's weights
         first = first_line(exc)
         raise RuntimeFailure(f"RUN_DIR {str(run_dir)!r} is damaged ({first}); retrain it or resume "
                              "training from a checkpoint") from exc
+    k, d = meta["latent_shape"]
+    mean = np.asarray(meta["stats_mean"], np.float32).reshape(k, d)
+    std = np.asarray(meta["stats_std"], np.float32).reshape(k, d)
     model.to(device).eval()
     diffusion = Diffusion(noise, meta["objective"], bool(meta["self_condition"]))
     return Run(path, meta, model, noise, diffusion, Standardiser(mean, std))
@@ -173,5 +251,5 @@ def run_store(run: Run, store: str | Path | None = None):
     return opened
 
 
-__all__ = ["RUN_FILE", "Run", "load_run", "save_run", "push_to_hub", "header_for", "run_autoencoder",
-           "run_store"]
+__all__ = ["RUN_FILE", "Run", "load_run", "read_run_meta", "save_run", "push_to_hub", "header_for",
+           "run_autoencoder", "run_store"]

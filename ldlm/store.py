@@ -218,7 +218,9 @@ class LatentStore:
         """Open a store; refuses anything that is not a (complete) ldlm store."""
         path = store_location(path)
         if not is_url(path) and not Path(path).exists():
-            raise InputError(f"store {path!r} does not exist; run `ldlm encode` to make it")
+            from ldlm.files import missing
+
+            raise InputError(f"store {path!r} {missing(path)}; run `ldlm encode` to make it")
         if is_url(path) and not _has_group(path):
             if store_exists(path):
                 raise InputError(f"{path!r} is not a zarr group; give a store written by `ldlm encode`")
@@ -257,8 +259,9 @@ class LatentStore:
         if require_complete and not attrs.get("complete"):
             done, total = store.progress()
             raise InputError(
-                f"store {path!r} is incomplete ({done} of {total} chunks encoded); rerun "
-                "`ldlm encode` with the same arguments to finish it"
+                f"store {path!r} is incomplete ({done} of {total} chunks encoded): `ldlm encode` may "
+                "still be writing it (wait until it finishes), or it was stopped (rerun "
+                "`ldlm encode` with the same arguments to finish it)"
             )
         return store
 

@@ -22,7 +22,6 @@ takes each row's condition, replaced by the learned null condition with probabil
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -48,6 +47,7 @@ from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_cl
 from ldlm.diffusion import Diffusion, Standardiser
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, check_finite_fields
+from ldlm.files import append_line, own_file, repair_log
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
@@ -198,9 +198,22 @@ def _has_tensorboard() -> bool:
     return True
 
 
+RUN_LOGS = ("metrics.jsonl", "samples", "logs")  # what a run writes beside its checkpoints and model
+
+
 def _append_metrics(run: Path, record: dict) -> None:
-    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
+    append_line(run, "metrics.jsonl", record, f"run {str(run)!r}")  # never through a link out of the run
+
+
+def _check_run_files(run: Path, reporter: Reporter) -> None:
+    """Before a run writes anything: its logs are no links out of it (InputError naming the link),
+    and a torn last line of metrics.jsonl (a kill mid-write) is cut off, so appends stay whole."""
+    for name in RUN_LOGS:
+        own_file(run, name, f"run {str(run)!r}")
+    cut = repair_log(run / "metrics.jsonl")
+    if cut:
+        reporter.log(f"metrics.jsonl ended in a torn line ({cut} bytes, from an interrupted write); "
+                     "removed it")
 
 
 class _Trainer:
@@ -352,8 +365,9 @@ class _Trainer:
                               self.store.attrs.get("autoencoder"),
                               {"run": str(self.out), "step": step, "scheduler": "ddim",
                                "num_inference_steps": self.args.eval_inference_steps})
-        (self.out / "samples").mkdir(exist_ok=True)
-        write_latent_file(self.out / "samples" / f"samples-{step}.ldlm", header, x)
+        target = own_file(self.out, f"samples/samples-{step}.ldlm", f"run {str(self.out)!r}")
+        target.parent.mkdir(exist_ok=True)
+        write_latent_file(target, header, x)
         fd = floor = None
         if not np.isfinite(x).all():
             self.reporter.log(f"step {step}: samples hold NaN or inf")
@@ -434,6 +448,7 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
     out.mkdir(parents=True, exist_ok=True)
     if t.acc.is_main_process:
         remove_leftovers(out)  # hidden temporary folders of a killed run
+        _check_run_files(out, reporter)
     if ckpt is not None:
         t.load_checkpoint(ckpt)
         reporter.log(f"resumed from {ckpt} (step {t.state.step})")

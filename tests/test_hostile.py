@@ -591,8 +591,9 @@ def test_sigterm_cleans_up_and_says_so(tmp_path, world):
     code = kill_when(proc, lambda: bool(list(tmp_path.glob(".x.ldlm.tmp-*"))), signal.SIGTERM, 0.2)
     assert code == 143, (code, proc.stderr[-2000:])
     errors = [x for x in proc.stderr.splitlines() if x.startswith("Error:")]
-    assert errors == ["Error: terminated (SIGTERM); finished work is kept; rerun the same command "
-                      "to resume"], proc.stderr[-2000:]
+    assert errors == ["Error: terminated (SIGTERM); nothing partial is kept (an --out file is written "
+                      "whole or not at all) and there is nothing to resume; rerun the same command to "
+                      "start again"], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert not out.exists() and not list(tmp_path.glob(".x.ldlm*"))
 

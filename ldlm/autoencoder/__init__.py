@@ -27,25 +27,32 @@ def is_autoencoder_dir(path: str | Path) -> bool:
     )
 
 
-def load_autoencoder(path: str | Path, device: str | None = None) -> LatentAutoencoder:
-    """Load an autoencoder folder (or hub id); clear errors for anything else."""
+def load_autoencoder(path: str | Path, device: str | None = None,
+                     flag: str = "--autoencoder") -> LatentAutoencoder:
+    """Load an autoencoder folder (or hub id); clear errors (naming `flag`) for anything else."""
+    from ldlm.files import missing, read_json, symlink_loop
+
     p = Path(path)
+    if p.is_dir() and (p / "config.json").is_file():  # damaged JSON: one line naming the file
+        read_json(p / "config.json", f"autoencoder {str(path)!r}", "restore it, or retrain the autoencoder "
+                  "with `ldlm train-autoencoder`", error=InputError)
     if p.exists() and not is_autoencoder_dir(p):
         raise InputError(
-            f"--autoencoder {str(path)!r} is not an ldlm autoencoder folder (no ldlm config.json); "
+            f"{flag} {str(path)!r} is not an ldlm autoencoder folder (no ldlm config.json); "
             "give the --out folder of `ldlm train-autoencoder`"
         )
-    if not p.exists() and (str(path).startswith((".", "/")) or p.suffix):
-        raise InputError(f"--autoencoder {str(path)!r} does not exist; give an existing folder")
+    if not p.exists() and (str(path).startswith((".", "/")) or p.suffix or symlink_loop(p) is not None):
+        raise InputError(f"{flag} {str(path)!r} {missing(p)}; give an existing folder")
     try:
         model = LatentAutoencoder.from_pretrained(str(path))
     except InputError:
         raise
     except Exception as exc:
         first = first_line(exc)
+        damaged = " (a damaged config.json or weights)" if p.is_dir() else ""
         raise InputError(
-            f"could not load --autoencoder {str(path)!r}: {first}; give the folder written by "
-            "`ldlm train-autoencoder`"
+            f"could not load {flag} {str(path)!r}{damaged}: {type(exc).__name__}: {first}; give the "
+            "folder written by `ldlm train-autoencoder`"
         ) from exc
     if device is not None:
         model.to(device)

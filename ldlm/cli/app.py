@@ -83,13 +83,23 @@ def resume_command(name: str, flag: str | None) -> str:
     return f"resume with: ldlm {shlex.join(args)}"
 
 
-def command(name: str, resume: str | None = None):
+def interrupted_note(name: str, resume: str | None, keeps: bool) -> str:
+    """What an interruption leaves: finished work and how to resume, or, for a command that
+    keeps no partial output and has nothing to resume (`keeps` False), that it starts again."""
+    if not keeps:
+        return ("nothing partial is kept (an --out file is written whole or not at all) and there is "
+                "nothing to resume; rerun the same command to start again")
+    return f"finished work is kept; {resume_command(name, resume)}"
+
+
+def command(name: str, resume: str | None = None, keeps: bool = True):
     """Register a command whose known errors become one line on stderr and an exit code.
 
     Float options that are NaN or infinite are refused before the command runs (exit 2).
     LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130 and SIGTERM
     -> 143, after the command's own cleanup (temporary files removed), naming the command
-    line that resumes (`resume`: the flag it needs, for the trainers); a closed pipe
+    line that resumes (`resume`: the flag it needs, for the trainers; `keeps` False: a command
+    with no partial work to keep, which says so instead); a closed pipe
     (`| head`) -> 0, quietly; anything else -> 1, with the traceback only when LDLM_DEBUG
     is set.
     """
@@ -110,9 +120,9 @@ def command(name: str, resume: str | None = None):
             except LdlmError as exc:
                 _fail(str(exc), exc.exit_code)
             except Terminated:
-                _fail(f"terminated (SIGTERM); finished work is kept; {resume_command(name, resume)}", 143)
+                _fail(f"terminated (SIGTERM); {interrupted_note(name, resume, keeps)}", 143)
             except KeyboardInterrupt:
-                _fail(f"interrupted; finished work is kept; {resume_command(name, resume)}", 130)
+                _fail(f"interrupted; {interrupted_note(name, resume, keeps)}", 130)
             except BrokenPipeError:
                 # the reader went away (e.g. `| head`): stop quietly
                 devnull = os.open(os.devnull, os.O_WRONLY)

@@ -12,7 +12,7 @@ from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Seed
 
 
-@command("train-classifier")
+@command("train-classifier", keeps=False)
 def train_classifier_cmd(
     store: Annotated[str, typer.Argument(
         help="Latent store with conditions (`ldlm encode --condition-column`), path or URL.")],

@@ -15,7 +15,7 @@ from ldlm.cli.options import Device, Seed
 from ldlm.distributed import pick_device
 
 
-@command("decode")
+@command("decode", keeps=False)
 def decode_cmd(
     latents: Annotated[str | None, typer.Argument(
         help="A latent file, a latent store (reconstruction), or '-' / nothing for stdin.")] = None,
@@ -34,7 +34,7 @@ def decode_cmd(
         help="text: one line per sample; jsonl: one JSON object per sample.")] = "text",
     out: Annotated[Path | None, typer.Option(
         help="Write the texts to this file instead of stdout (all of them or, after a failure "
-        "or an interruption, none).")] = None,
+        "or an interruption, none); '-' is stdout. Never a latent file.")] = None,
 ) -> None:
     """Turn latents into text: one sample per line on stdout (or --out FILE)."""
     from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
@@ -42,10 +42,12 @@ def decode_cmd(
     args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                       num_beams=num_beams, seed=seed, batch_size=batch_size)
     args.check()
-    if out is not None:
-        from ldlm.outputs import check_output
+    from ldlm.outputs import check_output, is_stdout
 
-        check_output(out, "--out", "file", {"LATENTS": latents, "--autoencoder": autoencoder})
+    if is_stdout(out):
+        out = None
+    if out is not None:
+        check_output(out, "--out", "text", {"LATENTS": latents, "--autoencoder": autoencoder})
     source = open_latents(latents)
     model = resolve_autoencoder(source, str(autoencoder) if autoencoder else None,
                                 device=pick_device(device))

@@ -17,7 +17,7 @@ from ldlm.errors import InputError
 from ldlm.metrics import TOKENIZATIONS
 
 
-@command("evaluate")
+@command("evaluate", keeps=False)
 def evaluate_cmd(
     generated: Annotated[str, typer.Argument(
         help="Generated texts: a file with one text per line, `ldlm decode --format jsonl` "
@@ -63,7 +63,8 @@ def evaluate_cmd(
     format: Annotated[Literal["table", "json"], typer.Option(
         help="table: a table on stdout; json: only JSON on stdout.")] = "table",
     json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the JSON result to this file.")] = None,
+        "--json", help="Also write the JSON result to this file ('-': the JSON on stdout, as with "
+        "--format json).")] = None,
     class_column: Annotated[str | None, typer.Option(
         help="Score class-conditional texts per class: the class column of --references; each "
         "generated JSON record's 'condition' is the class it was asked for (`ldlm sample --condition "
@@ -82,11 +83,12 @@ def evaluate_cmd(
     from ldlm.data import load_texts
     from ldlm.evaluate import evaluate_texts
     from ldlm.evaluate.inputs import paired_groups, read_generated, read_latents
+    from ldlm.outputs import check_output, is_stdout
 
+    if is_stdout(json_out):
+        json_out, format = None, "json"
     if json_out is not None:
-        from ldlm.outputs import check_output
-
-        check_output(json_out, "--json", "file", {
+        check_output(json_out, "--json", "text", {
             "GENERATED": generated, "--references": references, "--train": train, "--human": human,
             "--latents": latents, "--reference-latents": reference_latents})
     if group_column and not paired:

@@ -10,7 +10,7 @@ import typer
 from ldlm.cli.app import command
 
 
-@command("info")
+@command("info", keeps=False)
 def info_cmd(
     path: Annotated[str, typer.Argument(help="A latent store, autoencoder folder or latent file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

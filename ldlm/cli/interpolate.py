@@ -17,7 +17,7 @@ from ldlm.recipe import INTERPOLATION_SAMPLER, INTERPOLATION_STEPS, INTERPOLATIO
 from ldlm.schedulers import SAMPLERS
 
 
-@command("interpolate")
+@command("interpolate", keeps=False)
 def interpolate_cmd(
     text_a: Annotated[str, typer.Argument(help="The text at t = 0.")],
     text_b: Annotated[str, typer.Argument(help="The text at t = 1.")],
@@ -41,7 +41,11 @@ def interpolate_cmd(
     format: Annotated[Literal["text", "jsonl"], typer.Option(
         help="text: one line per point; jsonl: {index, t, text} per point.")] = "text",
     out: Annotated[str | None, typer.Option(
-        help="Write the latents to this latent file instead of decoding them (for `ldlm decode`).")] = None,
+        help="Write the latents to this latent file instead of decoding them (for `ldlm decode`); '-' "
+        "is the latent stream on stdout.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing --out latent file (the old one stays until the new one is whole).")
+    ] = False,
 ) -> None:
     """Texts along the spherical path between the latents of TEXT_A and TEXT_B."""
     from ldlm.decode import DecodeArgs
@@ -56,16 +60,26 @@ def interpolate_cmd(
                             ("--scheduler", scheduler)):
             if value is not None:
                 raise InputError(f"{flag} applies to re-noising with a run; add --run RUN_DIR or drop it")
-    if out is not None:
-        from ldlm.outputs import check_output
+    from ldlm.outputs import check_output, is_stdout
 
-        check_output(out, "--out", "file", {"--autoencoder": autoencoder, "--run": run})
+    if overwrite and out is None:
+        raise InputError("--overwrite replaces an --out latent file; add --out PATH or drop it")
+    if out is not None and not is_stdout(out):
+        check_output(out, "--out", "latents", {"--autoencoder": autoencoder, "--run": run},
+                     overwrite=overwrite)
     strength = INTERPOLATION_STRENGTH if strength is None else strength
     num_inference_steps = num_inference_steps or INTERPOLATION_STEPS
     scheduler = scheduler or INTERPOLATION_SAMPLER
     reporter = RichReporter()
     result, model = interpolate(text_a, text_b, autoencoder, steps, run, strength, num_inference_steps,
                                 scheduler, seed, pick_device(device), reporter)
+    if is_stdout(out):
+        from ldlm.latent_file import LatentWriter
+
+        writer = LatentWriter(sys.stdout.buffer, result.header)
+        writer.write(result.latents, result.meta)
+        writer.close()
+        return
     if out is not None:
         from ldlm.latent_file import write_latent_file
 

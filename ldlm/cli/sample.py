@@ -73,7 +73,7 @@ def _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots, re
     return Conditions(values, 1.0 if guidance_scale is None else guidance_scale), mbr_args
 
 
-@command("sample")
+@command("sample", keeps=False)
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR written by `ldlm train`.")],
     num_samples: Annotated[int, typer.Option(help="Latents to generate.")] = 5,
@@ -86,10 +86,11 @@ def sample_cmd(
         help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
     seed: Seed = 42,
     out: Annotated[str | None, typer.Option(
-        help="Latent file to write, or a path ending in .zarr for a latent store (default: the "
-        "latent stream on stdout, for `| ldlm decode`).")] = None,
+        help="Latent file to write, or a path ending in .zarr for a latent store; '-' (the default "
+        "where stdout is not a terminal) is the latent stream on stdout, for `| ldlm decode`.")] = None,
     overwrite: Annotated[bool, typer.Option(
-        help="Replace an existing --out store (the old one stays until the new one is whole).")] = False,
+        help="Replace an existing --out latent file or store (the old one stays until the new one is "
+        "whole).")] = False,
     device: Device = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Latents denoised together (default: up to 256).")] = None,
@@ -145,8 +146,12 @@ def sample_cmd(
     init = _init(init_text, init_file, strength)
     conditions, mbr_args = _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots,
                                        reranker, reranker_weight, fluency_weight)
+    from ldlm.outputs import check_output, is_stdout
+
+    if is_stdout(out):
+        out = None  # `--out -`: the stream on stdout, as without --out
     if overwrite and out is None:
-        raise InputError("--overwrite replaces an --out store; add --out PATH.zarr or drop it")
+        raise InputError("--overwrite replaces an --out latent file or store; add --out PATH or drop it")
     if out is None and stdout_is_terminal():
         raise InputError("stdout is a terminal, not a place for binary latents; pass --out PATH or "
                          "pipe into `ldlm decode`")
@@ -157,11 +162,9 @@ def sample_cmd(
         if is_url(out) and not out.rstrip("/").endswith(".zarr"):
             raise InputError(f"--out {out!r}: latent files are written to local paths; give a path, "
                              "or a URL ending in .zarr for a latent store")
-        from ldlm.outputs import check_output
-
         inputs = {"RUN_DIR": run_dir, "--autoencoder": autoencoder, "--init-file": init_file,
                   "--condition-file": condition_file, "--reranker": reranker}
-        check_output(out, "--out", "store" if out.rstrip("/").endswith(".zarr") else "file", inputs,
+        check_output(out, "--out", "store" if out.rstrip("/").endswith(".zarr") else "latents", inputs,
                      overwrite=overwrite)
     reporter = RichReporter()
     result = sample(run_dir, args, conditions=conditions, init=init, mbr=mbr_args, autoencoder=autoencoder,

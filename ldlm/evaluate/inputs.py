@@ -12,6 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from ldlm.errors import InputError
+from ldlm.files import missing
 
 
 @dataclass
@@ -57,7 +58,7 @@ def read_generated(path: str | None, stdin: TextIO | None = None) -> Generated:
     else:
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"GENERATED {path!r} {'is a folder' if p.is_dir() else 'does not exist'};"
+            raise InputError(f"GENERATED {path!r} {'is a folder' if p.is_dir() else missing(p)};"
                              " give a file with one text per line, or '-' for stdin")
         try:
             raw = p.read_text(encoding="utf-8")
