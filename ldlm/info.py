@@ -46,7 +46,8 @@ def describe(path: str) -> dict:
             **_describe_conditions(a.get("condition")),
         }
     p = Path(path)
-    if is_autoencoder_dir(p) or (p / "encoder_tokenizer").is_dir():  # the second: a damaged config.json
+    # the second: a damaged config.json (while the final model is saved, there is none yet)
+    if is_autoencoder_dir(p) or ((p / "encoder_tokenizer").is_dir() and os.path.lexists(p / "config.json")):
         return _describe_autoencoder(p, path)
     ae_checkpoints = list_checkpoints(p, AE_CHECKPOINT) if p.is_dir() else []
     if ae_checkpoints:

@@ -50,6 +50,15 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _quiet_abandoned_tasks() -> None:
+    """After an interrupt, the zarr I/O tasks it cut short are dropped as the process exits, and
+    asyncio logs each one ("Task exception was never retrieved", with a traceback) after the
+    `Error:` line; what they were writing is left for the resume, which redoes it."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL + 1)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the command is, so that its cleanup runs as for Ctrl-C."""
 
@@ -120,8 +129,10 @@ def command(name: str, resume: str | None = None, keeps: bool = True):
             except LdlmError as exc:
                 _fail(str(exc), exc.exit_code)
             except Terminated:
+                _quiet_abandoned_tasks()
                 _fail(f"terminated (SIGTERM); {interrupted_note(name, resume, keeps)}", 143)
             except KeyboardInterrupt:
+                _quiet_abandoned_tasks()
                 _fail(f"interrupted; {interrupted_note(name, resume, keeps)}", 130)
             except BrokenPipeError:
                 # the reader went away (e.g. `| head`): stop quietly
