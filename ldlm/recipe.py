@@ -32,7 +32,7 @@ QUICKSTART_AE_LR = 2e-3  # its peak learning rate: twice train-autoencoder's 1e-
 QUICKSTART_DIFFUSION_STEPS = 2500  # train optimiser steps at most (batch 256)
 QUICKSTART_SAMPLES = 500  # texts generated and scored
 
-# ----- ldlm train: the optimiser (the seed design's batch 16, lr 1e-4, warmup 500 trained far
+# ----- ldlm train: the optimiser (the original design's batch 16, lr 1e-4, warmup 500 trained far
 # slower per CPU-second: benchmarks/README.md, "The recipe") ----------------------------------
 DIFFUSION_BATCH = 256  # latents per device per micro-batch
 DIFFUSION_LR = 1e-3  # peak AdamW learning rate
@@ -41,7 +41,7 @@ DIFFUSION_WARMUP = 200  # linear warmup steps before the cosine
 # ----- ldlm train-autoencoder: the gate on the latent space ----------------------------------
 RECONSTRUCTION_GATE = 50.0  # held-out reconstruction BLEU below which the latents carry too little
 
-# ----- ldlm sample: the sampler (the seed design's DDPM with 1000 steps scored lower MAUVE on E2E
+# ----- ldlm sample: the sampler (the original design's DDPM with 1000 steps scored lower MAUVE on E2E
 # than DPM-Solver++ with 20, at 50 times the time) ------------------------------------------
 SAMPLER = "dpm-solver"  # --scheduler
 SAMPLER_STEPS = 20  # --num-inference-steps

@@ -33,8 +33,9 @@ class _App(typer.Typer):
 
 app = _App(
     name="ldlm",
-    help="Latent diffusion language models: train a text autoencoder, encode a corpus to "
-    "latents, and decode latents back to text.",
+    help="Latent diffusion language models: train a text autoencoder, encode a corpus into "
+    "latents, train a denoiser on them, sample new latents and decode them into text. New here? "
+    "Run `ldlm quickstart`; the README has each stage's commands.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -78,10 +78,10 @@ def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR written by `ldlm train`.")],
     num_samples: Annotated[int, typer.Option(help="Latents to generate.")] = 5,
     num_inference_steps: Annotated[int, typer.Option(
-        help="Denoising steps (the seed design's 1000 with ddpm scored lower on E2E, 50 times slower).")
+        help="Denoising steps (the original design's 1000 with ddpm scored lower on E2E, 50 times slower; see the README).")
     ] = SAMPLER_STEPS,
     scheduler: Annotated[Sampler, typer.Option(
-        help="Sampler, built from the run's noise schedule (seed design: ddpm).")] = SAMPLER,
+        help="Sampler, built from the run's noise schedule (the original design's: ddpm; see the README).")] = SAMPLER,
     eta: Annotated[float, typer.Option(
         help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
     seed: Seed = 42,

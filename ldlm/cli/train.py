@@ -67,14 +67,14 @@ def train_cmd(
     max_minutes: MaxMinutes = None,
     budget_clock: BudgetClock = "wall",
     batch_size: Annotated[int, typer.Option(
-        help="Latents per device per micro-batch (the seed design's 16 trains slower per second).")
+        help="Latents per device per micro-batch (the original design's 16 trains slower per second; see the README).")
     ] = DIFFUSION_BATCH,
     learning_rate: Annotated[float, typer.Option(
-        help="Peak learning rate (AdamW; the seed design's 1e-4 trains slower).")] = DIFFUSION_LR,
+        help="Peak learning rate (AdamW; the original design's 1e-4 trains slower).")] = DIFFUSION_LR,
     gradient_accumulation_steps: Annotated[int, typer.Option(
         help="Micro-batches per optimiser step.")] = 1,
     lr_warmup_steps: Annotated[int, typer.Option(
-        help="Linear warmup steps before the cosine decay (seed design: 500).")] = DIFFUSION_WARMUP,
+        help="Linear warmup steps before the cosine decay (the original design's: 500).")] = DIFFUSION_WARMUP,
     save_samples_epochs: Annotated[int, typer.Option(
         help="Sample latents from the EMA model and report their Frechet distance to held-out "
         "latents every N epochs.")] = 10,
