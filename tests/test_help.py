@@ -31,3 +31,15 @@ def test_no_help_text_names_the_seed_design():
         r = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
         assert r.exit_code == 0, (name, r.output)
         assert "seed design" not in r.output, name
+
+
+def test_sample_help_groups_its_options():
+    from ldlm.cli.sample import CONDITIONS_PANEL, RERANKING_PANEL, SAMPLER_PANEL, VARIATIONS_PANEL
+
+    shown = runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "120"}).output
+    at = [shown.index(f"─ {p} ─") for p in ("Options", SAMPLER_PANEL, VARIATIONS_PANEL, CONDITIONS_PANEL,
+                                             RERANKING_PANEL)]
+    assert at == sorted(at)
+    # each option under its panel: the sampler's knobs after the Sampler title, --mbr's after its own
+    assert at[1] < shown.index("--scheduler") < at[2] and at[4] < shown.index("--reranker-weight")
+    assert at[0] < shown.index("--num-samples") < at[1]

@@ -72,17 +72,28 @@ def _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots, re
     mbr_args = None if mbr is None else MBRArgs(mbr, rerank_slots, reranker, reranker_weight, fluency_weight)
     return Conditions(values, 1.0 if guidance_scale is None else guidance_scale), mbr_args
 
+# `ldlm sample --help` groups its options: the plain ones first, then these panels
+SAMPLER_PANEL = "Sampler"
+VARIATIONS_PANEL = "Variations of texts (SDEdit)"
+CONDITIONS_PANEL = "Conditions (--conditional runs)"
+RERANKING_PANEL = "Reranking candidates (--mbr)"
+
 
 @command("sample", keeps=False)
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR written by `ldlm train`.")],
     num_samples: Annotated[int, typer.Option(help="Latents to generate.")] = 5,
     num_inference_steps: Annotated[int, typer.Option(
-        help="Denoising steps (the original design's 1000 with ddpm scored lower on E2E, 50 times slower; see the README).")
+        rich_help_panel=SAMPLER_PANEL,
+        help="Denoising steps (the original design's 1000 with ddpm scored lower on E2E, 50 times "
+        "slower; see the README).")
     ] = SAMPLER_STEPS,
     scheduler: Annotated[Sampler, typer.Option(
-        help="Sampler, built from the run's noise schedule (the original design's: ddpm; see the README).")] = SAMPLER,
+        rich_help_panel=SAMPLER_PANEL,
+        help="Sampler, built from the run's noise schedule (the original design's: ddpm; see the "
+        "README).")] = SAMPLER,
     eta: Annotated[float, typer.Option(
+        rich_help_panel=SAMPLER_PANEL,
         help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
     seed: Seed = 42,
     out: Annotated[str | None, typer.Option(
@@ -95,11 +106,14 @@ def sample_cmd(
     batch_size: Annotated[int | None, typer.Option(
         help="Latents denoised together (default: up to 256).")] = None,
     init_text: Annotated[list[str] | None, typer.Option(
+        rich_help_panel=VARIATIONS_PANEL,
         help="Start from this text instead of noise (SDEdit variations; repeatable); "
         "--num-samples variations of each.")] = None,
     init_file: Annotated[Path | None, typer.Option(
+        rich_help_panel=VARIATIONS_PANEL,
         help="Start from the texts of this file, one per line.")] = None,
     strength: Annotated[float | None, typer.Option(
+        rich_help_panel=VARIATIONS_PANEL,
         help="With --init-text/--init-file: how much to change the text, in (0, 1]; near 0 keeps "
         f"it, 1 is plain sampling (default {VARIATION_STRENGTH}).")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
@@ -107,31 +121,40 @@ def sample_cmd(
         "space, e.g. an `ldlm adapt-decoder` one): it encodes --init-text/--init-file, decodes --mbr "
         "candidates, and is the one the output names for `ldlm decode`.")] = None,
     condition: Annotated[list[str] | None, typer.Option(
+        rich_help_panel=CONDITIONS_PANEL,
         help="Generate text about this condition (a class label or a conditioning text) with a "
         "--conditional run (repeatable); --num-samples per condition.")] = None,
     condition_file: Annotated[Path | None, typer.Option(
+        rich_help_panel=CONDITIONS_PANEL,
         help="The conditions of this file, one per line.")] = None,
     guidance_scale: Annotated[float | None, typer.Option(
+        rich_help_panel=CONDITIONS_PANEL,
         help="Classifier-free guidance W: uncond + W * (cond - uncond); 1 is plain conditional, "
         "0 unconditional (default 1).")] = None,
     mbr: Annotated[int | None, typer.Option(
+        rich_help_panel=RERANKING_PANEL,
         help="With conditions: draw N candidates per sample, decode them and keep the one with the "
         "highest mean BLEU against the others (minimum Bayes risk).")] = None,
     noise_scale: Annotated[float, typer.Option(
+        rich_help_panel=SAMPLER_PANEL,
         help="Multiply the starting noise: 1 samples the model's distribution, below 1 likelier "
         "samples, 0 one deterministic sample per condition with ddim or dpm-solver (figures: the "
         "benchmarks page). Not with --init-text/--init-file.")] = 1.0,
     rerank_slots: Annotated[bool, typer.Option(
-        "--rerank-slots", help="With --mbr and structured conditions (key[value], ...): keep the "
+        "--rerank-slots", rich_help_panel=RERANKING_PANEL,
+        help="With --mbr and structured conditions (key[value], ...): keep the "
         "candidates that miss the fewest of the condition's values and state the fewest other "
         "known values, then the MBR choice among them.")] = False,
     reranker: Annotated[Path | None, typer.Option(
+        rich_help_panel=RERANKING_PANEL,
         help="With --mbr: a condition classifier (`ldlm train-classifier` on the run's store); keep "
         "the candidate with the highest MBR score + --reranker-weight x log p(condition | text).")
     ] = None,
     reranker_weight: Annotated[float, typer.Option(
+        rich_help_panel=RERANKING_PANEL,
         help="BLEU points per nat of the --reranker's log-likelihood (0: MBR alone).")] = RERANKER_WEIGHT,
     fluency_weight: Annotated[float, typer.Option(
+        rich_help_panel=RERANKING_PANEL,
         help="With --reranker: BLEU points per nat per word of log p(text) under the classifier's "
         "language model of the store's texts (0: no fluency term).")] = FLUENCY_WEIGHT,
 ) -> None:

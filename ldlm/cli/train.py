@@ -67,7 +67,8 @@ def train_cmd(
     max_minutes: MaxMinutes = None,
     budget_clock: BudgetClock = "wall",
     batch_size: Annotated[int, typer.Option(
-        help="Latents per device per micro-batch (the original design's 16 trains slower per second; see the README).")
+        help="Latents per device per micro-batch (the original design's 16 trains slower per second; "
+        "see the README).")
     ] = DIFFUSION_BATCH,
     learning_rate: Annotated[float, typer.Option(
         help="Peak learning rate (AdamW; the original design's 1e-4 trains slower).")] = DIFFUSION_LR,
