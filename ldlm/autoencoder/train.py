@@ -91,6 +91,11 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
 
     lengths = measure_lengths(texts, enc_tok, dec_tok)
     limit = min([LIMIT] + [_positions(m.config) for m in (enc_model, dec_model) if m is not None])
+    for flag, part in (("--encoder", enc_model), ("--decoder", dec_model)):
+        if part is not None and config.max_length is not None and config.max_length > _positions(part.config):
+            raise InputError(f"--max-length {config.max_length} is more than the {_positions(part.config)} "
+                             f"positions of the pretrained {flag} {getattr(config, flag[2:] + '_source')!r}; "
+                             f"give at most {limit}, or leave it out to measure the corpus")
     max_length = config.max_length or lengths.suggested(limit)
     reporter.log(lengths.describe(max_length, given=config.max_length is not None))
 
