@@ -443,6 +443,8 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
         reporter.stop()
         if t.streaming:
             t.data.close()  # the chunk reader's thread and windows
+    if t.loop.budget_warning and t.acc.is_main_process:
+        reporter.log(t.loop.budget_warning)
     if saved_at != t.state.step:
         t.save_checkpoint()
     if t.acc.is_main_process and sampled_at != t.state.step:

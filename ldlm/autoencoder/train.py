@@ -370,6 +370,8 @@ def train_autoencoder(
                 checkpoint(step)
     finally:
         reporter.stop()
+    if loop.budget_warning:  # a silent reporter on the processes other than the main one
+        reporter.log(loop.budget_warning)
     train_seconds = time.perf_counter() - started
     if not group.is_main:  # the main process scores and saves the model
         group.wait()
