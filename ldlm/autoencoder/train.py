@@ -16,6 +16,7 @@ from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remo
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
+from ldlm.holdout import spaced_holdout  # noqa: F401  (also importable from here, as before)
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -133,16 +134,6 @@ def _positions(config) -> int:
     """The positions a pretrained model has (no limit when its config does not say)."""
     return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
                or LIMIT)
-
-
-def spaced_holdout(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
-    """Deterministic (train, held-out) row indices: every step-th row is held out."""
-    if n < 4 or eval_rows < 1:
-        return list(range(n)), []
-    step = max(2, n // eval_rows)
-    held = list(range(0, n, step))[:eval_rows]
-    held_set = set(held)
-    return [i for i in range(n) if i not in held_set], held
 
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together (as transformers' group_by_length)
