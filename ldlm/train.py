@@ -53,6 +53,9 @@ from ldlm.store import LatentStore, holdout_rows
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
 
 
+SAME_LATENT_STD = 1e-4  # a store whose latents vary less than this everywhere holds one latent
+
+
 @dataclass
 class TrainArgs:
     """`ldlm train` options; every field maps onto a flag of the same name."""
@@ -237,7 +240,12 @@ class _Trainer:
                              f"{self.order.window} chunks, at most {megabytes(held)} of them in memory")
         else:
             self.data = InMemoryRows(store, n_train, args.conditional)
-        self.standard = Standardiser(*store.stats())
+        mean, std = store.stats()
+        if self.is_main and float(np.max(std)) <= SAME_LATENT_STD:
+            reporter.log(f"warning: every latent of store {store.path!r} is the same (per-position std "
+                         f"{float(np.max(std)):.2g}): the denoiser learns that one latent, its loss goes to "
+                         "0 and every sample is that one text; encode a corpus of different texts")
+        self.standard = Standardiser(mean, std)
         cond_options = self.spec.model_options() if self.spec else {}
         self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
                                       **{**cond_options, **args.denoiser})

@@ -265,6 +265,10 @@ def train_autoencoder(
     set_seed(args.seed)
     texts = list(rows.texts)  # training tokenises every text anyway
     train_idx, held_idx = spaced_holdout(len(texts), args.eval_rows)
+    if len(texts) > 1 and len(set(texts)) == 1:
+        reporter.log(f"warning: all {len(texts)} texts are the same text: the autoencoder learns that one "
+                     "text (its loss goes to 0, its reconstruction is perfect) and its latents carry "
+                     "nothing; train it on a corpus of different texts")
     train_texts = [texts[i] for i in train_idx]
     held_texts = [texts[i] for i in held_idx]
 
