@@ -38,8 +38,8 @@ PLAIN_EVERY = 30.0
 
 
 def progress_seconds() -> float:
-    """LDLM_PROGRESS_SECONDS: seconds between plain progress lines, a positive finite number
-    (unset or empty: 30); anything else is an InputError, as a bad option is."""
+    """LDLM_PROGRESS_SECONDS: seconds between plain progress lines, a finite number >= 0 (0: a
+    line at every step; unset or empty: 30); anything else is an InputError, as a bad option is."""
     raw = os.environ.get(PLAIN_EVERY_ENV, "").strip()
     if not raw:
         return PLAIN_EVERY
@@ -47,9 +47,9 @@ def progress_seconds() -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not (value > 0 and value != float("inf")):
-        raise InputError(f"environment variable {PLAIN_EVERY_ENV}={raw!r} must be a positive number of "
-                         f"seconds between progress lines; set it to e.g. {PLAIN_EVERY:g}, or unset it")
+    if not (value >= 0 and value != float("inf")):
+        raise InputError(f"environment variable {PLAIN_EVERY_ENV}={raw!r} must be a number of seconds "
+                         f">= 0 between progress lines; set it to e.g. {PLAIN_EVERY:g}, or unset it")
     return value
 
 
