@@ -247,6 +247,8 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     finally:
         reporter.stop()
         data.close()
+    if loop.budget_warning:
+        reporter.log(loop.budget_warning)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

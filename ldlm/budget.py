@@ -14,6 +14,7 @@ from ldlm.errors import InputError
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # --budget-clock choices
 PLAN_EVERY = 10  # optimiser steps between two looks at a time budget's pace
 UNCAPPED = 10**9  # the step cap of a run that only a time budget ends
+MAX_MINUTES = 60 * 24 * 366  # the longest --max-minutes: a year (past it, minutes no timer plans with)
 
 
 def planned_steps(max_steps: int | None, max_minutes: float | None, default: int) -> int:
@@ -25,9 +26,14 @@ def planned_steps(max_steps: int | None, max_minutes: float | None, default: int
 
 
 def check_budget(max_minutes: float | None, clock: str) -> None:
-    """Refuse a time budget that is not a positive finite number of minutes, or an unknown clock."""
+    """Refuse a time budget that is not a positive number of minutes up to a year (its seconds
+    must plan steps: 1e308 minutes is infinite seconds), or an unknown clock."""
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise InputError(f"--max-minutes {max_minutes} must be a positive number of minutes")
+    if max_minutes is not None and max_minutes > MAX_MINUTES:
+        raise InputError(f"--max-minutes {max_minutes:g} is more than a year ({MAX_MINUTES} minutes), the "
+                         "longest budget ldlm plans; give fewer minutes, or drop --max-minutes to train "
+                         "for --max-steps")
     if clock not in CLOCKS:
         raise InputError(f"--budget-clock {clock!r} is not one of {', '.join(CLOCKS)}")
 
@@ -52,4 +58,4 @@ class Clock:
         self.before, self.start = spent, self.now()
 
 
-__all__ = ["CLOCKS", "PLAN_EVERY", "UNCAPPED", "Clock", "check_budget", "planned_steps"]
+__all__ = ["CLOCKS", "PLAN_EVERY", "MAX_MINUTES", "UNCAPPED", "Clock", "check_budget", "planned_steps"]

@@ -14,10 +14,11 @@ linear layer, the log-linear classifier of fastText / logistic regression:
                       log p(condition | text) = sum over tokens of log p(token in or out).
 
 It trains in about a minute on a CPU from a latent store's `text` and `condition` arrays
-(the store `ldlm train --conditional` reads; no autoencoder), holding out the store's last
-rows for the figures it reports. Beside it, the same texts train a word trigram language
-model (ldlm.fluency), p(text), so that the reranker can also prefer the candidates that read
-like the training texts: log p(condition | text) + log p(text) is the noisy-channel score.
+(the store `ldlm train --conditional` reads; no autoencoder), holding out rows spread over
+the store and stratified by class (ldlm.holdout) for the figures it reports. Beside it, the
+same texts train a word trigram language model (ldlm.fluency), p(text), so that the reranker
+can also prefer the candidates that read like the training texts: log p(condition | text) +
+log p(text) is the noisy-channel score.
 Saved in `save_pretrained` layout: `config.json` (with the condition vocabulary, checked
 against a run before reranking), the weights as safetensors, the n-gram vocabulary in
 `ngrams.json` and the language model's counts in `fluency_lm.json`.
@@ -226,7 +227,7 @@ class ClassifierArgs:
     min_count: int = 3  # keep n-grams found in at least this many training texts
     max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
     lm_order: int = 3  # the fluency language model: word n-grams 1..lm_order (0: none)
-    eval_rows: int = 1000  # held-out rows at the end of the store (at most 5% of it)
+    eval_rows: int = 1000  # held-out rows, spread over the store by class (at most 5% of it)
     seed: int = 42
 
     def check(self) -> None:
@@ -255,6 +256,7 @@ class ClassifierResult:
     recall: float | None  # text conditions: held-out token recall at p > 0.5
     seconds: float
     perplexity: float | None = None  # the fluency model's, per token on the held-out texts
+    warning: str | None = None  # what makes the figures say little (a store of one class)
 
 
 def _targets(spec: ConditionSpec, cond: np.ndarray, outputs: int) -> torch.Tensor:
@@ -296,6 +298,7 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     """Train a condition classifier on a store's texts and conditions and save it to `out`
     (written whole or not at all)."""
     from ldlm.atomic import atomic_directory, check_output_path
+    from ldlm.holdout import classes, spaced_holdout
     from ldlm.store import LatentStore, holdout_rows
 
     args = args or ClassifierArgs()
@@ -312,10 +315,20 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
                          "--condition-column COL` to train a condition classifier")
     spec = ConditionSpec.from_dict(spec_dict)
     started = time.perf_counter()
-    texts = opened.read_texts()
-    cond = np.asarray(opened.read_conditions())
-    held = holdout_rows(len(texts), args.eval_rows)
-    n = len(texts) - held
+    all_texts = opened.read_texts()
+    all_cond = np.asarray(opened.read_conditions())
+    # held-out rows spread over the store, by class for labels (a class-sorted store's last rows
+    # are one class); the training rows first, then the held-out ones
+    train_idx, held_idx = spaced_holdout(len(all_texts), holdout_rows(len(all_texts), args.eval_rows),
+                                         all_cond if spec.type == "label" else None)
+    arranged = train_idx + held_idx
+    texts, cond = [all_texts[i] for i in arranged], all_cond[arranged]
+    n, held = len(train_idx), len(held_idx)
+    warning = None
+    if classes(cond[:n]) < 2:
+        warning = (f"warning: every training row of store {opened.path!r} has the same condition: the "
+                   "classifier learns nothing about conditions and its held-out figures say nothing; "
+                   "encode a store with two classes or more to rerank by condition")
     ngrams = build_ngram_vocab(texts[:n], args.ngram_order, args.min_count, args.max_ngrams)
     if not ngrams:
         raise InputError(f"no word n-gram occurs in {args.min_count} training texts of store "
@@ -362,7 +375,7 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
             "eval_rows": held, "accuracy": accuracy, "precision": precision, "recall": recall,
             "perplexity": perplexity, "training": asdict(args)}, indent=2))
     return ClassifierResult(out, model, n, held, accuracy, precision, recall,
-                            time.perf_counter() - started, perplexity)
+                            time.perf_counter() - started, perplexity, warning)
 
 
 __all__ = ["ConditionClassifier", "ClassifierArgs", "ClassifierResult", "read_classifier_record",

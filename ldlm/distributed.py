@@ -13,9 +13,23 @@ from dataclasses import dataclass
 MIXED_PRECISIONS = ("fp16", "bf16", "no")  # accelerate's --mixed-precision values
 
 
+def world_size() -> int:
+    """WORLD_SIZE (set by `accelerate launch` and torchrun): the processes of the launch, 1 when
+    unset; a value that is not a whole number >= 1 is an InputError (accelerate reads it too)."""
+    raw = os.environ.get("WORLD_SIZE")
+    if raw is None:
+        return 1
+    if not raw.strip().isdigit() or int(raw) < 1:
+        from ldlm.errors import InputError
+
+        raise InputError(f"environment variable WORLD_SIZE={raw!r} must be a whole number of processes "
+                         "(>= 1; `accelerate launch` sets it); unset it to run one process")
+    return int(raw)
+
+
 def launched() -> bool:
     """True inside a multi-process launch (`accelerate launch`, torchrun: WORLD_SIZE > 1)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return world_size() > 1
 
 
 @dataclass

@@ -138,6 +138,7 @@ class TrainingLoop:
         self.planned = args.max_steps  # the steps the run will take (a budget revises it)
         self.replanned_from: int | None = None  # a resume's old plan, when it was changed
         self._pace_from: tuple[int, float] | None = None  # (step, seconds) the pace is measured from
+        self.budget_warning: str | None = None  # set when the budget ran out before its pace was known
 
     @property
     def cosine(self) -> CosineSchedule | None:
@@ -157,6 +158,8 @@ class TrainingLoop:
                 self._pace_from = (done, spent)  # the first step pays for warm-up: not counted
             elif done % PLAN_EVERY == 0 and done - self._pace_from[0] >= 3:
                 pace = (spent - self._pace_from[1]) / (done - self._pace_from[0])
+                if self.budget_warning is None and spent >= self.args.max_seconds:
+                    self.budget_warning = _overrun(self.args.max_seconds, done, spent)
                 fits = done + max(0, int((self.args.max_seconds - spent) / max(pace, 1e-9)))
                 self._set_plan(_agree(min(fits, self.args.max_steps)))
         return done >= self.planned
@@ -243,6 +246,16 @@ class TrainingLoop:
         elif cosine is not None and cosine.total != self.args.max_steps:  # another --max-steps
             self.replanned_from = cosine.total
             cosine.replan(self.schedule.last_epoch, self.args.max_steps)
+
+
+def _overrun(budget: float, done: int, spent: float) -> str:
+    """The warning for a time budget that was spent before its pace could be measured: a budget
+    runs at least PLAN_EVERY steps (the pace is measured on them), so it cannot end sooner."""
+    enough = math.ceil(10 * spent / 60) / 10  # minutes, rounded up to a tenth
+    return (f"warning: --max-minutes {budget / 60:g} ({budget:.3g} s) was spent before the time budget "
+            f"could measure the pace: a budget runs at least {PLAN_EVERY} steps, and it was spent at step "
+            f"{done} ({spent:.1f} s in all); give --max-minutes {enough:g} or more, or --max-steps for a "
+            "shorter run")
 
 
 def _agree(value: int) -> int:

@@ -96,6 +96,7 @@ class Sampling:
     frames: Iterator[tuple[np.ndarray, list[dict] | None]]  # (latents (b, k, d), per-row meta)
     total: int  # latents the frames hold
     batch_size: int  # latents per frame (the last may be fewer)
+    truncated: int = 0  # init texts longer than the autoencoder's max_length, encoded cut to it
 
 
 def sampling_args(args: SamplingArgs | None, fields: dict) -> SamplingArgs:
@@ -222,14 +223,19 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
     if conditions is not None:
         frames = _conditional(run, conditions, encoded, args, mbr, known, model, device, reporter)
     elif init is not None:
-        latents = np.repeat(model.encode_texts(texts).cpu().numpy(), args.num_samples, axis=0)
+        from ldlm.autoencoder.batching import encode_chunk
+
+        encoded, lengths = encode_chunk(model, texts, 64)  # cut as `ldlm encode` cuts, and counted
+        truncated = int(np.count_nonzero(lengths > model.config.max_length))
+        latents = np.repeat(encoded, args.num_samples, axis=0)
         meta = [{"source": t, "strength": float(init.strength)}
                 for t in texts for _ in range(args.num_samples)]
         frames = _with_meta(iter_samples(run, total, args, device, reporter, init=latents,
                                          strength=float(init.strength)), meta)
     else:
         frames = ((x, None) for x in iter_samples(run, total, args, device, reporter))
-    return Sampling(header, frames, total, args.batch_size or min(total, MAX_BATCH))
+    return Sampling(header, frames, total, args.batch_size or min(total, MAX_BATCH),
+                    truncated if init is not None else 0)
 
 
 def _with_meta(batches: Iterator[np.ndarray], meta: list[dict]):

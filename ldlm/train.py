@@ -61,6 +61,9 @@ CHECKPOINT_FILE = "ldlm_checkpoint.json"
 FLOOR_CHUNKS = 32  # streamed stores: chunks read (once) for the true latents of the FD floor
 
 
+SAME_LATENT_STD = 1e-4  # a store whose latents vary less than this everywhere holds one latent
+
+
 @dataclass
 class TrainArgs:
     """`ldlm train` options; every field maps onto a flag of the same name."""
@@ -259,7 +262,12 @@ class _Trainer:
                              f"{self.order.window} chunks, at most {megabytes(held)} of them in memory")
         else:
             self.data = InMemoryRows(store, n_train, args.conditional)
-        self.standard = Standardiser(*store.stats())
+        mean, std = store.stats()
+        if self.is_main and float(np.max(std)) <= SAME_LATENT_STD:
+            reporter.log(f"warning: every latent of store {store.path!r} is the same (per-position std "
+                         f"{float(np.max(std)):.2g}): the denoiser learns that one latent, its loss goes to "
+                         "0 and every sample is that one text; encode a corpus of different texts")
+        self.standard = Standardiser(mean, std)
         cond_options = self.spec.model_options() if self.spec else {}
         self.config = denoiser_config(args.arch, (self.k, self.d), args.size, args.self_condition,
                                       **{**cond_options, **args.denoiser})
@@ -493,6 +501,8 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
         reporter.stop()
         if t.streaming:
             t.data.close()  # the chunk reader's thread and windows
+    if t.loop.budget_warning and t.acc.is_main_process:
+        reporter.log(t.loop.budget_warning)
     if saved_at != t.state.step:
         t.save_checkpoint()
     if t.acc.is_main_process and sampled_at != t.state.step:

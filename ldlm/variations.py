@@ -60,6 +60,7 @@ class Interpolation:
     latents: np.ndarray  # (steps, k, d), autoencoder units
     meta: list[dict]  # per row: {"t": t} (and "strength" with a run)
     header: LatentHeader
+    truncated: int = 0  # of the two texts, those longer than the autoencoder's max_length (encoded cut)
 
 
 def read_init_file(path: str | Path) -> list[str]:
@@ -162,7 +163,10 @@ def interpolate(text_a: str, text_b: str, autoencoder: str | Path | None = None,
                          "autoencoder is used)")
     else:
         model = load_autoencoder(autoencoder, device=str(device))
-    a, b = model.encode_texts([text_a, text_b]).cpu().numpy()  # (k, d) each
+    from ldlm.autoencoder.batching import encode_chunk
+
+    (a, b), lengths = encode_chunk(model, [text_a, text_b], 2)  # (k, d) each, cut as `ldlm encode` cuts
+    truncated = int(np.count_nonzero(lengths > model.config.max_length))
     ts = [i / (steps - 1) for i in range(steps)]
     points = np.stack([slerp(a, b, t) for t in ts])  # (steps, k, d)
     meta: list[dict] = [{"t": round(t, 6)} for t in ts]
@@ -170,13 +174,13 @@ def interpolate(text_a: str, text_b: str, autoencoder: str | Path | None = None,
         header = LatentHeader(latent_space=model.fingerprint, latent_shape=model.latent_shape,
                               autoencoder=autoencoder_location(autoencoder),
                               extra={"interpolate": [text_a, text_b]})
-        return Interpolation(ts, points, meta, header), model
+        return Interpolation(ts, points, meta, header, truncated), model
     points = np.concatenate(list(iter_samples(run, steps, args, device, reporter, init=points,
                                               strength=float(strength))))
     meta = [{**m, "strength": float(strength)} for m in meta]
     header = header_for(run, scheduler, num_inference_steps, seed, autoencoder,
                         strength=float(strength), interpolate=[text_a, text_b])
-    return Interpolation(ts, points, meta, header), model
+    return Interpolation(ts, points, meta, header, truncated), model
 
 
 def interpolate_texts(text_a: str, text_b: str, autoencoder: str | Path | None = None, steps: int = 5,

@@ -16,7 +16,7 @@ import numpy as np
 PERCENTILE = 99.0  # the share of texts (in %) that --max-length fits whole when measured
 SAMPLE = 10_000  # texts tokenised to measure (all of them when fewer)
 MULTIPLE = 8  # --max-length is rounded up to a multiple of this
-LIMIT = 512  # the longest measured --max-length (a longer corpus is cut and says so)
+LIMIT = 512  # the longest --max-length, given or measured (a longer corpus is cut and says so)
 WARN_ABOVE = 0.01  # the truncated share above which a given --max-length is warned about
 
 
@@ -46,7 +46,7 @@ class Lengths:
                 f"{100 * share:.1f}% of texts are longer and will be cut")
         if given and share > WARN_ABOVE:
             line = (f"warning: {line}; raise --max-length (the {PERCENTILE:g}th percentile is "
-                    f"{self.suggested(10**6)}) or leave it out to measure it")
+                    f"{self.suggested(10**6)}; at most {LIMIT}) or leave it out to measure it")
         return line
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ldlm.autoencoder.lengths import LIMIT
 from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.recipe import AE_LATENT_NOISE, AE_WORD_DROPOUT
@@ -78,8 +79,10 @@ class AutoencoderConfig:
         for name, value in (("--latent-tokens", self.latent_tokens), ("--latent-dim", self.latent_dim)):
             if value is not None and value < 1:
                 raise InputError(f"{name} {value} must be at least 1")
-        if self.max_length is not None and self.max_length < 4:
-            raise InputError(f"--max-length {self.max_length} must be at least 4 tokens")
+        if self.max_length is not None and not 4 <= self.max_length <= LIMIT:
+            raise InputError(f"--max-length {self.max_length} must be between 4 and {LIMIT} tokens (the "
+                             "positions an autoencoder is built with, and the most a reconstruction "
+                             f"writes); give at most {LIMIT}, or leave it out to measure the corpus")
         if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
             raise InputError(f"--latent-noise {self.latent_noise} must be a finite number >= 0")
         if not 0 <= self.word_dropout < 1:

@@ -16,6 +16,7 @@ from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remo
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
+from ldlm.holdout import spaced_holdout  # noqa: F401  (also importable from here, as before)
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -91,6 +92,11 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
 
     lengths = measure_lengths(texts, enc_tok, dec_tok)
     limit = min([LIMIT] + [_positions(m.config) for m in (enc_model, dec_model) if m is not None])
+    for flag, part in (("--encoder", enc_model), ("--decoder", dec_model)):
+        if part is not None and config.max_length is not None and config.max_length > _positions(part.config):
+            raise InputError(f"--max-length {config.max_length} is more than the {_positions(part.config)} "
+                             f"positions of the pretrained {flag} {getattr(config, flag[2:] + '_source')!r}; "
+                             f"give at most {limit}, or leave it out to measure the corpus")
     max_length = config.max_length or lengths.suggested(limit)
     reporter.log(lengths.describe(max_length, given=config.max_length is not None))
 
@@ -128,16 +134,6 @@ def _positions(config) -> int:
     """The positions a pretrained model has (no limit when its config does not say)."""
     return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
                or LIMIT)
-
-
-def spaced_holdout(n: int, eval_rows: int) -> tuple[list[int], list[int]]:
-    """Deterministic (train, held-out) row indices: every step-th row is held out."""
-    if n < 4 or eval_rows < 1:
-        return list(range(n)), []
-    step = max(2, n // eval_rows)
-    held = list(range(0, n, step))[:eval_rows]
-    held_set = set(held)
-    return [i for i in range(n) if i not in held_set], held
 
 
 GROUP_BATCHES = 50  # batches whose rows are sorted by length together (as transformers' group_by_length)
@@ -269,6 +265,10 @@ def train_autoencoder(
     set_seed(args.seed)
     texts = list(rows.texts)  # training tokenises every text anyway
     train_idx, held_idx = spaced_holdout(len(texts), args.eval_rows)
+    if len(texts) > 1 and len(set(texts)) == 1:
+        reporter.log(f"warning: all {len(texts)} texts are the same text: the autoencoder learns that one "
+                     "text (its loss goes to 0, its reconstruction is perfect) and its latents carry "
+                     "nothing; train it on a corpus of different texts")
     train_texts = [texts[i] for i in train_idx]
     held_texts = [texts[i] for i in held_idx]
 
@@ -365,6 +365,8 @@ def train_autoencoder(
                 checkpoint(step)
     finally:
         reporter.stop()
+    if loop.budget_warning:  # a silent reporter on the processes other than the main one
+        reporter.log(loop.budget_warning)
     train_seconds = time.perf_counter() - started
     if not group.is_main:  # the main process scores and saves the model
         group.wait()

@@ -13,9 +13,15 @@ import traceback
 
 import typer
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
-from ldlm.cli.console import quiet_libraries, stderr
+from ldlm.cli.console import check_environment, quiet_libraries, stderr
 from ldlm.errors import LdlmError, check_finite
+
+try:  # typer 0.17 and later carry their own copy of click
+    from typer._click import exceptions as _click_exceptions
+except ImportError:  # pragma: no cover - older typer, on click itself
+    from click import exceptions as _click_exceptions
 
 DEBUG_ENV = "LDLM_DEBUG"
 
@@ -31,8 +37,44 @@ class _App(typer.Typer):
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _usage_error(exc) -> None:
+    """A usage error of the parser (an unknown choice or flag, a value that is not a number, a
+    missing option) as the one `Error:` line every other error gets, naming the help to read."""
+    message = exc.format_message().replace("Value error, ", "").rstrip(".")
+    where = exc.ctx.command_path if exc.ctx is not None else "ldlm"
+    _fail(f"{message}; see '{where} --help'", exc.exit_code)
+
+
+_HELP = getattr(_click_exceptions, "NoArgsIsHelpError", ())  # `ldlm` alone: the help, not an error
+
+
+class _OneLineUsage:
+    """Usage errors as one line instead of Typer's boxed usage text (mixed into its classes)."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except _HELP:
+            raise
+        except _click_exceptions.UsageError as exc:
+            _usage_error(exc)
+
+
+class _Command(_OneLineUsage, TyperCommand):
+    pass
+
+
+class _Group(_OneLineUsage, TyperGroup):
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except _click_exceptions.UsageError as exc:
+            _usage_error(exc)
+
+
 app = _App(
     name="ldlm",
+    cls=_Group,
     help="Latent diffusion language models: train a text autoencoder, encode a corpus into "
     "latents, train a denoiser on them, sample new latents and decode them into text. New here? "
     "Run `ldlm quickstart`; the README has each stage's commands.",
@@ -105,7 +147,9 @@ def interrupted_note(name: str, resume: str | None, keeps: bool) -> str:
 def command(name: str, resume: str | None = None, keeps: bool = True):
     """Register a command whose known errors become one line on stderr and an exit code.
 
-    Float options that are NaN or infinite are refused before the command runs (exit 2).
+    Numbers no code can honour (NaN, infinity, integers past 64 bits) and environment
+    variables that do not parse (ldlm.cli.console.check_environment) are refused before the
+    command runs (exit 2), as are usage errors of the parser (`_usage_error`).
     LdlmError -> its exit code (2 input, 1 runtime); KeyboardInterrupt -> 130 and SIGTERM
     -> 143, after the command's own cleanup (temporary files removed), naming the command
     line that resumes (`resume`: the flag it needs, for the trainers; `keeps` False: a command
@@ -124,6 +168,7 @@ def command(name: str, resume: str | None = None, keeps: bool = True):
                 signal.signal(signal.SIGTERM, _terminate)
             try:
                 check_finite(_flags(fn, kwargs))
+                check_environment()
                 return fn(*args, **kwargs)
             except typer.Exit:
                 raise
@@ -150,6 +195,6 @@ def command(name: str, resume: str | None = None, keeps: bool = True):
                 if main:
                     signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
 
-        return app.command(name)(run)
+        return app.command(name, cls=_Command)(run)
 
     return wrap

@@ -28,7 +28,8 @@ def train_classifier_cmd(
         help="Word n-gram order of the fluency language model saved beside the classifier, for "
         "`ldlm sample --fluency-weight` (0: none).")] = 3,
     eval_rows: Annotated[int, typer.Option(
-        help="Held-out rows at the end of the store (at most 5%), as `ldlm train` holds out.")] = 1000,
+        help="Held-out rows for the figures (at most 5%), spread over the store and stratified by "
+        "class.")] = 1000,
     seed: Seed = 42,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
 ) -> None:
@@ -54,6 +55,8 @@ def train_classifier_cmd(
     else:
         typer.echo(f"held-out on {result.eval_rows} rows: token precision {result.precision:.3f}, "
                    f"recall {result.recall:.3f}, conditions exactly right {result.accuracy:.3f}")
+    if result.warning:
+        typer.echo(result.warning, err=True)
     if result.perplexity is not None:
         typer.echo(f"fluency model ({lm_order}-grams): held-out perplexity {result.perplexity:.1f} "
                    "per word")

@@ -20,6 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ldlm.errors import InputError
 from ldlm.progress import Reporter
 
 stderr = Console(stderr=True, highlight=False)
@@ -33,6 +34,33 @@ class _Rate(ProgressColumn):
 
 
 PLAIN_EVERY_ENV = "LDLM_PROGRESS_SECONDS"  # seconds between plain progress lines (default 30)
+PLAIN_EVERY = 30.0
+
+
+def progress_seconds() -> float:
+    """LDLM_PROGRESS_SECONDS: seconds between plain progress lines, a finite number >= 0 (0: a
+    line at every step; unset or empty: 30); anything else is an InputError, as a bad option is."""
+    raw = os.environ.get(PLAIN_EVERY_ENV, "").strip()
+    if not raw:
+        return PLAIN_EVERY
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (value >= 0 and value != float("inf")):
+        raise InputError(f"environment variable {PLAIN_EVERY_ENV}={raw!r} must be a number of seconds "
+                         f">= 0 between progress lines; set it to e.g. {PLAIN_EVERY:g}, or unset it")
+    return value
+
+
+def check_environment() -> None:
+    """Parse the environment variables ldlm reads as numbers, before a command does any work, so
+    that a bad value is one `Error:` line at the start rather than a failure after the model has
+    loaded (LDLM_DEBUG is read as set or not; the libraries' own variables are theirs)."""
+    from ldlm.distributed import world_size
+
+    progress_seconds()
+    world_size()
 
 
 def _duration(seconds: float) -> str:
@@ -47,7 +75,7 @@ class PlainLines:
 
     def __init__(self, console: Console, description: str, total: int | None, unit: str):
         self.console, self.description, self.total, self.unit = console, description, total, unit
-        self.every = float(os.environ.get(PLAIN_EVERY_ENV, "30"))
+        self.every = progress_seconds()
         self.done, self.start = 0, time.monotonic()
         self.last = self.start  # the first line comes `every` seconds in
         self.mark: tuple[float, int] | None = None  # (time, done) the rate is measured from
@@ -129,7 +157,7 @@ class RichReporter(Reporter):
             self.progress = None
 
     def log(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def quiet_libraries() -> None:

@@ -73,6 +73,9 @@ def interpolate_cmd(
     reporter = RichReporter()
     result, model = interpolate(text_a, text_b, autoencoder, steps, run, strength, num_inference_steps,
                                 scheduler, seed, pick_device(device), reporter)
+    if result.truncated:  # as `ldlm encode` warns of the same cut
+        reporter.log(f"warning: {result.truncated} of the two texts were longer than the autoencoder's max "
+                     "length and were truncated (their latents hold the beginning only)")
     if is_stdout(out):
         from ldlm.latent_file import LatentWriter
 

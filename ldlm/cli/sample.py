@@ -192,6 +192,9 @@ def sample_cmd(
     reporter = RichReporter()
     result = sample(run_dir, args, conditions=conditions, init=init, mbr=mbr_args, autoencoder=autoencoder,
                     device=device, reporter=reporter)
+    if result.truncated:  # as `ldlm encode` warns of the same cut
+        reporter.log(f"warning: {result.truncated} of the texts to vary were longer than the autoencoder's "
+                     "max length and were truncated (their latents hold the beginning only)")
     if out is not None:
         rows = save_samples(result, out, overwrite)
         where = f"store {out}" if out.rstrip("/").endswith(".zarr") else out

@@ -201,6 +201,20 @@ def _choose_n(num_samples: int | None, gen: list[str], refs: list[str] | None,
     return num_samples
 
 
+def _why_n(n: int, gen: list[str], refs: list[str] | None, human: list[str] | None,
+           split_refs: bool) -> str:
+    """The note for a default N below the generated texts: which pool capped it, and the fix."""
+    if refs is not None and split_refs and n == max(len(refs) // 2, 1):
+        why = (f"the {len(refs)} references give N to the MAUVE yardstick and N to the reference row; "
+               f"give {2 * len(gen)} references, --human texts or --no-reference-row")
+    elif refs is not None and n == len(refs):
+        why = f"there are {len(refs)} references; give {len(gen)} or more"
+    else:
+        why = f"there are {len(human or [])} human texts; give {len(gen)} or more"
+    said = " (one text per side: the figures say nothing)" if n < 2 else ""
+    return f"N = {n} of the {len(gen)} generated texts{said}: {why}"
+
+
 def _features_for(texts: list[str], needed: set[int], spec: str, batch_size: int, device: str,
                   reporter: Reporter, cache: dict[str, np.ndarray] | None = None) -> dict[int, np.ndarray]:
     order = sorted(needed)
@@ -261,6 +275,8 @@ def evaluate_texts(
     seed_list = _seed_list(seeds)
     n = _choose_n(num_samples, gen, refs, human if reference_row else None,
                   split_refs=reference_row and human is None)
+    if num_samples is None and n < len(gen):
+        notes.append(_why_n(n, gen, refs, human if reference_row else None, reference_row and human is None))
 
     # the draws of every repeat, fixed before anything is computed
     plans = []
