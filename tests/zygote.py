@@ -24,13 +24,16 @@ Only a process's parent can wait for it, so the zygote reaps its children (throu
 reports each exit status over a pipe; `start_ldlm` returns a Popen-like handle (pid, poll,
 wait(timeout), send_signal, kill, terminate, returncode).
 
+Libraries read some environment variables when imported, so a zygote serves only requests
+with the environment it imported under (pytest's PYTEST_CURRENT_TEST aside); another one
+gets a zygote of its own (an in-process CLI test sets quiet_libraries()'s variables in pytest's
+environment, for one).
+
 Forking is safe because the zygote never computes with torch (no thread pool exists): it
 imports with OMP_NUM_THREADS=1 and checks before each fork that it runs a single Python thread
 and no native one besides jemalloc's background thread (pyarrow's, which jemalloc makes
 fork-safe: it holds its locks across fork() and the child starts without it). Otherwise, or
-when the requested environment differs from the one the zygote imported under (libraries read
-some variables at import), or under LDLM_TEST_REAL_PROCESSES=1, `start_ldlm` starts a real
-`python -m ldlm` process instead.
+under LDLM_TEST_REAL_PROCESSES=1, `start_ldlm` starts a real `python -m ldlm` process.
 
 Not reproduced: warnings that a library prints while being imported (a real process imports
 after `quiet_libraries()` too, so there are none today), the per-process hash seed (children
@@ -59,9 +62,12 @@ PRELOAD = ("numpy", "torch", "safetensors.torch", "zarr", "transformers", "diffu
            "ldlm.encode", "ldlm.train", "ldlm.sample", "ldlm.decode", "ldlm.info", "ldlm.store",
            "ldlm.data", "ldlm.outputs", "ldlm.latent_file", "ldlm.atomic", "ldlm.run", "ldlm.loop",
            "ldlm.denoisers", "ldlm.schedulers", "ldlm.diffusion", "ldlm.mbr", "ldlm.guidance",
-           "accelerate.utils", "diffusers.training_utils", "transformers.generation.utils",
-           "transformers.models.bert.modeling_bert", "transformers.models.gpt2.modeling_gpt2", "pydantic",
-           "tabulate", "typer._adapters", "typer._click.decorators")
+           "ldlm.denoisers.mlp", "ldlm.denoisers.embeddings", "ldlm.denoisers.condition_encoder",
+           "accelerate.utils", "diffusers.training_utils", "diffusers.schedulers.scheduling_ddpm",
+           "diffusers.schedulers.scheduling_ddim", "transformers.generation.utils",
+           "transformers.models.bert.modeling_bert", "transformers.models.gpt2.modeling_gpt2",
+           "torch.utils.serialization", "pydantic", "tabulate", "typer._adapters", "typer._click.decorators",
+           "sacrebleu", "scipy.io", "threadpoolctl", "rich._emoji_codes")
 # variables that differ from test to test and that nothing reads at import
 _VOLATILE = {"PYTEST_CURRENT_TEST"}
 
@@ -298,6 +304,7 @@ class Zygote:
     def __init__(self, env: dict):
         self.env = dict(env)
         self.codes: dict[int, int] = {}  # exit codes reported, by pid
+        self.live: set[int] = set()  # children not reported ended yet
         self.replies_to_spawns: list[dict] = []
         self.buffer = b""
         req_r, self.requests = os.pipe()
@@ -325,6 +332,7 @@ class Zygote:
         for message in map(json.loads, lines):
             if "exit" in message:
                 self.codes[message["exit"]] = message["code"]
+                self.live.discard(message["exit"])
             else:
                 self.replies_to_spawns.append(message)
 
@@ -344,6 +352,7 @@ class Zygote:
         reply = self._reply()
         if "pid" not in reply:
             return reply.get("fallback", str(reply))
+        self.live.add(reply["pid"])
         return Forked(self, reply["pid"], args)
 
     def close(self) -> None:
@@ -359,39 +368,52 @@ class Zygote:
         self.log.unlink(missing_ok=True)
 
 
-_zygote: Zygote | None = None
+_zygotes: list[Zygote] = []  # by environment; the newest last
 
 
-def _same(a: dict, b: dict) -> bool:
-    return {k: v for k, v in a.items() if k not in _VOLATILE} == {
-        k: v for k, v in b.items() if k not in _VOLATILE}
+def close() -> None:
+    """End this process's zygotes (conftest's pytest_unconfigure, and atexit): each is waited
+    for, so that its CPU time and its children's count as pytest's children's."""
+    while _zygotes:
+        _zygotes.pop().close()
+
+
+def _differs(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in {*a, *b} - _VOLATILE if a.get(k) != b.get(k))
+
+
+def _zygote_for(env: dict) -> Zygote:
+    """The zygote that imported under `env` (libraries read some variables at import: a
+    process started with another environment would not be the same), started if none did;
+    older ones with no child left running are ended."""
+    for zygote in _zygotes:
+        if not _differs(zygote.env, env):
+            return zygote
+    for old in [z for z in _zygotes if not z.live]:
+        _zygotes.remove(old)
+        old.close()
+    if not _zygotes:
+        atexit.register(close)
+    _zygotes.append(Zygote(env))
+    return _zygotes[-1]
 
 
 def start_ldlm(args: list, env: dict, stdout: Path, stderr: Path, cwd: str | os.PathLike | None = None):
-    """`python -m ldlm ARGS` with stdout and stderr into these files: forked from the zygote,
-    or a real process (subprocess.Popen) under LDLM_TEST_REAL_PROCESSES=1 or where the zygote
-    cannot fork it as it would start. Either way a Popen-like handle."""
-    global _zygote
+    """`python -m ldlm ARGS` with stdout and stderr into these files (created before it starts,
+    as Popen's are): forked from the zygote for `env`, or a real process (subprocess.Popen)
+    under LDLM_TEST_REAL_PROCESSES=1 or where no zygote can fork it safely. Either way a
+    Popen-like handle."""
     args = [str(a) for a in args]
     cwd = os.fspath(cwd) if cwd is not None else os.getcwd()
-    if os.environ.get(REAL_ENV, "") in ("", "0") and hasattr(os, "fork"):
-        why = None
-        if _zygote is None:
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        if os.environ.get(REAL_ENV, "") in ("", "0") and hasattr(os, "fork"):
             try:
-                _zygote = Zygote(env)
+                child = _zygote_for(env).spawn(args, env, cwd, stdout, stderr)
             except (OSError, RuntimeError) as exc:
-                why = f"no zygote ({exc})"
-            else:
-                atexit.register(_zygote.close)
-        if why is None and not _same(env, _zygote.env):
-            why = "another environment than the zygote's"
-        if why is None:
-            child = _zygote.spawn(args, env, cwd, stdout, stderr)
+                child = f"no zygote ({exc})"
             if isinstance(child, Forked):
                 return child
-            why = child
-        warnings.warn(f"a real process for `ldlm {args[0]}`: {why}", stacklevel=2)
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            warnings.warn(f"a real process for `ldlm {args[0]}`: {child}", stacklevel=2)
         return subprocess.Popen([sys.executable, "-m", "ldlm", *args], stdout=out, stderr=err, env=env,
                                 cwd=cwd)
 
