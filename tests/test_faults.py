@@ -10,6 +10,10 @@ random points, and full disks, then the promises checked.
 - ENOSPC during encode and during a checkpoint: one clear line, the previous state intact,
   and a rerun after space is freed completes.
 
+The processes are forked from a pre-imported zygote (tests/zygote.py: the same entry as
+`python -m ldlm`, without paying the imports each time); LDLM_TEST_REAL_PROCESSES=1 starts
+each one with `python -m ldlm` instead.
+
 Kill points wait for a progress marker (done chunks, a checkpoint folder, a temporary output
 file) and then a seeded random delay; `LDLM_FAULT_SEED` replays a failure.
 """
