@@ -26,6 +26,13 @@ def pytest_configure(config):
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
 
+
+def pytest_unconfigure(config):
+    """End the zygote that forks the fault tests' `ldlm` processes (tests/zygote.py), if this
+    process started one, while pytest (or its xdist worker) can still wait for it."""
+    if "tests.zygote" in sys.modules:
+        sys.modules["tests.zygote"].close()
+
 CORPUS = [
     "the cat sat on the mat",
     "a dog ran in the park",

@@ -10,6 +10,10 @@ random points, and full disks, then the promises checked.
 - ENOSPC during encode and during a checkpoint: one clear line, the previous state intact,
   and a rerun after space is freed completes.
 
+The processes are forked from a pre-imported zygote (tests/zygote.py: the same entry as
+`python -m ldlm`, without paying the imports each time); LDLM_TEST_REAL_PROCESSES=1 starts
+each one with `python -m ldlm` instead.
+
 Kill points wait for a progress marker (done chunks, a checkpoint folder, a temporary output
 file) and then a seeded random delay; `LDLM_FAULT_SEED` replays a failure.
 """
@@ -24,7 +28,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +46,7 @@ from ldlm.store import LatentStore, is_store
 from ldlm.train import CHECKPOINT_FILE as RUN_MARKER
 from tests.conftest import CORPUS, one_line_error
 from tests.test_train_sample import make_store
+from tests.zygote import start_ldlm
 
 
 def error_line(result, code: int) -> str:
@@ -73,16 +77,16 @@ def _env() -> dict:
 
 
 class Proc:
-    """`python -m ldlm ARGS` with stdout and stderr in files (no pipe can fill up)."""
+    """`python -m ldlm ARGS` with stdout and stderr in files (no pipe can fill up): forked from
+    a pre-imported zygote (tests/zygote.py: the start-ups were most of these tests' cost), or a
+    real process under LDLM_TEST_REAL_PROCESSES=1; `p` is a Popen or behaves as one."""
 
     def __init__(self, args: list[str], logs: Path):
         logs.mkdir(parents=True, exist_ok=True)
         n = len(list(logs.glob("*.err")))
         self.out_path, self.err_path = logs / f"{n}.out", logs / f"{n}.err"
         self.args = args
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.p = subprocess.Popen([sys.executable, "-m", "ldlm", *map(str, args)], stdout=out,
-                                      stderr=err, env=_env())
+        self.p = start_ldlm(args, _env(), self.out_path, self.err_path)
 
     @property
     def stdout(self) -> str:
