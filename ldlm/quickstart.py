@@ -34,6 +34,7 @@ from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import (
+    QUICKSTART_AE_LATENT_NOISE,
     QUICKSTART_AE_LR,
     QUICKSTART_AE_SHARE,
     QUICKSTART_AE_STEPS,
@@ -52,6 +53,7 @@ class QuickstartSettings:
     on 2 CPU cores)."""
 
     size: str = "small"  # autoencoder preset
+    latent_noise: float = QUICKSTART_AE_LATENT_NOISE  # the autoencoder's --latent-noise for so short a run
     autoencoder_steps: int = QUICKSTART_AE_STEPS  # train-autoencoder optimiser steps at most (batch 64)
     diffusion_steps: int = QUICKSTART_DIFFUSION_STEPS  # train optimiser steps at most (batch 256)
     num_samples: int = QUICKSTART_SAMPLES  # texts generated and scored
@@ -94,7 +96,7 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
         return load_autoencoder(out)
     resume = "latest" if any(out.glob("checkpoint-*")) else None  # an interrupted run
     model, _ = train_autoencoder(
-        rows, out, AutoencoderConfig(size=s.size),
+        rows, out, AutoencoderConfig(size=s.size, latent_noise=s.latent_noise),
         AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=QUICKSTART_AE_LR,
                              max_minutes=stage_budgets(s)["autoencoder"], budget_clock=s.budget_clock,
                              eval_rows=200, seed=s.seed, checkpointing_steps=250,
