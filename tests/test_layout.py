@@ -20,17 +20,33 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def _absolute(name: str, node: ast.ImportFrom) -> str | None:
+    """The absolute module of `from .x import y` in module `name` (None when not relative)."""
+    if not node.level:
+        return node.module
+    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+    return f"{base}.{node.module}" if node.module else base
+
+
 def imports_of(name: str) -> set[str]:
-    """The ldlm modules that module `name` imports anywhere in its source."""
+    """The ldlm modules that module `name` imports anywhere in its source: import statements
+    (absolute or relative, also inside functions) and modules named by a string, as
+    `importlib.import_module` takes them (the ARCHS table of denoisers)."""
     tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("ldlm"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ldlm"):
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(name, node)
+            if not (module and module.startswith("ldlm")):
+                continue
             for alias in node.names:  # `from ldlm.x import y` imports module ldlm.x.y where there is one
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in MODULES else node.module)
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in MODULES else module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in MODULES:
+            found.add(node.value)
     return {m for m in found if m in MODULES and m != name}
 
 
@@ -72,6 +88,18 @@ def test_the_graph_sees_the_package():
     assert {"ldlm.sample", "ldlm.run", "ldlm.cli.sample", "ldlm.autoencoder.model"} <= set(MODULES)
     assert "ldlm.run" in GRAPH["ldlm.sample"]  # imports are found, also inside functions
     assert "ldlm.classifier" in GRAPH["ldlm.mbr"]
+    assert "ldlm.denoisers.mlp" in GRAPH["ldlm.denoisers"]  # named by a string, for import_module
+
+
+def test_relative_imports_are_followed():
+    def found(source: str, name: str = "ldlm.store") -> set[str]:
+        node = ast.parse(source).body[0]
+        return {_absolute(name, node)}
+
+    assert found("from .train import TrainArgs") == {"ldlm.train"}
+    assert found("from . import run") == {"ldlm"}
+    assert found("from .model import X", "ldlm.autoencoder") == {"ldlm.autoencoder.model"}
+    assert found("from ..errors import X", "ldlm.autoencoder.model") == {"ldlm.errors"}
 
 
 def test_no_import_cycle():
