@@ -19,11 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ldlm.cli import app
-from ldlm.conditions import ConditionSpec
 from ldlm.errors import InputError
 from ldlm.store import LatentStore
 from ldlm.train import TrainArgs, train_diffusion
 from tests.conftest import one_line_error
+from tests.test_classifier import _store
 
 runner = CliRunner()
 TINY_MLP = {"widths": [16, 8], "time_dim": 8}
@@ -81,16 +81,9 @@ def test_interpolate_past_the_max_length_is_warned(world):
 
 # ----- 6: the classifier's held-out rows cover the classes; one class is warned -----------------
 def _label_store(path: Path, labels: list[str]) -> str:
+    """A store of fake latents labelled by `labels` (the classifier reads only texts and labels)."""
     texts = [f"a text about {label.lower()} number {i}" for i, label in enumerate(labels)]
-    spec = ConditionSpec.build(labels, "topic", "label")
-    store = LatentStore.create(str(path), rows=len(texts), latent_shape=(1, 2), chunk_rows=64,
-                               attributes={"latent_space": "fake", "condition": spec.to_dict()})
-    for c in range(store.num_chunks):
-        a, b = store.chunk_bounds(c)
-        store.write_chunk(c, np.zeros((b - a, 1, 2), "f4"), texts[a:b], np.zeros(b - a),
-                          spec.encode(labels[a:b]), labels[a:b])
-    store.finalize()
-    return str(path)
+    return _store(path, texts, labels, "label")
 
 
 CLASSIFIER = ["--epochs", "1", "--batch-size", "64", "--min-count", "1", "--lm-order", "0"]
