@@ -11,7 +11,6 @@ import typer
 from ldlm.budget import CLOCKS
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import BudgetClock
 from ldlm.recipe import (
     QUICKSTART_AE_STEPS,
     QUICKSTART_CPU_SECONDS,
@@ -31,7 +30,9 @@ def quickstart_cmd(
     max_minutes: Annotated[float, typer.Option(
         help="The whole run's time budget; each trainer plans its steps to fit its share.")
     ] = QUICKSTART_CPU_SECONDS / 60,
-    budget_clock: BudgetClock = "cpu",
+    budget_clock: Annotated[str, typer.Option(
+        help="The budget's clock: cpu (this process's CPU time, the same work on a busy machine) "
+             "or wall (ends in time on any machine).")] = "cpu",
     num_samples: Annotated[int, typer.Option(
         min=2, max=500, help="Texts to generate and score.")] = QUICKSTART_SAMPLES,
     show: Annotated[int, typer.Option(min=0, help="Generated texts to print.")] = 10,
