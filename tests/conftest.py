@@ -25,6 +25,15 @@ def pytest_configure(config):
             os.environ[name] = "1"
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
+    # datasets and transformers give their loggers a stream handler on first use, bound to the
+    # sys.stderr of that moment; made inside a CliRunner call, it keeps the runner's stream, which
+    # is closed afterwards, and a later test's logged error became "--- Logging error ---" on
+    # stderr (test_cli before test_bad_input). Made here, it binds to pytest's own stderr.
+    from datasets.utils import logging as datasets_logging
+    from transformers.utils import logging as transformers_logging
+
+    datasets_logging.get_logger("datasets")
+    transformers_logging.get_logger("transformers")
 
 
 def pytest_unconfigure(config):
