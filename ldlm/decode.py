@@ -34,6 +34,7 @@ class DecodeArgs:
     num_beams: int = 1  # > 1: beam search (deterministic, temperature ignored)
     seed: int = 42
     batch_size: int = 64  # latents decoded together
+    best_of: int = 1  # > 1: that many sampled texts per latent, the likeliest kept (the decoder's own mean log p)
 
     def check(self) -> None:
         check_finite_fields(self)
@@ -47,6 +48,11 @@ class DecodeArgs:
             raise InputError(f"--num-beams {self.num_beams} must be at least 1")
         if self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.best_of < 1:
+            raise InputError(f"--best-of {self.best_of} must be at least 1 (texts drawn per latent)")
+        if self.best_of > 1 and (self.temperature == 0 or self.num_beams > 1):
+            raise InputError(f"--best-of {self.best_of} draws several texts per latent and needs sampling; "
+                             "give --temperature above 0 and --num-beams 1, or drop --best-of")
 
 
 _OWN = ("index", "text")  # record keys that row metadata cannot set
@@ -66,6 +72,20 @@ def _rebatch(frames, size: int):
         yield np.stack(buf), meta
 
 
+def _generate(model: LatentAutoencoder, latents: torch.Tensor, args: DecodeArgs,
+              temperature: float) -> list[str]:
+    """One text per latent; with best_of n, the likeliest of n sampled texts under the decoder."""
+    n = args.best_of
+    repeated = latents.repeat_interleave(n, dim=0) if n > 1 else latents
+    texts = model.generate(repeated, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                           temperature=temperature, top_p=args.top_p)
+    if n == 1:
+        return texts
+    score = model.text_logprob(repeated, texts).reshape(-1, n)  # (b, n)
+    best = score.argmax(1).tolist()
+    return [texts[i * n + j] for i, j in enumerate(best)]
+
+
 def decode_latents(
     source: LatentSource,
     model: LatentAutoencoder,
@@ -82,10 +102,7 @@ def decode_latents(
     reporter.start("decode", total=source.rows, unit="texts")
     index = 0
     for latents, meta in _rebatch(source.frames, args.batch_size):
-        texts = model.generate(
-            torch.from_numpy(latents), max_new_tokens=args.max_new_tokens,
-            num_beams=args.num_beams, temperature=temperature, top_p=args.top_p,
-        )
+        texts = _generate(model, torch.from_numpy(latents), args, temperature)
         for text, m in zip(texts, meta, strict=True):
             yield {"index": index, "text": text, **{k: v for k, v in (m or {}).items() if k not in _OWN}}
             index += 1

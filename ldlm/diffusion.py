@@ -73,6 +73,15 @@ class Diffusion:
             return (x_t - (1 - a).sqrt() * output) / a.sqrt()
         return a.sqrt() * x_t - (1 - a).sqrt() * output  # v
 
+    def output_for(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model output that implies clean-latent estimate x0 at x_t (predict_x0's inverse)."""
+        a = _bcast(self.scheduler.alphas_cumprod, t, x_t)
+        if self.objective == "x0":
+            return x0
+        if self.objective == "eps":
+            return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return (a.sqrt() * x_t - x0) / (1 - a).sqrt()  # v
+
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.objective == "eps":
             return noise
@@ -99,7 +108,8 @@ class Diffusion:
     def sample(self, model, sampler, shape: tuple[int, int, int], generator: torch.Generator,
                num_inference_steps: int, device: torch.device | str = "cpu",
                init: torch.Tensor | None = None, strength: float = 1.0,
-               noise_scale: float = 1.0, step_options: dict | None = None) -> torch.Tensor:
+               noise_scale: float = 1.0, step_options: dict | None = None,
+               x0_transform=None) -> torch.Tensor:
         """Run `sampler` from Gaussian noise of `shape` (n, k, d) to latents (n, k, d).
 
         Noise is drawn from `generator` on the CPU, so a seed gives the same latents on any device.
@@ -107,6 +117,8 @@ class Diffusion:
         concentrate on the likelier latents, and 0 with ddim or dpm-solver is one deterministic
         sample per condition. A sampler's own step noise (ddpm) is left as it is.
         `step_options` go to every `sampler.step` (ldlm.schedulers.step_options: DDIM's eta).
+        `x0_transform` (x0 -> x0): applied to the clean-latent estimate at every step, the sampler
+        then stepping with the output that implies it (e.g. a projection onto the latents' manifold).
         With `init` (n, k, d, standardised) and strength < 1: SDEdit (Meng et al. 2022): noise
         `init` to the timestep that `strength` selects and run only the steps after it.
         """
@@ -132,6 +144,8 @@ class Diffusion:
             tb = t.expand(n).to(device)
             inp = sampler.scale_model_input(x, t)
             out = model(inp, tb, self_cond=x0_hat if self.self_condition else None)
+            if x0_transform is not None:
+                out = self.output_for(x0_transform(self.predict_x0(out, x, tb)), x, tb).to(out.dtype)
             if self.self_condition:
                 x0_hat = self.predict_x0(out, x, tb)
             x = sampler.step(out, t, x, **options).prev_sample

@@ -52,6 +52,7 @@ class SamplingArgs:
     batch_size: int | None = None  # latents denoised together (None: up to MAX_BATCH)
     noise_scale: float = 1.0  # multiplies the starting noise (1: the model's own distribution)
     eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
+    project: bool = False  # each step's clean-latent estimate, and the result, put on the per-vector LayerNorm sphere
 
     def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
         check_finite_fields(self)
@@ -135,6 +136,11 @@ def iter_samples(run: Run, n: int, args: SamplingArgs, device: str | torch.devic
 
     batch_size = args.batch_size or min(n, MAX_BATCH)
     k, d = run.latent_shape
+
+    def project(z: torch.Tensor) -> torch.Tensor:  # standardised -> each latent vector mean 0, var 1
+        x = run.standard.inverse(z.float())
+        return run.standard.forward(torch.nn.functional.layer_norm(x, (d,)))
+
     gen = torch.Generator().manual_seed(args.seed)
     options = step_options(args.scheduler, eta=args.eta)
     reporter.start("sample", total=n, unit="latents")
@@ -147,8 +153,11 @@ def iter_samples(run: Run, n: int, args: SamplingArgs, device: str | torch.devic
                                                             guidance_scale, device)
         z = run.diffusion.sample(model, sampler, (b, k, d), gen, args.num_inference_steps, device,
                                  init=z_init, strength=strength, noise_scale=args.noise_scale,
-                                 step_options=options)
-        x = run.standard.inverse(z.float()).cpu().numpy()  # (b, k, d)
+                                 step_options=options, x0_transform=project if args.project else None)
+        x = run.standard.inverse(z.float())
+        if args.project:  # the last step may leave a trace of noise (ddim's final alpha < 1)
+            x = torch.nn.functional.layer_norm(x, (d,))
+        x = x.cpu().numpy()  # (b, k, d)
         if not np.isfinite(x).all():
             raise RuntimeFailure(
                 f"the sampler produced NaN or inf latents (samples {done}-{done + b}); try more "
@@ -215,6 +224,8 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
         extra["noise_scale"] = args.noise_scale
     if args.eta:
         extra["eta"] = args.eta
+    if args.project:
+        extra["project"] = True
     per = len(conditions.values) if conditions is not None else len(texts) if init is not None else 1
     total = args.num_samples * per  # latents in all
     header = header_for(run, args.scheduler, args.num_inference_steps, args.seed, autoencoder,

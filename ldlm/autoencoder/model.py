@@ -58,8 +58,11 @@ class AutoencoderConfig:
     latent_dim: int | None = None  # d, width of each latent vector; None: resolve()
     max_length: int | None = None  # tokens per text, encoder and decoder; None: measured on the corpus
     latent_noise: float = AE_LATENT_NOISE  # std of Gaussian noise added to latents when training the decoder
+    latent_noise_max: float | None = None  # set: each text's noise std is drawn from U(latent_noise, this)
     word_dropout: float = AE_WORD_DROPOUT  # share of the decoder's input tokens replaced by pad in training
     compressor_layers: int = 2  # cross-attention layers of the query compressor
+    encoder_layers: int | None = None  # layers of an encoder built from scratch; None: the --size's
+    decoder_layers: int | None = None  # layers of a decoder built from scratch; None: the --size's
     freeze_encoder: bool | None = None  # keep the encoder's weights fixed; None: resolve()
     encoder_config: dict | None = None  # Hugging Face config dict of the encoder (set when built)
     decoder_config: dict | None = None  # Hugging Face config dict of the decoder (set when built)
@@ -85,6 +88,12 @@ class AutoencoderConfig:
                              f"writes); give at most {LIMIT}, or leave it out to measure the corpus")
         if not (self.latent_noise >= 0 and math.isfinite(self.latent_noise)):
             raise InputError(f"--latent-noise {self.latent_noise} must be a finite number >= 0")
+        if self.latent_noise_max is not None and not self.latent_noise <= self.latent_noise_max:
+            raise InputError(f"--latent-noise-max {self.latent_noise_max} must be at least --latent-noise "
+                             f"{self.latent_noise} (each text's noise std is drawn between the two)")
+        for name, value in (("--encoder-layers", self.encoder_layers), ("--decoder-layers", self.decoder_layers)):
+            if value is not None and not 1 <= value <= 48:
+                raise InputError(f"{name} {value} must be between 1 and 48")
         if not 0 <= self.word_dropout < 1:
             raise InputError(f"--word-dropout {self.word_dropout} must be in [0, 1) (0: the decoder "
                              "reads every token; 0.3 replaces three in ten by pad)")
@@ -237,6 +246,20 @@ class LatentAutoencoder(
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1))
 
+    @torch.no_grad()
+    def text_logprob(self, latents: torch.Tensor, texts: list[str]) -> torch.Tensor:
+        """Mean log-probability per token (eos included) of each text given its latent: (B,)."""
+        batch = self.tokenize_for_decoder(texts)
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        k = latents.shape[1]
+        embeds = torch.cat([self._prefix_embeds(latents.to(self.device)),
+                            self.decoder.get_input_embeddings()(ids)], dim=1)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
+        logits = self.decoder(inputs_embeds=embeds, attention_mask=full_mask).logits[:, k:-1].float()
+        token = logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
+        real = mask[:, 1:].to(token.dtype)
+        return (token * real).sum(1) / real.sum(1).clamp(min=1)
+
     def tokenize_for_decoder(self, texts: list[str]) -> dict[str, torch.Tensor]:
         tok = self.decoder_tokenizer
         rows = tok(texts, add_special_tokens=False, truncation=True,
@@ -261,8 +284,8 @@ class LatentAutoencoder(
             z = F.layer_norm(z.float(), (z.shape[-1],))
         else:
             z = self.encode(input_ids, attention_mask)
-        std = self.config.latent_noise if noise_std is None else noise_std
-        if std > 0:
+        std = self.latent_noise_std(z, noise_std)
+        if torch.is_tensor(std) or std > 0:  # no draw at 0: the generator's stream stays as it was
             z = z + std * torch.randn_like(z)
         inputs = None
         if self.training and self.config.word_dropout > 0:  # pad for some tokens: the latent must tell
@@ -271,6 +294,18 @@ class LatentAutoencoder(
             drop[:, 0] = False  # bos stays
             inputs = decoder_input_ids.masked_fill(drop, self.decoder_tokenizer.pad_token_id)
         return self.decoder_loss(z, decoder_input_ids, decoder_attention_mask, inputs)
+
+    def latent_noise_std(self, z: torch.Tensor, noise_std: float | None = None) -> torch.Tensor | float:
+        """The std of the noise the decoder's latents z (B, k, d) get: `noise_std` if given, else
+        the config's latent_noise, or in training with latent_noise_max one draw per text from
+        U(latent_noise, latent_noise_max) shaped (B, 1, 1)."""
+        cfg = self.config
+        if noise_std is not None:
+            return noise_std
+        if cfg.latent_noise_max is None or not self.training:
+            return cfg.latent_noise
+        u = torch.rand(z.shape[0], 1, 1, device=z.device, dtype=z.dtype)
+        return cfg.latent_noise + (cfg.latent_noise_max - cfg.latent_noise) * u
 
     @property
     def max_new_tokens(self) -> int:

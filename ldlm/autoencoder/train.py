@@ -79,6 +79,7 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
 
     config.check()
     hidden, enc_layers, dec_layers, heads, vocab = SIZES[config.size]
+    enc_layers, dec_layers = config.encoder_layers or enc_layers, config.decoder_layers or dec_layers
     scratch_tok = None
     if config.encoder_source is None or config.decoder_source is None:
         scratch_tok = train_tokenizer(texts, vocab)

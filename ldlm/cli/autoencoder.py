@@ -44,6 +44,13 @@ def train_autoencoder_cmd(
         "corpus's token lengths; the share of texts it cuts is reported either way).")] = None,
     latent_noise: Annotated[float, typer.Option(
         help="Std of Gaussian noise on latents while training the decoder.")] = AE_LATENT_NOISE,
+    latent_noise_max: Annotated[float | None, typer.Option(
+        help="Draw each text's noise std from [--latent-noise, this] instead of one level, so "
+        "that the decoder reads latents that are off by more (default: one level).")] = None,
+    encoder_layers: Annotated[int | None, typer.Option(
+        help="Layers of an encoder built from scratch (default: the --size's).")] = None,
+    decoder_layers: Annotated[int | None, typer.Option(
+        help="Layers of a decoder built from scratch (default: the --size's).")] = None,
     word_dropout: Annotated[float, typer.Option(
         help="Share of the decoder's input tokens replaced by pad while training, so that it "
         "must read the latents (0: none).")] = AE_WORD_DROPOUT,
@@ -89,7 +96,8 @@ def train_autoencoder_cmd(
     config = AutoencoderConfig(
         encoder_source=encoder, decoder_source=decoder, pooling=pooling, size=size,
         latent_tokens=latent_tokens, latent_dim=latent_dim, max_length=max_length,
-        latent_noise=latent_noise, word_dropout=word_dropout,
+        latent_noise=latent_noise, latent_noise_max=latent_noise_max, word_dropout=word_dropout,
+        encoder_layers=encoder_layers, decoder_layers=decoder_layers,
     )
     args = AutoencoderTrainArgs(max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
                         batch_size=batch_size, learning_rate=learning_rate,

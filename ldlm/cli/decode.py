@@ -27,6 +27,9 @@ def decode_cmd(
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
     num_beams: Annotated[int, typer.Option(
         help="Beam search width (> 1 is deterministic beam search).")] = 1,
+    best_of: Annotated[int, typer.Option(
+        help="Draw this many texts per latent (at --temperature) and keep the one the decoder finds "
+        "likeliest (mean log-probability per token); costs N times the decoding.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Latents decoded together.")] = 64,
     seed: Seed = 42,
     device: Device = None,
@@ -40,7 +43,7 @@ def decode_cmd(
     from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
 
     args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                      num_beams=num_beams, seed=seed, batch_size=batch_size)
+                      num_beams=num_beams, seed=seed, batch_size=batch_size, best_of=best_of)
     args.check()
     from ldlm.outputs import check_output, is_stdout
 

@@ -95,6 +95,11 @@ def sample_cmd(
     eta: Annotated[float, typer.Option(
         rich_help_panel=SAMPLER_PANEL,
         help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
+    project: Annotated[bool, typer.Option(
+        "--project", rich_help_panel=SAMPLER_PANEL,
+        help="Put each step's clean-latent estimate back on the sphere the autoencoder's latents "
+        "lie on (every latent vector mean 0, variance 1), so samples stay where the decoder reads.")
+    ] = False,
     seed: Seed = 42,
     out: Annotated[str | None, typer.Option(
         help="Latent file to write, or a path ending in .zarr for a latent store; '-' (the default "
@@ -164,7 +169,7 @@ def sample_cmd(
 
     args = SamplingArgs(num_samples=num_samples, num_inference_steps=num_inference_steps,
                         scheduler=scheduler, seed=seed, batch_size=batch_size, noise_scale=noise_scale,
-                        eta=eta)
+                        eta=eta, project=project)
     args.check()
     init = _init(init_text, init_file, strength)
     conditions, mbr_args = _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots,
