@@ -34,7 +34,7 @@ class DecodeArgs:
     num_beams: int = 1  # > 1: beam search (deterministic, temperature ignored)
     seed: int = 42
     batch_size: int = 64  # latents decoded together
-    best_of: int = 1  # > 1: that many sampled texts per latent, the likeliest kept (the decoder's own mean log p)
+    best_of: int = 1  # > 1: texts sampled per latent, the likeliest kept (the decoder's mean log p)
 
     def check(self) -> None:
         check_finite_fields(self)

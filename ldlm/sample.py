@@ -52,7 +52,7 @@ class SamplingArgs:
     batch_size: int | None = None  # latents denoised together (None: up to MAX_BATCH)
     noise_scale: float = 1.0  # multiplies the starting noise (1: the model's own distribution)
     eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
-    project: bool = False  # each step's clean-latent estimate, and the result, put on the per-vector LayerNorm sphere
+    project: bool = False  # each step's x0 estimate and the result put on the per-vector LayerNorm sphere
 
     def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
         check_finite_fields(self)

@@ -91,7 +91,8 @@ class AutoencoderConfig:
         if self.latent_noise_max is not None and not self.latent_noise <= self.latent_noise_max:
             raise InputError(f"--latent-noise-max {self.latent_noise_max} must be at least --latent-noise "
                              f"{self.latent_noise} (each text's noise std is drawn between the two)")
-        for name, value in (("--encoder-layers", self.encoder_layers), ("--decoder-layers", self.decoder_layers)):
+        layers = (("--encoder-layers", self.encoder_layers), ("--decoder-layers", self.decoder_layers))
+        for name, value in layers:
             if value is not None and not 1 <= value <= 48:
                 raise InputError(f"{name} {value} must be between 1 and 48")
         if not 0 <= self.word_dropout < 1:
