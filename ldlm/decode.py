@@ -7,13 +7,12 @@ when no autoencoder is given, loads the one the latents name if it exists here.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ldlm.args import DecodeArgs
 from ldlm.autoencoder import LatentAutoencoder, load_autoencoder_for
-from ldlm.errors import InputError, check_finite_fields
 from ldlm.latent_file import LatentSource, open_latents  # open_latents re-exported (README)
 from ldlm.progress import SILENT, Reporter
 
@@ -24,35 +23,6 @@ def resolve_autoencoder(source: LatentSource, autoencoder: str | None,
     the latent spaces agree."""
     return load_autoencoder_for(source.latent_space, source.latent_shape, source.autoencoder, autoencoder,
                                 f"the latents in {source.name}", True, "made them", device)
-
-
-@dataclass
-class DecodeArgs:
-    max_new_tokens: int | None = None  # tokens generated per latent (None: the autoencoder's max_length)
-    temperature: float = 0.7  # sampling temperature; 0 means greedy
-    top_p: float | None = None  # nucleus sampling mass
-    num_beams: int = 1  # > 1: beam search (deterministic, temperature ignored)
-    seed: int = 42
-    batch_size: int = 64  # latents decoded together
-    best_of: int = 1  # > 1: texts sampled per latent, the likeliest kept (the decoder's mean log p)
-
-    def check(self) -> None:
-        check_finite_fields(self)
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise InputError(f"--max-new-tokens {self.max_new_tokens} must be at least 1")
-        if self.temperature < 0:
-            raise InputError(f"--temperature {self.temperature} must be >= 0 (0 means greedy)")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"--top-p {self.top_p} must be in (0, 1]")
-        if self.num_beams < 1:
-            raise InputError(f"--num-beams {self.num_beams} must be at least 1")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size} must be at least 1")
-        if self.best_of < 1:
-            raise InputError(f"--best-of {self.best_of} must be at least 1 (texts drawn per latent)")
-        if self.best_of > 1 and (self.temperature == 0 or self.num_beams > 1):
-            raise InputError(f"--best-of {self.best_of} draws several texts per latent and needs sampling; "
-                             "give --temperature above 0 and --num-beams 1, or drop --best-of")
 
 
 _OWN = ("index", "text")  # record keys that row metadata cannot set

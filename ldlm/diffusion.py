@@ -11,7 +11,6 @@ without it (no gradient) and feed that estimate back.
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,13 +27,6 @@ Objective = Literal["eps", "x0", "v"]
 def _bcast(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """values[t] shaped (B, 1, 1) on like's device and dtype."""
     return values.to(like.device)[t.to(like.device).long()].to(like.dtype).reshape(-1, 1, 1)
-
-
-def check_noise_scale(scale: float) -> None:
-    if not (math.isfinite(scale) and scale >= 0):
-        raise InputError(f"--noise-scale {scale} must be a finite number >= 0 (1: the model's own "
-                         "distribution, below 1: likelier samples, 0: deterministic with ddim or "
-                         "dpm-solver)")
 
 
 def strength_start(num_inference_steps: int, strength: float) -> int:

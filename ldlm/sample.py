@@ -7,8 +7,8 @@ for every way of sampling:
     conditions      `num_samples` latents per condition of a conditional run, with
                     classifier-free guidance (ldlm.guidance);
       + mbr         each of them the best of N decoded candidates (ldlm.mbr);
-    init            `num_samples` variations per text (SDEdit at `strength`: the text's latent
-                    noised part of the way and denoised, Meng et al. 2022).
+    init            `num_samples` variations per text, or per given latent (SDEdit at
+                    `strength`: the latent noised part of the way and denoised, Meng et al. 2022).
 
 It checks every argument once, before any work, and returns a `Sampling`: the header that
 describes the latents (their latent space, the autoencoder `ldlm decode` should use, how they
@@ -19,7 +19,6 @@ The same seed and batch size give the same latents on any device (one CPU noise 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,50 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldlm.args import MAX_BATCH, SamplingArgs
 from ldlm.conditions import encode_conditions
-from ldlm.diffusion import check_noise_scale, strength_start
+from ldlm.diffusion import strength_start
 from ldlm.distributed import pick_device
-from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
+from ldlm.errors import InputError, RuntimeFailure
 from ldlm.latent_file import LatentHeader
 from ldlm.mbr import MBRArgs, choose
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import SAMPLER, SAMPLER_STEPS, VARIATION_STRENGTH
+from ldlm.recipe import VARIATION_STRENGTH
 from ldlm.run import Run, header_for, load_run, run_autoencoder
-from ldlm.schedulers import SAMPLERS, TRAIN_TIMESTEPS, make_sampler, step_options
-
-MAX_BATCH = 256  # latents denoised together unless --batch-size says otherwise
-
-
-@dataclass
-class SamplingArgs:
-    """How to sample; `ldlm sample` options of the same names."""
-
-    num_samples: int = 5  # latents per condition / per init text (plain: in all)
-    num_inference_steps: int = SAMPLER_STEPS  # denoising steps
-    scheduler: str = SAMPLER  # the sampler: a key of ldlm.schedulers.SAMPLERS
-    seed: int = 42  # the noise generator's seed
-    batch_size: int | None = None  # latents denoised together (None: up to MAX_BATCH)
-    noise_scale: float = 1.0  # multiplies the starting noise (1: the model's own distribution)
-    eta: float = 0.0  # ddim: 0 deterministic, 1 adds DDPM-like noise at every step
-    project: bool = False  # each step's x0 estimate and the result put on the per-vector LayerNorm sphere
-
-    def check(self, train_timesteps: int = TRAIN_TIMESTEPS) -> None:
-        check_finite_fields(self)
-        if self.num_samples < 1:
-            raise InputError(f"--num-samples {self.num_samples} must be at least 1")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"--batch-size {self.batch_size} must be at least 1")
-        if not 1 <= self.num_inference_steps <= train_timesteps:
-            raise InputError(f"--num-inference-steps {self.num_inference_steps} must be between 1 and "
-                             f"{train_timesteps} (the training timesteps)")
-        if self.scheduler not in SAMPLERS:
-            raise InputError(f"--scheduler {self.scheduler!r} is not one of {', '.join(SAMPLERS)}")
-        check_noise_scale(self.noise_scale)
-        if not (math.isfinite(self.eta) and 0 <= self.eta <= 1):
-            raise InputError(f"--eta {self.eta} must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like)")
-        if self.eta and "eta" not in SAMPLERS[self.scheduler][2]:
-            raise InputError(f"--eta {self.eta} applies to --scheduler ddim, not {self.scheduler}; drop "
-                             "--eta or use --scheduler ddim")
+from ldlm.schedulers import TRAIN_TIMESTEPS, make_sampler, step_options
 
 
 @dataclass
@@ -83,10 +49,12 @@ class Conditions:
 
 @dataclass
 class Init:
-    """Variations: start from these texts instead of noise (SDEdit)."""
+    """Variations: start from these texts, or these latents, instead of noise (SDEdit)."""
 
-    texts: list[str]  # each varied num_samples times
+    texts: list[str] | None  # each varied num_samples times (None: `latents` instead)
     strength: float = VARIATION_STRENGTH  # in (0, 1]: near 0 keeps the text, 1 is plain sampling
+    latents: np.ndarray | None = None  # (n, k, d) in the store's units, each varied num_samples times
+    meta: list[dict] | None = None  # with latents: each one's row metadata (e.g. its place on a path)
 
 
 @dataclass
@@ -147,7 +115,7 @@ def iter_samples(run: Run, n: int, args: SamplingArgs, device: str | torch.devic
     done = 0
     while done < n:
         b = min(batch_size, n - done)
-        sampler = make_sampler(args.scheduler, run.noise.config)
+        sampler = make_sampler(args.scheduler, run.noise.config, **args.sampler_options())
         z_init = None if init is None else run.standard.forward(torch.from_numpy(init[done:done + b]))
         model = run.model if conditions is None else guided(run.model, conditions[done:done + b],
                                                             guidance_scale, device)
@@ -192,7 +160,9 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
             raise InputError(f"--noise-scale {args.noise_scale} applies to sampling from noise; "
                              "variations set how far to move from the text with --strength; drop "
                              "--noise-scale")
-        texts = check_texts(init.texts)
+        if (init.texts is None) == (init.latents is None):
+            raise InputError("start from texts or from latents: give Init one of them")
+        texts = check_texts(init.texts) if init.texts is not None else None
         strength_start(args.num_inference_steps, float(init.strength))
     if conditions is not None:
         check_guidance_scale(conditions.guidance_scale)
@@ -218,15 +188,11 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
     if init is not None:
         extra = {"strength": float(init.strength)}
     model = None  # the autoencoder, loaded once where this sampling needs or names one
-    if autoencoder is not None or init is not None or mbr is not None:
+    if autoencoder is not None or (init is not None and init.texts is not None) or mbr is not None:
         model = run_autoencoder(run, autoencoder, device)  # refuses one from another latent space
-    if args.noise_scale != 1:
-        extra["noise_scale"] = args.noise_scale
-    if args.eta:
-        extra["eta"] = args.eta
-    if args.project:
-        extra["project"] = True
-    per = len(conditions.values) if conditions is not None else len(texts) if init is not None else 1
+    extra.update(args.header_fields())
+    per = (len(conditions.values) if conditions is not None else 1 if init is None
+           else len(texts) if texts is not None else len(init.latents))
     total = args.num_samples * per  # latents in all
     header = header_for(run, args.scheduler, args.num_inference_steps, args.seed, autoencoder,
                         rows=total, **extra)
@@ -234,13 +200,15 @@ def sample(run: Run | str | Path, args: SamplingArgs | None = None, *, condition
     if conditions is not None:
         frames = _conditional(run, conditions, encoded, args, mbr, known, model, device, reporter)
     elif init is not None:
-        from ldlm.autoencoder.batching import encode_chunk
+        truncated, encoded, given = 0, init.latents, init.meta or [{} for _ in range(per)]
+        if texts is not None:
+            from ldlm.autoencoder.batching import encode_chunk
 
-        encoded, lengths = encode_chunk(model, texts, 64)  # cut as `ldlm encode` cuts, and counted
-        truncated = int(np.count_nonzero(lengths > model.config.max_length))
-        latents = np.repeat(encoded, args.num_samples, axis=0)
-        meta = [{"source": t, "strength": float(init.strength)}
-                for t in texts for _ in range(args.num_samples)]
+            encoded, lengths = encode_chunk(model, texts, 64)  # cut as `ldlm encode` cuts, and counted
+            truncated = int(np.count_nonzero(lengths > model.config.max_length))
+            given = [{"source": t} for t in texts]
+        latents = np.repeat(np.asarray(encoded, np.float32), args.num_samples, axis=0)
+        meta = [{**m, "strength": float(init.strength)} for m in given for _ in range(args.num_samples)]
         frames = _with_meta(iter_samples(run, total, args, device, reporter, init=latents,
                                          strength=float(init.strength)), meta)
     else:

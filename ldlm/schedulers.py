@@ -56,13 +56,14 @@ def make_noise_scheduler(schedule: str = "linear", objective: str = "eps",
     )
 
 
-def make_sampler(name: str, config):
-    """A diffusers sampler of the SAMPLERS table, from a training scheduler's config."""
+def make_sampler(name: str, config, **overrides):
+    """A diffusers sampler of the SAMPLERS table, from a training scheduler's config; `overrides`
+    (e.g. solver_order) go to its constructor over the table's options."""
     import diffusers
 
     check_choice("--scheduler", name, SAMPLERS)
     cls, options, _ = SAMPLERS[name]
-    return getattr(diffusers, cls).from_config(config, **options)
+    return getattr(diffusers, cls).from_config(config, **{**options, **overrides})
 
 
 def step_options(name: str, **knobs) -> dict:

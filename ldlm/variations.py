@@ -25,7 +25,7 @@ Python API:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,8 @@ from ldlm.errors import InputError
 from ldlm.latent_file import LatentHeader
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import INTERPOLATION_SAMPLER, INTERPOLATION_STEPS, INTERPOLATION_STRENGTH, VARIATION_STRENGTH
-from ldlm.run import Run, header_for, load_run, run_autoencoder
-from ldlm.sample import Init, SamplingArgs, iter_samples, sample, sampling_args
+from ldlm.run import Run, load_run, run_autoencoder
+from ldlm.sample import Init, SamplingArgs, sample, sampling_args
 
 
 @dataclass
@@ -137,25 +137,32 @@ def check_interpolation(text_a: str, text_b: str, steps: int) -> None:
         raise InputError(f"--steps {steps} must be at least 2 (the two endpoints are included)")
 
 
+def interpolation_args(args: SamplingArgs | None = None, **fields) -> SamplingArgs:
+    """The sampling options of `interpolate` with a run: `args`, or SamplingArgs fields over the
+    interpolation's own defaults (ldlm.recipe: more steps and another sampler than `sample`'s)."""
+    defaults = {"num_inference_steps": INTERPOLATION_STEPS, "scheduler": INTERPOLATION_SAMPLER}
+    return sampling_args(args, {**defaults, **fields} if args is None else fields)
+
+
 def interpolate(text_a: str, text_b: str, autoencoder: str | Path | None = None, steps: int = 5,
                 run_dir: str | Path | None = None, strength: float = INTERPOLATION_STRENGTH,
-                num_inference_steps: int = INTERPOLATION_STEPS, scheduler: str = INTERPOLATION_SAMPLER,
-                seed: int = 42, device: str | None = None, reporter: Reporter = SILENT,
-                ) -> tuple[Interpolation, LatentAutoencoder]:
+                args: SamplingArgs | None = None, device: str | None = None, reporter: Reporter = SILENT,
+                **fields) -> tuple[Interpolation, LatentAutoencoder]:
     """`steps` latents along the slerp between the latents of text_a and text_b (endpoints
-    included); with `run_dir`, each is re-noised to `strength` and denoised by the run.
+    included); with `run_dir`, each is re-noised to `strength` and denoised by the run: `sample`
+    started from those latents, with `args` (or SamplingArgs fields such as seed=7,
+    num_inference_steps=10; default `interpolation_args()`).
 
     The autoencoder defaults to the run's; without a run it is required. Returns the points
     and the autoencoder (to decode them).
     """
     check_interpolation(text_a, text_b, steps)
+    args = interpolation_args(args, **fields)
     device = pick_device(device)
     run = None
-    args = SamplingArgs(num_samples=steps, num_inference_steps=num_inference_steps, scheduler=scheduler,
-                        seed=seed)
     if run_dir is not None:
         args.check()
-        strength_start(num_inference_steps, float(strength))
+        strength_start(args.num_inference_steps, float(strength))
         run = load_run(run_dir, device)
         model = run_autoencoder(run, autoencoder, device)
     elif autoencoder is None:
@@ -175,25 +182,26 @@ def interpolate(text_a: str, text_b: str, autoencoder: str | Path | None = None,
                               autoencoder=autoencoder_location(autoencoder),
                               extra={"interpolate": [text_a, text_b]})
         return Interpolation(ts, points, meta, header, truncated), model
-    points = np.concatenate(list(iter_samples(run, steps, args, device, reporter, init=points,
-                                              strength=float(strength))))
-    meta = [{**m, "strength": float(strength)} for m in meta]
-    header = header_for(run, scheduler, num_inference_steps, seed, autoencoder,
-                        strength=float(strength), interpolate=[text_a, text_b])
-    return Interpolation(ts, points, meta, header, truncated), model
+    result = sample(run, replace(args, num_samples=1), init=Init(None, float(strength), points, meta),
+                    autoencoder=autoencoder, device=device, reporter=reporter)
+    frames = list(result.frames)
+    result.header.extra["interpolate"] = [text_a, text_b]
+    return Interpolation(ts, np.concatenate([x for x, _ in frames]), [m for _, ms in frames for m in ms],
+                         result.header, truncated), model
 
 
 def interpolate_texts(text_a: str, text_b: str, autoencoder: str | Path | None = None, steps: int = 5,
                       run_dir: str | Path | None = None, strength: float = INTERPOLATION_STRENGTH,
-                      num_inference_steps: int = INTERPOLATION_STEPS, scheduler: str = INTERPOLATION_SAMPLER,
-                      seed: int = 42, device: str | None = None, decode_args: DecodeArgs | None = None,
-                      reporter: Reporter = SILENT) -> list[dict]:
+                      args: SamplingArgs | None = None, device: str | None = None,
+                      decode_args: DecodeArgs | None = None, reporter: Reporter = SILENT,
+                      **fields) -> list[dict]:
     """Interpolate and decode: one {"index", "text", "t"} per point (greedy decoding unless
     `decode_args` say otherwise)."""
-    decode_args = decode_args or DecodeArgs(temperature=0.0, seed=seed)
+    args = interpolation_args(args, **fields)
+    decode_args = decode_args or DecodeArgs(temperature=0.0, seed=args.seed)
     decode_args.check()
-    result, model = interpolate(text_a, text_b, autoencoder, steps, run_dir, strength,
-                                num_inference_steps, scheduler, seed, device, reporter)
+    result, model = interpolate(text_a, text_b, autoencoder, steps, run_dir, strength, args, device,
+                                reporter)
     return decode_rows(result, model, decode_args)
 
 
@@ -208,4 +216,5 @@ def decode_rows(result: Variations | Interpolation, model: LatentAutoencoder,
 
 
 __all__ = ["Interpolation", "Variations", "decode_rows", "interpolate", "interpolate_texts",
-           "read_init_file", "sample_variations", "slerp", "variation_texts", "check_interpolation"]
+           "interpolation_args", "read_init_file", "sample_variations", "slerp", "variation_texts",
+           "check_interpolation"]

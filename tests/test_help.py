@@ -34,7 +34,8 @@ def test_no_help_text_names_the_seed_design():
 
 
 def test_sample_help_groups_its_options():
-    from ldlm.cli.sample import CONDITIONS_PANEL, RERANKING_PANEL, SAMPLER_PANEL, VARIATIONS_PANEL
+    from ldlm.args import SAMPLER_PANEL
+    from ldlm.cli.sample import CONDITIONS_PANEL, RERANKING_PANEL, VARIATIONS_PANEL
 
     shown = runner.invoke(app, ["sample", "--help"], env={"COLUMNS": "120"}).output
     at = [shown.index(f"─ {p} ─") for p in ("Options", SAMPLER_PANEL, VARIATIONS_PANEL, CONDITIONS_PANEL,

@@ -172,11 +172,17 @@ def test_cli_defaults_agree_with_the_library():
     from ldlm import recipe
 
     params = inspect.signature(lib.interpolate).parameters
-    assert (params["strength"].default, params["num_inference_steps"].default) == (
-        recipe.INTERPOLATION_STRENGTH, recipe.INTERPOLATION_STEPS)
+    args = lib.interpolation_args()
+    assert (params["strength"].default, args.num_inference_steps, args.scheduler) == (
+        recipe.INTERPOLATION_STRENGTH, recipe.INTERPOLATION_STEPS, recipe.INTERPOLATION_SAMPLER)
+    from ldlm.cli.fields import option_defaults
+    from ldlm.cli.interpolate import interpolate_cmd
+
+    cli = option_defaults(interpolate_cmd)
+    assert (cli["num_inference_steps"], cli["scheduler"]) == (args.num_inference_steps, args.scheduler)
     shown = " ".join(runner.invoke(app, ["interpolate", "--help"]).stdout.split())
     assert f"(default {recipe.INTERPOLATION_STRENGTH})" in shown
-    assert f"(default {recipe.INTERPOLATION_STEPS})" in shown
+    assert f"[default: {recipe.INTERPOLATION_STEPS}]" in shown
 
 
 def test_bad_inputs(tiny_run, tiny_ae, other_ae, tmp_path):

@@ -9,29 +9,22 @@ from typing import Annotated, Literal
 
 import typer
 
+from ldlm.args import DecodeArgs
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed
+from ldlm.cli.fields import with_fields
+from ldlm.cli.options import Device
 from ldlm.distributed import pick_device
 
 
 @command("decode", keeps=False)
+@with_fields(DecodeArgs, "args")
 def decode_cmd(
     latents: Annotated[str | None, typer.Argument(
         help="A latent file, a latent store (reconstruction), or '-' / nothing for stdin.")] = None,
     autoencoder: Annotated[Path | None, typer.Option(
         help="Autoencoder folder (default: the one the latents name).")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(
-        help="Tokens generated per text (default: the autoencoder's --max-length).")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.7,
-    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass.")] = None,
-    num_beams: Annotated[int, typer.Option(
-        help="Beam search width (> 1 is deterministic beam search).")] = 1,
-    best_of: Annotated[int, typer.Option(
-        help="Draw this many texts per latent (at --temperature) and keep the one the decoder finds "
-        "likeliest (mean log-probability per token); costs N times the decoding.")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Latents decoded together.")] = 64,
-    seed: Seed = 42,
+    args: DecodeArgs = None,  # its fields are the decoding options (with_fields)
     device: Device = None,
     format: Annotated[Literal["text", "jsonl"], typer.Option(
         help="text: one line per sample; jsonl: one JSON object per sample.")] = "text",
@@ -40,10 +33,8 @@ def decode_cmd(
         "or an interruption, none); '-' is stdout. Never a latent file.")] = None,
 ) -> None:
     """Turn latents into text: one sample per line on stdout (or --out FILE)."""
-    from ldlm.decode import DecodeArgs, decode_latents, open_latents, resolve_autoencoder
+    from ldlm.decode import decode_latents, open_latents, resolve_autoencoder
 
-    args = DecodeArgs(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                      num_beams=num_beams, seed=seed, batch_size=batch_size, best_of=best_of)
     args.check()
     from ldlm.outputs import check_output, is_stdout
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
+from ldlm.args import SamplingArgs
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import Device, Seed
+from ldlm.cli.fields import with_fields
+from ldlm.cli.options import Device
 from ldlm.errors import InputError
-from ldlm.recipe import FLUENCY_WEIGHT, RERANKER_WEIGHT, SAMPLER, SAMPLER_STEPS, VARIATION_STRENGTH
-from ldlm.schedulers import SAMPLERS
-
-Sampler = Literal[tuple(SAMPLERS)]  # the choices are the table's keys
+from ldlm.recipe import FLUENCY_WEIGHT, RERANKER_WEIGHT, VARIATION_STRENGTH
 
 
 def stdout_is_terminal() -> bool:
@@ -72,35 +71,18 @@ def _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots, re
     mbr_args = None if mbr is None else MBRArgs(mbr, rerank_slots, reranker, reranker_weight, fluency_weight)
     return Conditions(values, 1.0 if guidance_scale is None else guidance_scale), mbr_args
 
-# `ldlm sample --help` groups its options: the plain ones first, then these panels
-SAMPLER_PANEL = "Sampler"
+# `ldlm sample --help` groups its options: the plain ones first, then these panels (and
+# ldlm.args.SAMPLER_PANEL)
 VARIATIONS_PANEL = "Variations of texts (SDEdit)"
 CONDITIONS_PANEL = "Conditions (--conditional runs)"
 RERANKING_PANEL = "Reranking candidates (--mbr)"
 
 
 @command("sample", keeps=False)
+@with_fields(SamplingArgs, "args")
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="RUN_DIR written by `ldlm train`.")],
-    num_samples: Annotated[int, typer.Option(help="Latents to generate.")] = 5,
-    num_inference_steps: Annotated[int, typer.Option(
-        rich_help_panel=SAMPLER_PANEL,
-        help="Denoising steps (the original design's 1000 with ddpm scored lower on E2E, 50 times "
-        "slower; see the README).")
-    ] = SAMPLER_STEPS,
-    scheduler: Annotated[Sampler, typer.Option(
-        rich_help_panel=SAMPLER_PANEL,
-        help="Sampler, built from the run's noise schedule (the original design's: ddpm; see the "
-        "README).")] = SAMPLER,
-    eta: Annotated[float, typer.Option(
-        rich_help_panel=SAMPLER_PANEL,
-        help="With --scheduler ddim: 0 is deterministic DDIM, 1 adds DDPM-like noise at every step.")] = 0.0,
-    project: Annotated[bool, typer.Option(
-        "--project", rich_help_panel=SAMPLER_PANEL,
-        help="Put each step's clean-latent estimate back on the sphere the autoencoder's latents "
-        "lie on (every latent vector mean 0, variance 1), so samples stay where the decoder reads.")
-    ] = False,
-    seed: Seed = 42,
+    args: SamplingArgs = None,  # its fields are the sampler's options (with_fields)
     out: Annotated[str | None, typer.Option(
         help="Latent file to write, or a path ending in .zarr for a latent store; '-' (the default "
         "where stdout is not a terminal) is the latent stream on stdout, for `| ldlm decode`.")] = None,
@@ -108,8 +90,6 @@ def sample_cmd(
         help="Replace an existing --out latent file or store (the old one stays until the new one is "
         "whole).")] = False,
     device: Device = None,
-    batch_size: Annotated[int | None, typer.Option(
-        help="Latents denoised together (default: up to 256).")] = None,
     init_text: Annotated[list[str] | None, typer.Option(
         rich_help_panel=VARIATIONS_PANEL,
         help="Start from this text instead of noise (SDEdit variations; repeatable); "
@@ -140,11 +120,6 @@ def sample_cmd(
         rich_help_panel=RERANKING_PANEL,
         help="With conditions: draw N candidates per sample, decode them and keep the one with the "
         "highest mean BLEU against the others (minimum Bayes risk).")] = None,
-    noise_scale: Annotated[float, typer.Option(
-        rich_help_panel=SAMPLER_PANEL,
-        help="Multiply the starting noise: 1 samples the model's distribution, below 1 likelier "
-        "samples, 0 one deterministic sample per condition with ddim or dpm-solver (figures: the "
-        "benchmarks page). Not with --init-text/--init-file.")] = 1.0,
     rerank_slots: Annotated[bool, typer.Option(
         "--rerank-slots", rich_help_panel=RERANKING_PANEL,
         help="With --mbr and structured conditions (key[value], ...): keep the "
@@ -165,11 +140,8 @@ def sample_cmd(
 ) -> None:
     """Generate latents from noise with a trained run, or variations of given texts
     (--init-text, --init-file). The same seed and batch size give the same latents."""
-    from ldlm.sample import SamplingArgs, sample, save_samples
+    from ldlm.sample import sample, save_samples
 
-    args = SamplingArgs(num_samples=num_samples, num_inference_steps=num_inference_steps,
-                        scheduler=scheduler, seed=seed, batch_size=batch_size, noise_scale=noise_scale,
-                        eta=eta, project=project)
     args.check()
     init = _init(init_text, init_file, strength)
     conditions, mbr_args = _conditions(condition, condition_file, guidance_scale, mbr, rerank_slots,

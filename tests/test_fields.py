@@ -1,0 +1,124 @@
+"""Options declared once (ldlm.fields, ldlm.cli.fields): the command line's options of sample,
+decode and interpolate are the fields of SamplingArgs and DecodeArgs, and a sampler knob added
+there reaches `ldlm sample` and `ldlm interpolate --run` and the latents' header."""
+
+import dataclasses
+
+import pytest
+from typer.testing import CliRunner
+
+from ldlm.args import DecodeArgs, SamplingArgs
+from ldlm.cli import app
+from ldlm.cli.decode import decode_cmd
+from ldlm.cli.fields import option_defaults, with_fields
+from ldlm.cli.interpolate import interpolate_cmd
+from ldlm.cli.sample import sample_cmd
+from ldlm.fields import option, options_of
+from ldlm.latent_file import read_header
+from ldlm.recipe import INTERPOLATION_SAMPLER, INTERPOLATION_STEPS
+from tests.conftest import one_line_error
+from tests.test_variations import TEXTS, tiny_run  # noqa: F401 (a fixture)
+
+runner = CliRunner()
+
+# command -> (argument class, the command's own defaults, the fields it does not offer)
+COMMANDS = [
+    (sample_cmd, SamplingArgs, {}, ()),
+    (decode_cmd, DecodeArgs, {}, ()),
+    (interpolate_cmd, SamplingArgs, {"num_inference_steps": INTERPOLATION_STEPS,
+                                     "scheduler": INTERPOLATION_SAMPLER},
+     ("num_samples", "seed", "batch_size", "noise_scale")),
+    (interpolate_cmd, DecodeArgs, {"temperature": 0.0},
+     ("top_p", "num_beams", "best_of", "batch_size", "seed")),
+]
+
+
+@pytest.mark.parametrize("command,cls,own,skipped", COMMANDS)
+def test_every_option_default_is_its_fields(command, cls, own, skipped):
+    shown = option_defaults(command)
+    for f in options_of(cls):
+        if f.name in skipped:
+            assert f.name not in shown or f.name == "seed"  # interpolate's own --seed sets both
+            continue
+        assert shown[f.name] == own.get(f.name, f.default), f.name
+
+
+def test_every_argument_field_is_an_option_with_help():
+    for cls in (SamplingArgs, DecodeArgs):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert names == {f.name for f in options_of(cls)}
+        assert all(f.metadata["help"].strip() for f in options_of(cls))
+
+
+def test_a_clash_between_a_command_and_its_class_is_refused():
+    def cmd(seed: int = 1, args: DecodeArgs = None):
+        return args
+
+    with pytest.raises(TypeError, match="seed"):
+        with_fields(DecodeArgs, "args")(cmd)
+
+
+def test_the_command_gets_one_instance_with_its_values():
+    @dataclasses.dataclass
+    class Knobs:
+        width: int = option(3, "How wide.")
+        name: str = option("a", "Which.")
+
+    @with_fields(Knobs, "knobs", defaults={"name": "b"})
+    def cmd(x: int = 0, knobs: Knobs = None):
+        return x, knobs
+
+    assert cmd(x=1, width=7, name="c") == (1, Knobs(7, "c"))
+    assert option_defaults(cmd) == {"x": 0, "width": 3, "name": "b"}
+
+
+def header(path) -> dict:
+    with open(path, "rb") as fh:
+        return read_header(fh, str(path)).extra
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """The options each diffusers sampler was built with."""
+    import ldlm.sample
+
+    calls = []
+    make = ldlm.sample.make_sampler
+    monkeypatch.setattr(ldlm.sample, "make_sampler",
+                        lambda name, config, **kw: calls.append((name, kw)) or make(name, config, **kw))
+    return calls
+
+
+def test_a_sampler_knob_reaches_sample_and_interpolate(tiny_run, tmp_path, recorded):  # noqa: F811
+    out = tmp_path / "s.ldlm"
+    r = runner.invoke(app, ["sample", str(tiny_run), "--num-samples", "2", "--num-inference-steps", "3",
+                            "--solver-order", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert recorded[-1] == ("dpm-solver", {"solver_order": 1})
+    assert header(out)["solver_order"] == 1
+    out = tmp_path / "i.ldlm"
+    r = runner.invoke(app, ["interpolate", TEXTS[0], TEXTS[1], "--run", str(tiny_run), "--steps", "3",
+                            "--solver-order", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert recorded[-1] == ("dpm-solver", {"solver_order": 3})
+    extra = header(out)
+    assert extra["solver_order"] == 3 and extra["interpolate"] == TEXTS[:2]
+    assert extra["num_inference_steps"] == INTERPOLATION_STEPS
+
+
+def test_an_unchanged_knob_leaves_the_header_as_it_was(tiny_run, tmp_path):  # noqa: F811
+    out = tmp_path / "s.ldlm"
+    r = runner.invoke(app, ["sample", str(tiny_run), "--num-samples", "2", "--num-inference-steps", "3",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert not {"solver_order", "project", "eta", "noise_scale"} & set(header(out))
+
+
+def test_sampler_options_without_a_run_or_for_another_sampler_are_refused(tiny_run, tiny_ae):  # noqa: F811
+    r = runner.invoke(app, ["sample", str(tiny_run), "--scheduler", "ddim", "--solver-order", "3"])
+    assert "--solver-order 3 applies to --scheduler dpm-solver or unipc" in one_line_error(r, 2)
+    r = runner.invoke(app, ["interpolate", TEXTS[0], TEXTS[1], "--autoencoder", str(tiny_ae),
+                            "--solver-order", "1"])
+    assert "--solver-order applies to re-noising with a run" in one_line_error(r, 2)
+    r = runner.invoke(app, ["interpolate", TEXTS[0], TEXTS[1], "--autoencoder", str(tiny_ae), "--project"])
+    assert "--project applies to re-noising with a run" in one_line_error(r, 2)
