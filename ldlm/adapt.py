@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ldlm.batches import ChunkStream, ChunkWindowOrder
-from ldlm.budget import check_budget, planned_steps
+from ldlm.budget import BudgetArgs
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
@@ -42,10 +42,10 @@ from ldlm.run import load_run, run_autoencoder, run_store
 
 
 @dataclass
-class AdaptArgs:
-    max_steps: int | None = None  # optimiser steps (None: ADAPT_STEPS, or as many as max_minutes allows)
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
+class AdaptArgs(BudgetArgs):
+    """`ldlm adapt-decoder` options (max_steps, max_minutes and budget_clock: `BudgetArgs`; the
+    default length is ADAPT_STEPS)."""
+
     batch_size: int = 64  # texts per step
     learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0 (diffusers')
     warmup_steps: int = 100  # linear warmup steps
@@ -57,10 +57,10 @@ class AdaptArgs:
 
     def check(self) -> None:
         check_finite_fields(self)
-        check_budget(self.max_minutes, self.budget_clock)
-        for name in ("max_steps", "batch_size", "window_chunks"):
+        self.check_budget()
+        for name in ("batch_size", "window_chunks"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            if value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
         if not 0 < self.learning_rate < 1:
             raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
@@ -220,10 +220,8 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
 
     params = _decoder_params(model)
     loop = TrainingLoop(model, LoopArgs(
-        max_steps=planned_steps(args.max_steps, args.max_minutes, ADAPT_STEPS),
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, schedule="cosine",
-        weight_decay=0.01, cpu=str(device) == "cpu", clock=args.budget_clock,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes), params)
+        **args.loop_budget(ADAPT_STEPS), learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        schedule="cosine", weight_decay=0.01, cpu=str(device) == "cpu"), params)
     order = ChunkWindowOrder(n_train, store.chunk_rows, args.batch_size, 1, args.seed, args.window_chunks)
     data = ChunkStream(store, order, 0, conditional, texts=True)
     gen = torch.Generator().manual_seed(args.seed)

@@ -40,7 +40,7 @@ from ldlm.batches import (
     megabytes,
     window_chunks,
 )
-from ldlm.budget import UNCAPPED, check_budget
+from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers
 from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
@@ -65,8 +65,9 @@ SAME_LATENT_STD = 1e-4  # a store whose latents vary less than this everywhere h
 
 
 @dataclass
-class TrainArgs:
-    """`ldlm train` options; every field maps onto a flag of the same name."""
+class TrainArgs(BudgetArgs):
+    """`ldlm train` options; every field maps onto a flag of the same name (max_steps, max_minutes
+    and budget_clock: `BudgetArgs`; max_steps overrides num_epochs)."""
 
     arch: str = "mlp"  # denoiser type: mlp | unet2d | transformer
     size: str = "small"  # denoiser preset: tiny | small | base
@@ -78,9 +79,6 @@ class TrainArgs:
     condition_dropout: float = 0.1  # P(condition -> null condition) in training (guidance)
     num_epochs: int | None = None  # passes over the training rows (None: EPOCHS, unless max_steps or
     # max_minutes says how long)
-    max_steps: int | None = None  # optimiser steps; overrides num_epochs
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = DIFFUSION_BATCH  # latents per device per micro-batch
     learning_rate: float = DIFFUSION_LR  # peak AdamW lr, after warmup, cosine decay
     weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
@@ -115,11 +113,9 @@ class TrainArgs:
             "--save-model-epochs": self.save_model_epochs,
             "--checkpoints-total-limit": self.checkpoints_total_limit,
         }
-        if self.max_steps is not None:
-            positive["--max-steps"] = self.max_steps
         if self.num_epochs is not None:
             positive["--num-epochs"] = self.num_epochs
-        check_budget(self.max_minutes, self.budget_clock)
+        self.check_budget()
         if self.max_minutes is not None and self.lr_scheduler not in ("cosine", "constant"):
             raise InputError(f"--max-minutes plans a cosine or constant learning rate, not "
                              f"{self.lr_scheduler!r}; drop --max-minutes or use --lr-scheduler cosine")
@@ -244,11 +240,8 @@ class _Trainer:
             self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, group.count, args.seed, window)
         else:
             self.order = DataOrder(n_train, batch, group.count, args.seed)
-        if args.max_steps is None and (args.num_epochs is not None or args.max_minutes is None):
-            epochs = args.num_epochs or EPOCHS
-            self.total_steps = math.ceil(epochs * self.order.per_epoch / args.gradient_accumulation_steps)
-        else:
-            self.total_steps = args.max_steps or UNCAPPED  # a time budget plans the steps
+        epoch_steps = math.ceil((args.num_epochs or EPOCHS) * self.order.per_epoch
+                                / args.gradient_accumulation_steps)
         self.spec = store.condition_spec if args.conditional else None
         if args.conditional and self.spec is None:
             raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
@@ -275,12 +268,12 @@ class _Trainer:
         self.noise = make_noise_scheduler(args.schedule, args.objective)
         self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
         self.loop = TrainingLoop(
-            model, LoopArgs(max_steps=self.total_steps, learning_rate=args.learning_rate,
-                            warmup_steps=args.lr_warmup_steps, schedule=args.lr_scheduler,
-                            weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+            model, LoopArgs(**args.loop_budget(epoch_steps, args.num_epochs is not None),
+                            learning_rate=args.learning_rate, warmup_steps=args.lr_warmup_steps,
+                            schedule=args.lr_scheduler, weight_decay=args.weight_decay,
+                            max_grad_norm=args.max_grad_norm,
                             gradient_accumulation_steps=args.gradient_accumulation_steps,
-                            mixed_precision=args.mixed_precision, clock=args.budget_clock,
-                            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes),
+                            mixed_precision=args.mixed_precision),
             log_with="tensorboard" if _has_tensorboard() else None,
             project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
         self.acc, self.core = self.loop.acc, self.loop.core

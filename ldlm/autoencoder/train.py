@@ -11,7 +11,7 @@ from ldlm.atomic import publish, remove_path
 from ldlm.autoencoder.lengths import LIMIT, measure_lengths
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
-from ldlm.budget import check_budget, planned_steps
+from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
@@ -27,12 +27,10 @@ _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dt
 
 
 @dataclass
-class AutoencoderTrainArgs:
-    """How to train it."""
+class AutoencoderTrainArgs(BudgetArgs):
+    """How to train it (max_steps, max_minutes and budget_clock: `BudgetArgs`; the default length
+    is AE_STEPS)."""
 
-    max_steps: int | None = None  # optimiser steps (None: AE_STEPS, or as many as max_minutes allows)
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
     learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay to 0.1 of it
     warmup_steps: int = 100  # linear warmup steps
@@ -176,11 +174,9 @@ def _check_args(args: AutoencoderTrainArgs) -> None:
     check_finite_fields(args)
     if args.eval_rows < 0:
         raise InputError(f"--eval-rows {args.eval_rows} must be >= 0 (0: no reconstruction figures)")
-    if (args.max_steps is not None and args.max_steps < 1) or args.batch_size < 1:
-        raise InputError(
-            f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
-        )
-    check_budget(args.max_minutes, args.budget_clock)
+    args.check_budget()
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size} must be at least 1")
     if args.learning_rate <= 0:
         raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
@@ -291,11 +287,9 @@ def train_autoencoder(
     if pooler is not None:  # a BERT-style pooler never reaches the loss (DDP refuses idle weights)
         pooler.requires_grad_(False)
     loop = TrainingLoop(model, LoopArgs(
-        max_steps=planned_steps(args.max_steps, args.max_minutes, AE_STEPS),
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        **args.loop_budget(AE_STEPS), learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         schedule="cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
-        max_grad_norm=1.0, mixed_precision=args.mixed_precision,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, clock=args.budget_clock),
+        max_grad_norm=1.0, mixed_precision=args.mixed_precision),
         params=[p for p in model.parameters() if p.requires_grad])
     core: LatentAutoencoder = loop.core
     start, last_loss = 0, None
