@@ -35,6 +35,7 @@ import torch
 from ldlm.batches import ChunkStream, ChunkWindowOrder
 from ldlm.budget import BudgetArgs
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
+from ldlm.holdout import holdout
 from ldlm.loop import LoopArgs, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import ADAPT_STEPS
@@ -202,21 +203,22 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     if conditional and store.condition_spec is None:
         raise InputError(f"store {store_path!r} holds no conditions, but run {str(run_dir)!r} is "
                          "conditional; pass the run trained on this store")
-    held = int(run.meta.get("heldout_rows") or 0)
-    n_train = store.rows - held
+    # the run held out the last rows of its store (ldlm.holdout): the same rows here
+    train_rows, held_rows = holdout(store.rows, int(run.meta.get("heldout_rows") or 0), "last")
+    n_train = len(train_rows)
     if n_train < args.batch_size:
         raise InputError(f"--batch-size {args.batch_size} exceeds the {n_train} training rows of store "
                          f"{store_path!r}; lower --batch-size")
     before_fp = model.compute_fingerprint()
     torch.manual_seed(args.seed)
     estimator = _Estimator(run, args.guidance_scale, device)
-    n_eval = min(args.eval_rows, held)
-    held_rows = None
+    n_eval = min(args.eval_rows, len(held_rows))
+    held = None
     if n_eval:
-        start = store.rows - held
-        held_rows = (store.read_latents(start, start + n_eval), store.read_texts(start, start + n_eval),
-                     store.read_conditions(start, start + n_eval) if conditional else None)
-        before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+        start = held_rows.start
+        held = (store.read_latents(start, start + n_eval), store.read_texts(start, start + n_eval),
+                store.read_conditions(start, start + n_eval) if conditional else None)
+        before = _held_out_losses(model, estimator, held, args.seed, args.batch_size)
 
     params = _decoder_params(model)
     loop = TrainingLoop(model, LoopArgs(
@@ -253,7 +255,7 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     seconds = time.perf_counter() - started
     estimate = clean = None
     if n_eval:
-        after = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+        after = _held_out_losses(model, estimator, held, args.seed, args.batch_size)
         estimate, clean = (before[0], after[0]), (before[1], after[1])
     if model.compute_fingerprint() != before_fp:  # the encoder must not have moved
         raise RuntimeError("adapting the decoder changed the latent space; this is a bug in ldlm")

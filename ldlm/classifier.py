@@ -298,8 +298,8 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     """Train a condition classifier on a store's texts and conditions and save it to `out`
     (written whole or not at all)."""
     from ldlm.atomic import atomic_directory, check_output_path
-    from ldlm.holdout import classes, spaced_holdout
-    from ldlm.store import LatentStore, holdout_rows
+    from ldlm.holdout import classes, holdout, holdout_rows
+    from ldlm.store import LatentStore
 
     args = args or ClassifierArgs()
     args.check()
@@ -319,8 +319,8 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     all_cond = np.asarray(opened.read_conditions())
     # held-out rows spread over the store, by class for labels (a class-sorted store's last rows
     # are one class); the training rows first, then the held-out ones
-    train_idx, held_idx = spaced_holdout(len(all_texts), holdout_rows(len(all_texts), args.eval_rows),
-                                         all_cond if spec.type == "label" else None)
+    train_idx, held_idx = holdout(len(all_texts), holdout_rows(len(all_texts), args.eval_rows), "spaced",
+                                  all_cond if spec.type == "label" else None)
     arranged = train_idx + held_idx
     texts, cond = [all_texts[i] for i in arranged], all_cond[arranged]
     n, held = len(train_idx), len(held_idx)

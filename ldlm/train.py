@@ -49,13 +49,14 @@ from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.files import append_line, own_file, repair_log
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
+from ldlm.holdout import holdout, holdout_rows
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
 from ldlm.schedulers import make_noise_scheduler, make_sampler
-from ldlm.store import LatentStore, holdout_rows
+from ldlm.store import LatentStore
 
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
 FLOOR_CHUNKS = 32  # streamed stores: chunks read (once) for the true latents of the FD floor
@@ -224,8 +225,9 @@ class _Trainer:
 
         self.store, self.out, self.args, self.reporter = store, out, args, reporter
         self.k, self.d = store.latent_shape
-        self.held = holdout_rows(store.rows, args.eval_rows)
-        n_train = store.rows - self.held
+        # the last rows (their figures), so that the training rows stream as one range
+        self.train_rows, self.heldout = holdout(store.rows, holdout_rows(store.rows, args.eval_rows), "last")
+        self.held, n_train = len(self.heldout), len(self.train_rows)
         if n_train < 1:
             raise InputError(f"store {store.path!r} has no rows to train on; encode more texts")
         group = ranks()  # one process, or this process's place under `accelerate launch`
@@ -327,7 +329,7 @@ class _Trainer:
             gen = torch.Generator().manual_seed(seed)
             model = self.core
             if self.spec is not None:  # conditions of the held-out rows (else the first rows), W = 1
-                start = self.store.rows - self.held if self.held else 0
+                start = self.heldout.start if self.held else 0
                 pool = self.store.read_conditions(start, start + (self.held or min(n, self.store.rows)))
                 cond = torch.from_numpy(pool[np.arange(n) % len(pool)]).long().to(self.acc.device)
                 model = ConditionedDenoiser(self.core, cond)
@@ -347,7 +349,7 @@ class _Trainer:
         if self._floor is None or self._floor[0] != n:
             from ldlm.metrics import frechet_distance
 
-            n_train = self.store.rows - self.held
+            n_train = len(self.train_rows)
             if isinstance(self.data, InMemoryRows):
                 pool = self.data.rows.latents  # (n_train, k, d)
             else:
@@ -375,7 +377,7 @@ class _Trainer:
         elif self.held:
             from ldlm.metrics import frechet_distance
 
-            held = self.store.read_latents(self.store.rows - self.held)
+            held = self.store.read_latents(self.heldout.start)
             fd, floor = frechet_distance(x, held), self.fd_floor(len(x), held)
             self.reporter.log(f"step {step} (epoch {epoch}): latent Frechet distance of {len(x)} samples "
                               f"to {self.held} held-out rows {fd:.4f}, floor {floor:.4f} ({len(x)} "

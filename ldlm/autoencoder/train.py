@@ -16,7 +16,7 @@ from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remo
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
-from ldlm.holdout import spaced_holdout  # noqa: F401  (also importable from here, as before)
+from ldlm.holdout import holdout, spaced_holdout  # noqa: F401  (spaced_holdout: importable here too)
 from ldlm.loop import LoopArgs, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
@@ -260,7 +260,7 @@ def train_autoencoder(
 
     set_seed(args.seed)
     texts = list(rows.texts)  # training tokenises every text anyway
-    train_idx, held_idx = spaced_holdout(len(texts), args.eval_rows)
+    train_idx, held_idx = holdout(len(texts), args.eval_rows, "spaced")
     if len(texts) > 1 and len(set(texts)) == 1:
         reporter.log(f"warning: all {len(texts)} texts are the same text: the autoencoder learns that one "
                      "text (its loss goes to 0, its reconstruction is perfect) and its latents carry "
