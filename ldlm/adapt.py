@@ -36,7 +36,7 @@ from ldlm.batches import ChunkStream, ChunkWindowOrder
 from ldlm.budget import BudgetArgs
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
 from ldlm.holdout import holdout
-from ldlm.loop import LoopArgs, TrainingLoop
+from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import ADAPT_STEPS
 from ldlm.run import load_run, run_autoencoder, run_store
@@ -227,28 +227,19 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     order = ChunkWindowOrder(n_train, store.chunk_rows, args.batch_size, 1, args.seed, args.window_chunks)
     data = ChunkStream(store, order, 0, conditional, texts=True)
     gen = torch.Generator().manual_seed(args.seed)
+
+    def train_step(done: int) -> float:
+        batch = data.batch(order, done, 0)
+        z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
+        return loop.step(_decoder_loss, model, z, batch.texts).item()
+
     started = time.perf_counter()
-    reporter.start("adapt decoder", total=loop.planned if args.max_minutes is None else None, unit="steps")
     model.train()
     model.encoder.eval()
-    step = 0
-    try:
-        while step < loop.planned:
-            batch = data.batch(order, step, 0)
-            z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
-            loss = loop.step(lambda value, step=step: RuntimeFailure(
-                                 f"loss became {value} at step {step}; lower --learning-rate "
-                                 f"({args.learning_rate})"), _decoder_loss, model, z, batch.texts)
-            step += 1
-            loop.plan(step)
-            if args.max_minutes is not None:
-                reporter.set_total(loop.planned)
-            reporter.advance(1, loss=f"{loss.item():.3f}")
-    finally:
-        reporter.stop()
-        data.close()
-    if loop.budget_warning:
-        reporter.log(loop.budget_warning)
+    step = loop.run(Steps(train_step, "adapt decoder", unit="steps", shown=lambda loss: f"{loss:.3f}",
+                          diverged=lambda value, done: RuntimeFailure(
+                              f"loss became {value} at step {done}; lower --learning-rate "
+                              f"({args.learning_rate})"), close=data.close), reporter)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from ldlm.conditions import SPECIALS, ConditionSpec
 from ldlm.errors import InputError, LdlmError, RuntimeFailure, check_finite_fields, first_line
 from ldlm.fluency import NgramLM
-from ldlm.loop import LoopArgs, TrainingLoop
+from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.metrics import tokenize
 from ldlm.progress import SILENT, Reporter
 
@@ -348,19 +348,22 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     loop = TrainingLoop(model, LoopArgs(max_steps=total, learning_rate=args.learning_rate,
                                         schedule="constant", max_grad_norm=None, cpu=True), groups)
     rng = np.random.default_rng(args.seed)
-    reporter.start("train-classifier", total=total, unit="step")
-    for _ in range(args.epochs):
-        order = rng.permutation(n)
-        for s in range(steps_per_epoch):
-            idx = order[s * args.batch_size:(s + 1) * args.batch_size]
-            lengths = torch.tensor([len(bags[i]) for i in idx])
-            offsets = torch.cumsum(lengths, 0) - lengths
-            loss = loop.step(lambda value: RuntimeFailure(f"loss became {value}; lower --learning-rate "
-                                                          f"({args.learning_rate})"),
-                             _classifier_loss, model, spec, torch.cat([bags[i] for i in idx]), offsets,
-                             targets[idx])
-            reporter.advance(1, loss=round(loss.item(), 4))
-    reporter.stop()
+    order = np.arange(n)
+
+    def train_step(done: int) -> float:
+        nonlocal order
+        s = done % steps_per_epoch
+        if s == 0:  # each epoch visits the training rows in a new order
+            order = rng.permutation(n)
+        idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+        lengths = torch.tensor([len(bags[i]) for i in idx])
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return loop.step(_classifier_loss, model, spec, torch.cat([bags[i] for i in idx]), offsets,
+                         targets[idx]).item()
+
+    loop.run(Steps(train_step, "train-classifier", shown=lambda loss: round(loss, 4),
+                   diverged=lambda value, done: RuntimeFailure(f"loss became {value}; lower --learning-rate "
+                                                               f"({args.learning_rate})")), reporter)
     model.eval()
     accuracy, precision, recall = _held_out_figures(model, texts[n:], cond[n:])
     perplexity = None

@@ -51,7 +51,7 @@ from ldlm.files import append_line, own_file, repair_log
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.holdout import holdout, holdout_rows
 from ldlm.latent_file import LatentHeader, write_latent_file
-from ldlm.loop import LoopArgs, TrainingLoop, diverged
+from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
@@ -281,6 +281,8 @@ class _Trainer:
         self.acc, self.core = self.loop.acc, self.loop.core
         self._floor: tuple[int, float] | None = None  # (n, FD floor at n), computed once
         self.last_fd_floor: float | None = None  # the floor beside the last FD logged
+        self.fd: float | None = None  # the last FD logged
+        self.sampled_at = -1  # the step samples were last saved at
         self.ema = EMAModel(self.core.parameters(), decay=args.ema_decay, use_ema_warmup=True,
                             power=0.75, model_cls=denoiser_class(args.arch), model_config=self.core.config)
         self.ema.to(self.acc.device)
@@ -387,12 +389,21 @@ class _Trainer:
         self.last_fd_floor = floor
         return fd
 
-    # -- one optimiser step
-    def train_step(self) -> float:
+    # -- the run's steps, on the loop's driver (TrainingLoop.run)
+    def steps(self) -> Steps:
+        return Steps(self.train_step, "train", shown=lambda loss: f"{loss:.4f}",
+                     diverged=lambda value, done: diverged(value, done + 1, self.out, CHECKPOINT_FILE,
+                                                           self.args.learning_rate),
+                     after_step=self.after_step, checkpoint=lambda done: self.save_checkpoint(),
+                     checkpointing_steps=self.args.checkpointing_steps,
+                     close=self.data.close if self.streaming else None)  # the chunk reader's thread
+
+    def train_step(self, done: int) -> float:
+        """One optimiser step after `done` (its micro-batches): the mean loss over them."""
         gas, device = self.args.gradient_accumulation_steps, self.acc.device
         total = 0.0
         for micro in range(gas):
-            batch = self.data.batch(self.order, self.state.step * gas + micro, self.rank)
+            batch = self.data.batch(self.order, done * gas + micro, self.rank)
             x0 = self.standard.forward(torch.from_numpy(batch.latents).to(device))  # (B, k, d)
             model = self.loop.model
             if self.spec is not None:
@@ -400,15 +411,35 @@ class _Trainer:
                 null = torch.from_numpy(self.spec.null(1)).long()
                 cond = drop_conditions(cond, null, self.args.condition_dropout, self.state.generator)
                 model = ConditionedDenoiser(self.loop.model, cond.to(device))
-            loss = self.loop.step(lambda value: diverged(value, self.state.step + 1, self.out,
-                                                         CHECKPOINT_FILE, self.args.learning_rate),
-                                  self.diffusion.loss, model, x0, self.state.generator)
+            loss = self.loop.step(self.diffusion.loss, model, x0, self.state.generator)
             if self.acc.num_processes > 1:  # report the mean over every process's batch
                 loss = self.acc.gather(loss.detach()[None]).mean()
             total += loss.item() / gas
         self.ema.step(self.core.parameters())
         self.state.step += 1
         return total
+
+    def epoch(self, done: int) -> int:
+        """The epochs that `done` optimiser steps have finished."""
+        return done * self.args.gradient_accumulation_steps // self.order.per_epoch
+
+    def after_step(self, done: int, loss: float, over: bool) -> bool:
+        """After step `done`: the loss to the trackers; at an epoch's end (and the last step) the
+        epoch's mean loss to metrics.jsonl; samples every save_samples_epochs. True when an
+        epoch checkpoint is due (every save_model_epochs)."""
+        self.state.losses.append(loss)
+        lr = self.loop.lr
+        self.acc.log({"loss": loss, "lr": lr}, step=done)
+        epoch, new_epoch = self.epoch(done), self.epoch(done) > self.epoch(done - 1)
+        if new_epoch or over:
+            self.state.last_loss = float(np.mean(self.state.losses))
+            if self.acc.is_main_process:
+                _append_metrics(self.out, {"step": done, "epoch": epoch, "loss": self.state.last_loss,
+                                           "lr": lr})
+            self.state.losses = []
+        if new_epoch and epoch % self.args.save_samples_epochs == 0 and self.acc.is_main_process:
+            self.fd, self.sampled_at = self.save_samples(epoch), done
+        return new_epoch and epoch % self.args.save_model_epochs == 0
 
     def meta(self) -> dict:
         mean, std = self.standard.mean, self.standard.std
@@ -455,53 +486,15 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
     if ckpt is not None:
         t.load_checkpoint(ckpt)
         reporter.log(f"resumed from {ckpt} (step {t.state.step})")
-        if t.loop.replanned_from is not None:
-            reporter.log(f"the checkpoint's learning-rate schedule was planned for {t.loop.replanned_from} "
-                         f"steps; the rest of its cosine is laid over {t.loop.planned} steps from here")
+        if note := t.loop.replan_note("here"):
+            reporter.log(note)
     if t.acc.is_main_process and _has_tensorboard():
         t.acc.init_trackers("ldlm-train", config={k: v for k, v in asdict(args).items()
                                                   if isinstance(v, int | float | str | bool)})
-    gas, per_epoch = args.gradient_accumulation_steps, t.order.per_epoch
-    budget = args.max_minutes is not None
-    reporter.start("train", total=None if budget else t.loop.planned, unit="step")
-    reporter.advance(t.state.step)
-    fd = None
-    sampled_at = saved_at = -1
     started = time.perf_counter()
-    try:
-        while t.state.step < t.loop.planned:
-            epoch_before = t.state.step * gas // per_epoch
-            loss = t.train_step()
-            t.state.losses.append(loss)
-            lr = t.loop.lr
-            reporter.advance(1, loss=f"{loss:.4f}")
-            t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
-            epoch = t.state.step * gas // per_epoch
-            over = t.loop.plan(t.state.step)
-            if budget:
-                reporter.set_total(t.loop.planned)
-            if epoch > epoch_before or over:
-                t.state.last_loss = float(np.mean(t.state.losses))
-                if t.acc.is_main_process:
-                    _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": t.state.last_loss,
-                                          "lr": lr})
-                t.state.losses = []
-            if epoch > epoch_before and epoch % args.save_samples_epochs == 0 and t.acc.is_main_process:
-                fd, sampled_at = t.save_samples(epoch), t.state.step
-            if (epoch > epoch_before and epoch % args.save_model_epochs == 0) or (
-                    args.checkpointing_steps and t.state.step % args.checkpointing_steps == 0):
-                t.save_checkpoint()
-                saved_at = t.state.step
-    finally:
-        reporter.stop()
-        if t.streaming:
-            t.data.close()  # the chunk reader's thread and windows
-    if t.loop.budget_warning and t.acc.is_main_process:
-        reporter.log(t.loop.budget_warning)
-    if saved_at != t.state.step:
-        t.save_checkpoint()
-    if t.acc.is_main_process and sampled_at != t.state.step:
-        fd = t.save_samples(t.state.step * gas // per_epoch)
+    t.loop.run(t.steps(), reporter, start=t.state.step)  # a finished run that is resumed saves again
+    if t.acc.is_main_process and t.sampled_at != t.state.step:
+        t.fd = t.save_samples(t.epoch(t.state.step))
     meta = t.meta()
     meta["seconds"] = round(time.perf_counter() - started, 1)
     if t.acc.is_main_process:
@@ -516,7 +509,7 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
     if args.push_to_hub and t.acc.is_main_process:
         url = push_to_hub(out, args.hub_model_id or out.resolve().name, meta)
         reporter.log(f"pushed to {url}")
-    return TrainResult(out, t.state.step, t.state.last_loss, fd, t.last_fd_floor)
+    return TrainResult(out, t.state.step, t.state.last_loss, t.fd, t.last_fd_floor)
 
 
 __all__ = ["CHECKPOINT_FILE", "TrainArgs", "TrainResult", "find_checkpoint", "train_diffusion"]

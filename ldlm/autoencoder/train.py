@@ -17,7 +17,7 @@ from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
 from ldlm.holdout import holdout, spaced_holdout  # noqa: F401  (spaced_holdout: importable here too)
-from ldlm.loop import LoopArgs, TrainingLoop, diverged
+from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import AE_STEPS
@@ -296,9 +296,8 @@ def train_autoencoder(
     if saved is not None:
         loop.load_checkpoint(ckpt)  # weights, optimiser, lr schedule and every RNG
         start, last_loss = int(saved["step"]), saved.get("loss")
-        if loop.replanned_from is not None:
-            reporter.log(f"the checkpoint's learning-rate schedule was planned for {loop.replanned_from} "
-                         f"steps; the rest of its cosine is laid over {loop.planned} steps from step {start}")
+        if note := loop.replan_note(f"step {start}"):
+            reporter.log(note)
 
     out.mkdir(parents=True, exist_ok=True)
     if group.is_main:
@@ -334,33 +333,25 @@ def train_autoencoder(
     model.train()
     if core.config.freeze_encoder:
         core.encoder.eval()
-    reporter.start("train-autoencoder", total=loop.planned if args.max_minutes is None else None, unit="step")
-    reporter.advance(start)
+
+    def train_step(done: int) -> float:
+        nonlocal last_loss
+        idx = next(batches)[group.index :: group.count]
+        ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
+        d_mask = dec_all["attention_mask"][idx]
+        d_width = int(d_mask.sum(1).max())
+        d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
+        dev = loop.device
+        last_loss = loop.step(model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev)).item()
+        return last_loss
+
     started = time.perf_counter()
-    step = start
-    try:
-        while step < loop.planned:
-            idx = next(batches)[group.index :: group.count]
-            ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
-            d_mask = dec_all["attention_mask"][idx]
-            d_width = int(d_mask.sum(1).max())
-            d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
-            dev = loop.device
-            loss = loop.step(lambda value, step=step: diverged(value, step, out, CHECKPOINT_FILE,
-                                                               args.learning_rate),
-                             model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
-            last_loss = loss.item()
-            step += 1
-            over = loop.plan(step)
-            if args.max_minutes is not None:
-                reporter.set_total(loop.planned)
-            reporter.advance(1, loss=round(last_loss, 4))
-            if over or (args.checkpointing_steps and step % args.checkpointing_steps == 0):
-                checkpoint(step)
-    finally:
-        reporter.stop()
-    if loop.budget_warning:  # a silent reporter on the processes other than the main one
-        reporter.log(loop.budget_warning)
+    # the checkpoint resumed from is the run's last one: a finished run resumed writes none
+    step = loop.run(Steps(train_step, "train-autoencoder", shown=lambda loss: round(loss, 4),
+                          diverged=lambda value, done: diverged(value, done, out, CHECKPOINT_FILE,
+                                                                args.learning_rate),
+                          checkpoint=checkpoint, checkpointing_steps=args.checkpointing_steps),
+                    reporter, start=start, saved=start)
     train_seconds = time.perf_counter() - started
     if not group.is_main:  # the main process scores and saves the model
         group.wait()
