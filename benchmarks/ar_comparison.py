@@ -330,10 +330,11 @@ def ar_sequences(tok, texts: list[str], prefix: list[list[int]], n_positions: in
 
 
 def train_ar(a, paths: dict[str, Path], work: Path) -> None:
-    """GPT-2 on the same texts for the same CPU time."""
+    """GPT-2 on the same texts for the same CPU time, on ldlm's training loop (its AdamW, warmup
+    and cosine to 10%, clipping, and the pace that plans the steps to end with the budget)."""
     from ldlm.autoencoder.tokenizer import pad_rows, train_tokenizer
     from ldlm.autoencoder.train import length_grouped_batches
-    from ldlm.loop import CosineSchedule
+    from ldlm.loop import LoopArgs, Steps, TrainingLoop
 
     out = work / "ar"
     if (out / "config.json").exists():
@@ -350,34 +351,27 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
     ids = ar_sequences(tok, texts, prefix, model.config.n_positions)
     batches = length_grouped_batches([len(x) for x in ids], 64, random.Random(0))
     torch.manual_seed(0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    schedule = CosineSchedule(100, 10**9, 0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    loop = TrainingLoop(model, LoopArgs(
+        max_steps=a.ar_max_steps or 10**9,  # smoke runs and tests: a step cap besides the budget
+        max_seconds=a.budget - (time.process_time() - start), clock="cpu",  # what the set-up left
+        learning_rate=1e-3, warmup_steps=100, schedule="cosine-floor", min_lr_ratio=0.1,
+        weight_decay=0.01, max_grad_norm=1.0, cpu=True))
+    losses = []
 
-    def step() -> float:
+    def gpt2_loss(x, mask):
+        return loop.model(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)).loss
+
+    def step(done: int) -> float:
         x, mask = pad_rows([ids[j] for j in next(batches)], tok.pad_token_id)
-        loss = model(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        return loss.item()
+        losses.append(loop.step(gpt2_loss, x, mask).item())
+        return losses[-1]
+
+    def log(done: int, loss: float, over: bool) -> None:
+        if done % 200 == 0:
+            print(f"ar step {done} loss {np.mean(losses[-200:]):.3f}", flush=True)
 
     model.train()
-    losses, steps, mark = [], 0, None
-    cap = a.ar_max_steps or 10**9  # smoke runs and tests: a step cap besides the budget
-    while time.process_time() - start < a.budget and steps < cap:
-        losses.append(step())
-        steps += 1
-        if steps == 5:
-            mark = (steps, time.process_time())
-        elif mark and steps % 10 == 0:  # plan the cosine to end with the budget, as ldlm's loop does
-            pace = (time.process_time() - mark[1]) / (steps - mark[0])
-            fits = steps + max(0, int((a.budget - (time.process_time() - start)) / pace))
-            schedule.replan(steps, min(cap, fits))
-        if steps % 200 == 0:
-            print(f"ar step {steps} loss {np.mean(losses[-200:]):.3f}", flush=True)
+    steps = loop.run(Steps(step, "gpt2", after_step=log))
     budget = {"cpu_s": round(time.process_time() - start, 1), "wall_s": round(time.perf_counter() - wall, 1),
               "steps": steps, "params": count_parameters(model), "ldlm_params": params,
               "final_loss": round(float(np.mean(losses[-100:])), 4)}

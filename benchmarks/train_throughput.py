@@ -37,9 +37,10 @@ import torch
 from ldlm.batches import DataOrder, InMemoryRows
 from ldlm.denoisers import build_denoiser, denoiser_config
 from ldlm.diffusion import Diffusion, Standardiser
+from ldlm.holdout import holdout_rows
 from ldlm.progress import Reporter
 from ldlm.schedulers import make_noise_scheduler
-from ldlm.store import LatentStore, holdout_rows
+from ldlm.store import LatentStore
 from ldlm.train import TrainArgs, train_diffusion
 
 

@@ -33,19 +33,20 @@ import numpy as np
 import torch
 
 from ldlm.batches import ChunkStream, ChunkWindowOrder
-from ldlm.budget import check_budget, planned_steps
+from ldlm.budget import BudgetArgs
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
-from ldlm.loop import LoopArgs, TrainingLoop
+from ldlm.holdout import holdout
+from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import ADAPT_STEPS
 from ldlm.run import load_run, run_autoencoder, run_store
 
 
 @dataclass
-class AdaptArgs:
-    max_steps: int | None = None  # optimiser steps (None: ADAPT_STEPS, or as many as max_minutes allows)
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
+class AdaptArgs(BudgetArgs):
+    """`ldlm adapt-decoder` options (max_steps, max_minutes and budget_clock: `BudgetArgs`; the
+    default length is ADAPT_STEPS)."""
+
     batch_size: int = 64  # texts per step
     learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0 (diffusers')
     warmup_steps: int = 100  # linear warmup steps
@@ -57,10 +58,10 @@ class AdaptArgs:
 
     def check(self) -> None:
         check_finite_fields(self)
-        check_budget(self.max_minutes, self.budget_clock)
-        for name in ("max_steps", "batch_size", "window_chunks"):
+        self.check_budget()
+        for name in ("batch_size", "window_chunks"):
             value = getattr(self, name)
-            if value is not None and value < 1:
+            if value < 1:
                 raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
         if not 0 < self.learning_rate < 1:
             raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
@@ -202,60 +203,50 @@ def adapt_decoder(run_dir: str | Path, out: str | Path, args: AdaptArgs | None =
     if conditional and store.condition_spec is None:
         raise InputError(f"store {store_path!r} holds no conditions, but run {str(run_dir)!r} is "
                          "conditional; pass the run trained on this store")
-    held = int(run.meta.get("heldout_rows") or 0)
-    n_train = store.rows - held
+    # the run held out the last rows of its store (ldlm.holdout): the same rows here
+    train_rows, held_rows = holdout(store.rows, int(run.meta.get("heldout_rows") or 0), "last")
+    n_train = len(train_rows)
     if n_train < args.batch_size:
         raise InputError(f"--batch-size {args.batch_size} exceeds the {n_train} training rows of store "
                          f"{store_path!r}; lower --batch-size")
     before_fp = model.compute_fingerprint()
     torch.manual_seed(args.seed)
     estimator = _Estimator(run, args.guidance_scale, device)
-    n_eval = min(args.eval_rows, held)
-    held_rows = None
+    n_eval = min(args.eval_rows, len(held_rows))
+    held = None
     if n_eval:
-        start = store.rows - held
-        held_rows = (store.read_latents(start, start + n_eval), store.read_texts(start, start + n_eval),
-                     store.read_conditions(start, start + n_eval) if conditional else None)
-        before = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+        start = held_rows.start
+        held = (store.read_latents(start, start + n_eval), store.read_texts(start, start + n_eval),
+                store.read_conditions(start, start + n_eval) if conditional else None)
+        before = _held_out_losses(model, estimator, held, args.seed, args.batch_size)
 
     params = _decoder_params(model)
     loop = TrainingLoop(model, LoopArgs(
-        max_steps=planned_steps(args.max_steps, args.max_minutes, ADAPT_STEPS),
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, schedule="cosine",
-        weight_decay=0.01, cpu=str(device) == "cpu", clock=args.budget_clock,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes), params)
+        **args.loop_budget(ADAPT_STEPS), learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        schedule="cosine", weight_decay=0.01, cpu=str(device) == "cpu"), params)
     order = ChunkWindowOrder(n_train, store.chunk_rows, args.batch_size, 1, args.seed, args.window_chunks)
     data = ChunkStream(store, order, 0, conditional, texts=True)
     gen = torch.Generator().manual_seed(args.seed)
+
+    def train_step(done: int) -> float:
+        batch = data.batch(order, done, 0)
+        z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
+        return loop.step(_decoder_loss, model, z, batch.texts).item()
+
     started = time.perf_counter()
-    reporter.start("adapt decoder", total=loop.planned if args.max_minutes is None else None, unit="steps")
     model.train()
     model.encoder.eval()
-    step = 0
-    try:
-        while step < loop.planned:
-            batch = data.batch(order, step, 0)
-            z = _training_latents(model, estimator, batch.latents, batch.conditions, args.estimate_share, gen)
-            loss = loop.step(lambda value, step=step: RuntimeFailure(
-                                 f"loss became {value} at step {step}; lower --learning-rate "
-                                 f"({args.learning_rate})"), _decoder_loss, model, z, batch.texts)
-            step += 1
-            loop.plan(step)
-            if args.max_minutes is not None:
-                reporter.set_total(loop.planned)
-            reporter.advance(1, loss=f"{loss.item():.3f}")
-    finally:
-        reporter.stop()
-        data.close()
-    if loop.budget_warning:
-        reporter.log(loop.budget_warning)
+    step = loop.run(Steps(train_step, "adapt decoder", unit="steps", shown=lambda loss: f"{loss:.3f}",
+                          diverged=lambda value, done: RuntimeFailure(
+                              f"loss became {value} at step {done}; lower --learning-rate "
+                              f"({args.learning_rate})"), close=data.close), reporter)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     seconds = time.perf_counter() - started
     estimate = clean = None
     if n_eval:
-        after = _held_out_losses(model, estimator, held_rows, args.seed, args.batch_size)
+        after = _held_out_losses(model, estimator, held, args.seed, args.batch_size)
         estimate, clean = (before[0], after[0]), (before[1], after[1])
     if model.compute_fingerprint() != before_fp:  # the encoder must not have moved
         raise RuntimeError("adapting the decoder changed the latent space; this is a bug in ldlm")

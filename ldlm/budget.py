@@ -1,13 +1,15 @@
-"""Time budgets for the trainers (`--max-minutes`, `--budget-clock`): the clocks, the spent
-time that checkpoints carry, and the checks. No torch here: the command line reads it at
-start-up. The planning itself (steps from the measured pace, the re-laid learning-rate
-cosine) is `ldlm.loop.TrainingLoop.plan`.
+"""How long a trainer runs (`--max-steps`, `--max-minutes`, `--budget-clock`): the fields every
+trainer's options share (`BudgetArgs`), the clocks, the spent time that checkpoints carry, and
+the checks. No torch here: the command line reads it at start-up. The planning itself (steps
+from the measured pace, the re-laid learning-rate cosine) is `ldlm.loop.TrainingLoop.plan`,
+and the loop that follows the plan is `ldlm.loop.TrainingLoop.run`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 from ldlm.errors import InputError
 
@@ -38,6 +40,33 @@ def check_budget(max_minutes: float | None, clock: str) -> None:
         raise InputError(f"--budget-clock {clock!r} is not one of {', '.join(CLOCKS)}")
 
 
+@dataclass
+class BudgetArgs:
+    """The options that say how long a trainer runs, declared once: `ldlm train`,
+    `train-autoencoder` and `adapt-decoder` take them (their option classes derive from this
+    one), each flag named as its field."""
+
+    max_steps: int | None = None  # optimiser steps (None: the trainer's default, or what max_minutes allows)
+    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
+    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
+
+    def check_budget(self) -> None:
+        """Refuse a step count under 1, a time budget that is not a positive number of minutes up
+        to a year, or an unknown clock (InputError)."""
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"--max-steps {self.max_steps} must be at least 1")
+        check_budget(self.max_minutes, self.budget_clock)
+
+    def loop_budget(self, default_steps: int, default_is_asked: bool = False) -> dict:
+        """`ldlm.loop.LoopArgs`' max_steps, max_seconds and clock: the step cap is `max_steps`,
+        else `default_steps` without a time budget (or whatever the budget when the user asked
+        for that length: train's --num-epochs), else only the budget's."""
+        minutes = None if default_is_asked else self.max_minutes
+        return {"max_steps": planned_steps(self.max_steps, minutes, default_steps),
+                "max_seconds": None if self.max_minutes is None else 60 * self.max_minutes,
+                "clock": self.budget_clock}
+
+
 class Clock:
     """Seconds spent on a budget's clock, over every resume of a run (checkpointed)."""
 
@@ -58,4 +87,5 @@ class Clock:
         self.before, self.start = spent, self.now()
 
 
-__all__ = ["CLOCKS", "PLAN_EVERY", "MAX_MINUTES", "UNCAPPED", "Clock", "check_budget", "planned_steps"]
+__all__ = ["CLOCKS", "PLAN_EVERY", "MAX_MINUTES", "UNCAPPED", "BudgetArgs", "Clock", "check_budget",
+           "planned_steps"]

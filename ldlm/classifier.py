@@ -48,7 +48,7 @@ from torch.nn import functional as F
 from ldlm.conditions import SPECIALS, ConditionSpec
 from ldlm.errors import InputError, LdlmError, RuntimeFailure, check_finite_fields, first_line
 from ldlm.fluency import NgramLM
-from ldlm.loop import LoopArgs, TrainingLoop
+from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.metrics import tokenize
 from ldlm.progress import SILENT, Reporter
 
@@ -298,8 +298,8 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     """Train a condition classifier on a store's texts and conditions and save it to `out`
     (written whole or not at all)."""
     from ldlm.atomic import atomic_directory, check_output_path
-    from ldlm.holdout import classes, spaced_holdout
-    from ldlm.store import LatentStore, holdout_rows
+    from ldlm.holdout import classes, holdout, holdout_rows
+    from ldlm.store import LatentStore
 
     args = args or ClassifierArgs()
     args.check()
@@ -319,8 +319,8 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     all_cond = np.asarray(opened.read_conditions())
     # held-out rows spread over the store, by class for labels (a class-sorted store's last rows
     # are one class); the training rows first, then the held-out ones
-    train_idx, held_idx = spaced_holdout(len(all_texts), holdout_rows(len(all_texts), args.eval_rows),
-                                         all_cond if spec.type == "label" else None)
+    train_idx, held_idx = holdout(len(all_texts), holdout_rows(len(all_texts), args.eval_rows), "spaced",
+                                  all_cond if spec.type == "label" else None)
     arranged = train_idx + held_idx
     texts, cond = [all_texts[i] for i in arranged], all_cond[arranged]
     n, held = len(train_idx), len(held_idx)
@@ -348,19 +348,22 @@ def train_classifier(store: str | Path, out: str | Path, args: ClassifierArgs | 
     loop = TrainingLoop(model, LoopArgs(max_steps=total, learning_rate=args.learning_rate,
                                         schedule="constant", max_grad_norm=None, cpu=True), groups)
     rng = np.random.default_rng(args.seed)
-    reporter.start("train-classifier", total=total, unit="step")
-    for _ in range(args.epochs):
-        order = rng.permutation(n)
-        for s in range(steps_per_epoch):
-            idx = order[s * args.batch_size:(s + 1) * args.batch_size]
-            lengths = torch.tensor([len(bags[i]) for i in idx])
-            offsets = torch.cumsum(lengths, 0) - lengths
-            loss = loop.step(lambda value: RuntimeFailure(f"loss became {value}; lower --learning-rate "
-                                                          f"({args.learning_rate})"),
-                             _classifier_loss, model, spec, torch.cat([bags[i] for i in idx]), offsets,
-                             targets[idx])
-            reporter.advance(1, loss=round(loss.item(), 4))
-    reporter.stop()
+    order = np.arange(n)
+
+    def train_step(done: int) -> float:
+        nonlocal order
+        s = done % steps_per_epoch
+        if s == 0:  # each epoch visits the training rows in a new order
+            order = rng.permutation(n)
+        idx = order[s * args.batch_size:(s + 1) * args.batch_size]
+        lengths = torch.tensor([len(bags[i]) for i in idx])
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return loop.step(_classifier_loss, model, spec, torch.cat([bags[i] for i in idx]), offsets,
+                         targets[idx]).item()
+
+    loop.run(Steps(train_step, "train-classifier", shown=lambda loss: round(loss, 4),
+                   diverged=lambda value, done: RuntimeFailure(f"loss became {value}; lower --learning-rate "
+                                                               f"({args.learning_rate})")), reporter)
     model.eval()
     accuracy, precision, recall = _held_out_figures(model, texts[n:], cond[n:])
     perplexity = None

@@ -1,20 +1,48 @@
-"""Which rows a trainer holds out for the figures it reports, spread over the data.
+"""Which rows a trainer holds out for the figures it reports: every hold-out goes through here
+(`holdout`), by one of two named policies.
 
-Rows are held out evenly over the whole data (every step-th row), not at its end: a corpus or
-store sorted by class or by source (AG News' `train.csv` is sorted by class) would otherwise
-hold out one class only, and the figure would describe that class alone. With labels, the rows
-are spread within each class and each class holds out its share of them (stratified), so that
-a corpus whose classes repeat in a period (A, B, A, B, ...) cannot land every held-out row on
-one class either. The split is deterministic: the same data gives the same rows.
+"spaced" (`train-autoencoder`, `train-classifier`): rows are held out evenly over the whole data
+(every step-th row), not at its end: a corpus or store sorted by class or by source (AG News'
+`train.csv` is sorted by class) would otherwise hold out one class only, and the figure would
+describe that class alone. With labels, the rows are spread within each class and each class
+holds out its share of them (stratified), so that a corpus whose classes repeat in a period
+(A, B, A, B, ...) cannot land every held-out row on one class either.
 
-`train-autoencoder` and `train-classifier` use it. `ldlm train` keeps the last rows of a store
-(`store.holdout_rows`), which lets a store larger than memory stream its training rows as one
-contiguous range; how many rows, at most, is the same rule for the classifier.
+"last" (`ldlm train`, and `adapt-decoder`, which reads the run's): the last rows of a store,
+which lets a store larger than memory stream its training rows as one contiguous range.
+
+How many rows: `train-autoencoder` holds out --eval-rows; a store's trainers (`ldlm train`,
+`train-classifier`) hold out `holdout_rows`: at most --eval-rows and 5% of the store, none for a
+tiny one. Every split is deterministic: the same data gives the same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
+
+Policy = Literal["spaced", "last"]
+POLICIES = ("spaced", "last")
+
+
+def holdout(n: int, eval_rows: int, policy: Policy, labels=None) -> tuple[Sequence[int], Sequence[int]]:
+    """Deterministic (training, held-out) row indices of `n` rows, each in order, `eval_rows` of
+    them held out under `policy` (the module docstring): "spaced" (`spaced_holdout`; `labels`
+    stratify it) or "last" (two ranges: the first rows, then the last `eval_rows`)."""
+    if policy == "last":
+        held = max(0, min(eval_rows, n))
+        return range(n - held), range(n - held, n)
+    if policy == "spaced":
+        return spaced_holdout(n, eval_rows, labels)
+    raise ValueError(f"Unknown hold-out policy {policy!r}; use one of {', '.join(POLICIES)}")
+
+
+def holdout_rows(rows: int, eval_rows: int) -> int:
+    """How many rows a store's trainers hold out: min(eval_rows, 5%), none for tiny stores."""
+    held = min(eval_rows, rows // 20)
+    return held if held >= 2 else 0
 
 
 def spaced_holdout(n: int, eval_rows: int, labels=None) -> tuple[list[int], list[int]]:
@@ -58,4 +86,4 @@ def classes(labels) -> int:
     return len(np.unique(labels.reshape(len(labels), -1), axis=0)) if len(labels) else 0
 
 
-__all__ = ["classes", "spaced_holdout"]
+__all__ = ["POLICIES", "Policy", "classes", "holdout", "holdout_rows", "spaced_holdout"]

@@ -1,10 +1,19 @@
-"""The training-loop skeleton every ldlm trainer shares (autoencoder, denoiser, decoder
-adaptation, condition classifier): diffusers' accelerate core, in small pieces.
+"""The training loop every ldlm trainer runs on (autoencoder, denoiser, decoder adaptation,
+condition classifier, and the GPT-2 baseline of benchmarks/ar_comparison.py): diffusers'
+accelerate core, in small pieces, and the one loop that drives them.
 
     loop = TrainingLoop(model, LoopArgs(...), params)        # accelerate prepare, AdamW, LR schedule
-    loss = loop.step(bad_loss, loss_fn, *inputs)             # accumulate, autocast, backward, clip, step
-    loop.save_checkpoint(out, step, marker, record)          # atomic checkpoint-<step>/ (ldlm.checkpoints)
     loop.load_checkpoint(ckpt)                               # resume: weights, optimiser, schedule, RNG
+    done = loop.run(Steps(step, "train", ...), reporter, start)   # the loop, below
+    loss = loop.step(loss_fn, *inputs)                       # in `step`: accumulate, autocast, backward,
+                                                             # clip, optimiser step (one micro-batch)
+    loop.save_checkpoint(out, step, marker, record)          # atomic checkpoint-<step>/ (ldlm.checkpoints)
+
+A trainer says what one optimiser step is and what it does around the steps (`Steps`: its
+batches and loss, its logs and samples, how it writes a checkpoint); `TrainingLoop.run` owns the
+loop: the step cap and the time budget's plan, the progress bar, the checkpoint cadence and the
+checkpoint of the last step, the divergence check (a loss that is not finite stops the run
+before any weight moves), and where a resumed run starts. No trainer keeps a loop of its own.
 
 A checkpoint holds no pickled code: accelerate saves the model (safetensors), the optimiser
 and its RNG files (loaded with `weights_only=True`); the objects a trainer registers (the LR
@@ -19,7 +28,8 @@ A time budget (`LoopArgs.max_seconds`, on the wall clock or this process's CPU c
 the number of steps from the measured pace and revises it every `PLAN_EVERY` steps, so the
 run ends on a whole step near the budget with its cosine finished; the time spent travels in
 the checkpoints, so a resumed run continues the same budget. EMA, data order and what a
-checkpoint must match stay with each trainer.
+checkpoint must match stay with each trainer; how long it runs comes from its options'
+`ldlm.budget.BudgetArgs`.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from ldlm.budget import PLAN_EVERY, Clock
 from ldlm.checkpoints import list_checkpoints, write_checkpoint
 from ldlm.distributed import cpu_only, ranks
 from ldlm.errors import RuntimeFailure, first_line
+from ldlm.progress import SILENT, Reporter
 
 
 @dataclass
@@ -110,6 +121,26 @@ def lr_schedule(optimizer, args: LoopArgs):
                          num_training_steps=args.max_steps)
 
 
+@dataclass
+class Steps:
+    """One trainer's part of a run that `TrainingLoop.run` drives: what an optimiser step is, and
+    what the trainer does around the steps; the loop itself is the driver's."""
+
+    step: Callable[[int], float]  # one optimiser step after `done` steps (`TrainingLoop.step` per
+    # micro-batch): the loss it reports
+    task: str  # the progress task ("train", "train-autoencoder", ...)
+    unit: str = "step"  # the progress unit
+    shown: Callable[[float], object] = float  # the loss as the progress bar shows it
+    diverged: Callable[[float, int], Exception] | None = None  # the error for a loss that is not
+    # finite in the step after `done` (None: "loss became X at step N; lower the learning rate")
+    after_step: Callable[[int, float, bool], bool | None] | None = None  # (done, loss, over) after
+    # each step: the trainer's logs, samples and epochs; True asks for a checkpoint now
+    checkpoint: Callable[[int], object] | None = None  # writes checkpoint-<done> on every process
+    # (None: the run keeps no checkpoints)
+    checkpointing_steps: int | None = None  # a checkpoint every N steps, besides the last step's
+    close: Callable[[], None] | None = None  # once the steps end, however they end (a data reader)
+
+
 class TrainingLoop:
     """accelerate's Accelerator around one model, its AdamW optimiser and LR schedule.
 
@@ -139,12 +170,60 @@ class TrainingLoop:
         self.replanned_from: int | None = None  # a resume's old plan, when it was changed
         self._pace_from: tuple[int, float] | None = None  # (step, seconds) the pace is measured from
         self.budget_warning: str | None = None  # set when the budget ran out before its pace was known
+        self.done = 0  # optimiser steps done (`run` counts them)
+        self._diverged: Callable[[float, int], Exception] = self._loss_became
 
     @property
     def cosine(self) -> CosineSchedule | None:
         """The schedule's re-plannable cosine, if it has one."""
         fn = getattr(self.schedule, "lr_lambdas", [None])[0]
         return fn if isinstance(fn, CosineSchedule) else None
+
+    def run(self, steps: Steps, reporter: Reporter = SILENT, start: int = 0, saved: int | None = None) -> int:
+        """Take optimiser steps from `start` (a resumed run's steps) until the plan is done: the
+        step cap, or the time budget's revised plan. After each step: the plan, the progress bar
+        (its total revised under a budget), `steps.after_step`, then a checkpoint when one is due.
+        At the end, the budget's warning if it has one, and a checkpoint of the last step unless
+        there is one already (`saved`: the step of a checkpoint the run already has, such as the
+        one it resumed from). Returns the steps done in all."""
+        budget = self.args.max_seconds is not None
+        reporter.start(steps.task, total=None if budget else self.planned, unit=steps.unit)
+        reporter.advance(start)
+        self.done, self._diverged = start, steps.diverged or self._loss_became
+        every = steps.checkpointing_steps
+        try:
+            while self.done < self.planned:
+                loss = steps.step(self.done)
+                self.done += 1
+                over = self.plan(self.done)
+                if budget:
+                    reporter.set_total(self.planned)
+                reporter.advance(1, loss=steps.shown(loss))
+                due = steps.after_step(self.done, loss, over) if steps.after_step else False
+                if steps.checkpoint is not None and (due or (every and self.done % every == 0)):
+                    steps.checkpoint(self.done)
+                    saved = self.done
+        finally:
+            reporter.stop()
+            if steps.close is not None:
+                steps.close()
+        if self.budget_warning:
+            reporter.log(self.budget_warning)
+        if steps.checkpoint is not None and saved != self.done:
+            steps.checkpoint(self.done)
+        return self.done
+
+    def _loss_became(self, value: float, done: int) -> RuntimeFailure:
+        return RuntimeFailure(f"loss became {value} at step {done + 1}; lower the learning rate "
+                              f"({self.args.learning_rate})")
+
+    def replan_note(self, at: str) -> str | None:
+        """After `load_checkpoint`: the line that says the checkpoint's cosine was re-laid over
+        another --max-steps from `at` ("here", "step 40"), or None when it was not."""
+        if self.replanned_from is None:
+            return None
+        return (f"the checkpoint's learning-rate schedule was planned for {self.replanned_from} steps; "
+                f"the rest of its cosine is laid over {self.planned} steps from {at}")
 
     def plan(self, done: int) -> bool:
         """Call after each optimiser step (`done` steps in all); True when the run is over.
@@ -182,16 +261,15 @@ class TrainingLoop:
         their states must be nests of dicts, lists, numbers, strings and tensors."""
         self.objects.extend(objects)
 
-    def step(self, bad_loss: Callable[[float], Exception], loss_fn: Callable[..., torch.Tensor],
-             *args, **kwargs) -> torch.Tensor:
+    def step(self, loss_fn: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
         """One micro-batch: loss_fn(*args, **kwargs) under autocast, backward, and on the last
         micro-batch of an optimiser step: clip, optimiser step, schedule step. A loss that is
-        not finite raises `bad_loss(value)` before any weight moves."""
+        not finite raises the run's `Steps.diverged` error before any weight moves."""
         with self.acc.accumulate(self.model):
             with self.acc.autocast():
                 loss = loss_fn(*args, **kwargs)
             if not torch.isfinite(loss):
-                raise bad_loss(loss.item())
+                raise self._diverged(loss.item(), self.done)
             self.acc.backward(loss)
             if self.acc.sync_gradients and self.args.max_grad_norm is not None:
                 self.acc.clip_grad_norm_(self.params, self.args.max_grad_norm)
@@ -382,5 +460,5 @@ def diverged(loss: float, step: int, out: Path, marker: str, learning_rate: floa
                           f"({learning_rate}) or use --mixed-precision no")
 
 
-__all__ = ["CosineSchedule", "LoopArgs", "TrainingLoop", "diverged", "lr_schedule",
+__all__ = ["CosineSchedule", "LoopArgs", "Steps", "TrainingLoop", "diverged", "lr_schedule",
            "release_accelerator_state"]

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ldlm.errors import InputError, LdlmError, RuntimeFailure, first_line
+from ldlm.holdout import holdout_rows  # noqa: F401  (importable from here, as before)
 
 FORMAT = "ldlm-latent-store"
 VERSION = 1
@@ -195,13 +196,6 @@ def is_store(path: str | Path) -> bool:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def holdout_rows(rows: int, eval_rows: int) -> int:
-    """Rows held out at the end of a store: min(eval_rows, 5%), none for tiny stores (training
-    and the condition classifier hold out the same rows)."""
-    held = min(eval_rows, rows // 20)
-    return held if held >= 2 else 0
 
 
 @dataclass

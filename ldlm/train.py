@@ -40,7 +40,7 @@ from ldlm.batches import (
     megabytes,
     window_chunks,
 )
-from ldlm.budget import UNCAPPED, check_budget
+from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers
 from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
 from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
@@ -49,13 +49,14 @@ from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.files import append_line, own_file, repair_log
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
+from ldlm.holdout import holdout, holdout_rows
 from ldlm.latent_file import LatentHeader, write_latent_file
-from ldlm.loop import LoopArgs, TrainingLoop, diverged
+from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
 from ldlm.schedulers import make_noise_scheduler, make_sampler
-from ldlm.store import LatentStore, holdout_rows
+from ldlm.store import LatentStore
 
 CHECKPOINT_FILE = "ldlm_checkpoint.json"
 FLOOR_CHUNKS = 32  # streamed stores: chunks read (once) for the true latents of the FD floor
@@ -65,8 +66,9 @@ SAME_LATENT_STD = 1e-4  # a store whose latents vary less than this everywhere h
 
 
 @dataclass
-class TrainArgs:
-    """`ldlm train` options; every field maps onto a flag of the same name."""
+class TrainArgs(BudgetArgs):
+    """`ldlm train` options; every field maps onto a flag of the same name (max_steps, max_minutes
+    and budget_clock: `BudgetArgs`; max_steps overrides num_epochs)."""
 
     arch: str = "mlp"  # denoiser type: mlp | unet2d | transformer
     size: str = "small"  # denoiser preset: tiny | small | base
@@ -78,9 +80,6 @@ class TrainArgs:
     condition_dropout: float = 0.1  # P(condition -> null condition) in training (guidance)
     num_epochs: int | None = None  # passes over the training rows (None: EPOCHS, unless max_steps or
     # max_minutes says how long)
-    max_steps: int | None = None  # optimiser steps; overrides num_epochs
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = DIFFUSION_BATCH  # latents per device per micro-batch
     learning_rate: float = DIFFUSION_LR  # peak AdamW lr, after warmup, cosine decay
     weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
@@ -115,11 +114,9 @@ class TrainArgs:
             "--save-model-epochs": self.save_model_epochs,
             "--checkpoints-total-limit": self.checkpoints_total_limit,
         }
-        if self.max_steps is not None:
-            positive["--max-steps"] = self.max_steps
         if self.num_epochs is not None:
             positive["--num-epochs"] = self.num_epochs
-        check_budget(self.max_minutes, self.budget_clock)
+        self.check_budget()
         if self.max_minutes is not None and self.lr_scheduler not in ("cosine", "constant"):
             raise InputError(f"--max-minutes plans a cosine or constant learning rate, not "
                              f"{self.lr_scheduler!r}; drop --max-minutes or use --lr-scheduler cosine")
@@ -228,8 +225,9 @@ class _Trainer:
 
         self.store, self.out, self.args, self.reporter = store, out, args, reporter
         self.k, self.d = store.latent_shape
-        self.held = holdout_rows(store.rows, args.eval_rows)
-        n_train = store.rows - self.held
+        # the last rows (their figures), so that the training rows stream as one range
+        self.train_rows, self.heldout = holdout(store.rows, holdout_rows(store.rows, args.eval_rows), "last")
+        self.held, n_train = len(self.heldout), len(self.train_rows)
         if n_train < 1:
             raise InputError(f"store {store.path!r} has no rows to train on; encode more texts")
         group = ranks()  # one process, or this process's place under `accelerate launch`
@@ -244,11 +242,8 @@ class _Trainer:
             self.order = ChunkWindowOrder(n_train, store.chunk_rows, batch, group.count, args.seed, window)
         else:
             self.order = DataOrder(n_train, batch, group.count, args.seed)
-        if args.max_steps is None and (args.num_epochs is not None or args.max_minutes is None):
-            epochs = args.num_epochs or EPOCHS
-            self.total_steps = math.ceil(epochs * self.order.per_epoch / args.gradient_accumulation_steps)
-        else:
-            self.total_steps = args.max_steps or UNCAPPED  # a time budget plans the steps
+        epoch_steps = math.ceil((args.num_epochs or EPOCHS) * self.order.per_epoch
+                                / args.gradient_accumulation_steps)
         self.spec = store.condition_spec if args.conditional else None
         if args.conditional and self.spec is None:
             raise InputError(f"--conditional: store {store.path!r} has no conditions; encode it with "
@@ -275,17 +270,19 @@ class _Trainer:
         self.noise = make_noise_scheduler(args.schedule, args.objective)
         self.diffusion = Diffusion(self.noise, args.objective, args.self_condition)
         self.loop = TrainingLoop(
-            model, LoopArgs(max_steps=self.total_steps, learning_rate=args.learning_rate,
-                            warmup_steps=args.lr_warmup_steps, schedule=args.lr_scheduler,
-                            weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+            model, LoopArgs(**args.loop_budget(epoch_steps, args.num_epochs is not None),
+                            learning_rate=args.learning_rate, warmup_steps=args.lr_warmup_steps,
+                            schedule=args.lr_scheduler, weight_decay=args.weight_decay,
+                            max_grad_norm=args.max_grad_norm,
                             gradient_accumulation_steps=args.gradient_accumulation_steps,
-                            mixed_precision=args.mixed_precision, clock=args.budget_clock,
-                            max_seconds=None if args.max_minutes is None else 60 * args.max_minutes),
+                            mixed_precision=args.mixed_precision),
             log_with="tensorboard" if _has_tensorboard() else None,
             project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
         self.acc, self.core = self.loop.acc, self.loop.core
         self._floor: tuple[int, float] | None = None  # (n, FD floor at n), computed once
         self.last_fd_floor: float | None = None  # the floor beside the last FD logged
+        self.fd: float | None = None  # the last FD logged
+        self.sampled_at = -1  # the step samples were last saved at
         self.ema = EMAModel(self.core.parameters(), decay=args.ema_decay, use_ema_warmup=True,
                             power=0.75, model_cls=denoiser_class(args.arch), model_config=self.core.config)
         self.ema.to(self.acc.device)
@@ -334,7 +331,7 @@ class _Trainer:
             gen = torch.Generator().manual_seed(seed)
             model = self.core
             if self.spec is not None:  # conditions of the held-out rows (else the first rows), W = 1
-                start = self.store.rows - self.held if self.held else 0
+                start = self.heldout.start if self.held else 0
                 pool = self.store.read_conditions(start, start + (self.held or min(n, self.store.rows)))
                 cond = torch.from_numpy(pool[np.arange(n) % len(pool)]).long().to(self.acc.device)
                 model = ConditionedDenoiser(self.core, cond)
@@ -354,7 +351,7 @@ class _Trainer:
         if self._floor is None or self._floor[0] != n:
             from ldlm.metrics import frechet_distance
 
-            n_train = self.store.rows - self.held
+            n_train = len(self.train_rows)
             if isinstance(self.data, InMemoryRows):
                 pool = self.data.rows.latents  # (n_train, k, d)
             else:
@@ -382,7 +379,7 @@ class _Trainer:
         elif self.held:
             from ldlm.metrics import frechet_distance
 
-            held = self.store.read_latents(self.store.rows - self.held)
+            held = self.store.read_latents(self.heldout.start)
             fd, floor = frechet_distance(x, held), self.fd_floor(len(x), held)
             self.reporter.log(f"step {step} (epoch {epoch}): latent Frechet distance of {len(x)} samples "
                               f"to {self.held} held-out rows {fd:.4f}, floor {floor:.4f} ({len(x)} "
@@ -392,12 +389,21 @@ class _Trainer:
         self.last_fd_floor = floor
         return fd
 
-    # -- one optimiser step
-    def train_step(self) -> float:
+    # -- the run's steps, on the loop's driver (TrainingLoop.run)
+    def steps(self) -> Steps:
+        return Steps(self.train_step, "train", shown=lambda loss: f"{loss:.4f}",
+                     diverged=lambda value, done: diverged(value, done + 1, self.out, CHECKPOINT_FILE,
+                                                           self.args.learning_rate),
+                     after_step=self.after_step, checkpoint=lambda done: self.save_checkpoint(),
+                     checkpointing_steps=self.args.checkpointing_steps,
+                     close=self.data.close if self.streaming else None)  # the chunk reader's thread
+
+    def train_step(self, done: int) -> float:
+        """One optimiser step after `done` (its micro-batches): the mean loss over them."""
         gas, device = self.args.gradient_accumulation_steps, self.acc.device
         total = 0.0
         for micro in range(gas):
-            batch = self.data.batch(self.order, self.state.step * gas + micro, self.rank)
+            batch = self.data.batch(self.order, done * gas + micro, self.rank)
             x0 = self.standard.forward(torch.from_numpy(batch.latents).to(device))  # (B, k, d)
             model = self.loop.model
             if self.spec is not None:
@@ -405,15 +411,35 @@ class _Trainer:
                 null = torch.from_numpy(self.spec.null(1)).long()
                 cond = drop_conditions(cond, null, self.args.condition_dropout, self.state.generator)
                 model = ConditionedDenoiser(self.loop.model, cond.to(device))
-            loss = self.loop.step(lambda value: diverged(value, self.state.step + 1, self.out,
-                                                         CHECKPOINT_FILE, self.args.learning_rate),
-                                  self.diffusion.loss, model, x0, self.state.generator)
+            loss = self.loop.step(self.diffusion.loss, model, x0, self.state.generator)
             if self.acc.num_processes > 1:  # report the mean over every process's batch
                 loss = self.acc.gather(loss.detach()[None]).mean()
             total += loss.item() / gas
         self.ema.step(self.core.parameters())
         self.state.step += 1
         return total
+
+    def epoch(self, done: int) -> int:
+        """The epochs that `done` optimiser steps have finished."""
+        return done * self.args.gradient_accumulation_steps // self.order.per_epoch
+
+    def after_step(self, done: int, loss: float, over: bool) -> bool:
+        """After step `done`: the loss to the trackers; at an epoch's end (and the last step) the
+        epoch's mean loss to metrics.jsonl; samples every save_samples_epochs. True when an
+        epoch checkpoint is due (every save_model_epochs)."""
+        self.state.losses.append(loss)
+        lr = self.loop.lr
+        self.acc.log({"loss": loss, "lr": lr}, step=done)
+        epoch, new_epoch = self.epoch(done), self.epoch(done) > self.epoch(done - 1)
+        if new_epoch or over:
+            self.state.last_loss = float(np.mean(self.state.losses))
+            if self.acc.is_main_process:
+                _append_metrics(self.out, {"step": done, "epoch": epoch, "loss": self.state.last_loss,
+                                           "lr": lr})
+            self.state.losses = []
+        if new_epoch and epoch % self.args.save_samples_epochs == 0 and self.acc.is_main_process:
+            self.fd, self.sampled_at = self.save_samples(epoch), done
+        return new_epoch and epoch % self.args.save_model_epochs == 0
 
     def meta(self) -> dict:
         mean, std = self.standard.mean, self.standard.std
@@ -460,53 +486,15 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
     if ckpt is not None:
         t.load_checkpoint(ckpt)
         reporter.log(f"resumed from {ckpt} (step {t.state.step})")
-        if t.loop.replanned_from is not None:
-            reporter.log(f"the checkpoint's learning-rate schedule was planned for {t.loop.replanned_from} "
-                         f"steps; the rest of its cosine is laid over {t.loop.planned} steps from here")
+        if note := t.loop.replan_note("here"):
+            reporter.log(note)
     if t.acc.is_main_process and _has_tensorboard():
         t.acc.init_trackers("ldlm-train", config={k: v for k, v in asdict(args).items()
                                                   if isinstance(v, int | float | str | bool)})
-    gas, per_epoch = args.gradient_accumulation_steps, t.order.per_epoch
-    budget = args.max_minutes is not None
-    reporter.start("train", total=None if budget else t.loop.planned, unit="step")
-    reporter.advance(t.state.step)
-    fd = None
-    sampled_at = saved_at = -1
     started = time.perf_counter()
-    try:
-        while t.state.step < t.loop.planned:
-            epoch_before = t.state.step * gas // per_epoch
-            loss = t.train_step()
-            t.state.losses.append(loss)
-            lr = t.loop.lr
-            reporter.advance(1, loss=f"{loss:.4f}")
-            t.acc.log({"loss": loss, "lr": lr}, step=t.state.step)
-            epoch = t.state.step * gas // per_epoch
-            over = t.loop.plan(t.state.step)
-            if budget:
-                reporter.set_total(t.loop.planned)
-            if epoch > epoch_before or over:
-                t.state.last_loss = float(np.mean(t.state.losses))
-                if t.acc.is_main_process:
-                    _append_metrics(out, {"step": t.state.step, "epoch": epoch, "loss": t.state.last_loss,
-                                          "lr": lr})
-                t.state.losses = []
-            if epoch > epoch_before and epoch % args.save_samples_epochs == 0 and t.acc.is_main_process:
-                fd, sampled_at = t.save_samples(epoch), t.state.step
-            if (epoch > epoch_before and epoch % args.save_model_epochs == 0) or (
-                    args.checkpointing_steps and t.state.step % args.checkpointing_steps == 0):
-                t.save_checkpoint()
-                saved_at = t.state.step
-    finally:
-        reporter.stop()
-        if t.streaming:
-            t.data.close()  # the chunk reader's thread and windows
-    if t.loop.budget_warning and t.acc.is_main_process:
-        reporter.log(t.loop.budget_warning)
-    if saved_at != t.state.step:
-        t.save_checkpoint()
-    if t.acc.is_main_process and sampled_at != t.state.step:
-        fd = t.save_samples(t.state.step * gas // per_epoch)
+    t.loop.run(t.steps(), reporter, start=t.state.step)  # a finished run that is resumed saves again
+    if t.acc.is_main_process and t.sampled_at != t.state.step:
+        t.fd = t.save_samples(t.epoch(t.state.step))
     meta = t.meta()
     meta["seconds"] = round(time.perf_counter() - started, 1)
     if t.acc.is_main_process:
@@ -521,7 +509,7 @@ def _train_diffusion(store_path: str | Path, out: str | Path, args: TrainArgs | 
     if args.push_to_hub and t.acc.is_main_process:
         url = push_to_hub(out, args.hub_model_id or out.resolve().name, meta)
         reporter.log(f"pushed to {url}")
-    return TrainResult(out, t.state.step, t.state.last_loss, fd, t.last_fd_floor)
+    return TrainResult(out, t.state.step, t.state.last_loss, t.fd, t.last_fd_floor)
 
 
 __all__ = ["CHECKPOINT_FILE", "TrainArgs", "TrainResult", "find_checkpoint", "train_diffusion"]

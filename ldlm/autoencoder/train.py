@@ -11,13 +11,13 @@ from ldlm.atomic import publish, remove_path
 from ldlm.autoencoder.lengths import LIMIT, measure_lengths
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
-from ldlm.budget import check_budget, planned_steps
+from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
 from ldlm.errors import InputError, RuntimeFailure, check_finite_fields, first_line
-from ldlm.holdout import spaced_holdout  # noqa: F401  (also importable from here, as before)
-from ldlm.loop import LoopArgs, TrainingLoop, diverged
+from ldlm.holdout import holdout, spaced_holdout  # noqa: F401  (spaced_holdout: importable here too)
+from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import AE_STEPS
@@ -27,12 +27,10 @@ _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dt
 
 
 @dataclass
-class AutoencoderTrainArgs:
-    """How to train it."""
+class AutoencoderTrainArgs(BudgetArgs):
+    """How to train it (max_steps, max_minutes and budget_clock: `BudgetArgs`; the default length
+    is AE_STEPS)."""
 
-    max_steps: int | None = None  # optimiser steps (None: AE_STEPS, or as many as max_minutes allows)
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
     batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
     learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay to 0.1 of it
     warmup_steps: int = 100  # linear warmup steps
@@ -177,11 +175,9 @@ def _check_args(args: AutoencoderTrainArgs) -> None:
     check_finite_fields(args)
     if args.eval_rows < 0:
         raise InputError(f"--eval-rows {args.eval_rows} must be >= 0 (0: no reconstruction figures)")
-    if (args.max_steps is not None and args.max_steps < 1) or args.batch_size < 1:
-        raise InputError(
-            f"--max-steps {args.max_steps} and --batch-size {args.batch_size} must be at least 1"
-        )
-    check_budget(args.max_minutes, args.budget_clock)
+    args.check_budget()
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size} must be at least 1")
     if args.learning_rate <= 0:
         raise InputError(f"--learning-rate {args.learning_rate} must be > 0")
     if args.checkpointing_steps is not None and args.checkpointing_steps < 1:
@@ -265,7 +261,7 @@ def train_autoencoder(
 
     set_seed(args.seed)
     texts = list(rows.texts)  # training tokenises every text anyway
-    train_idx, held_idx = spaced_holdout(len(texts), args.eval_rows)
+    train_idx, held_idx = holdout(len(texts), args.eval_rows, "spaced")
     if len(texts) > 1 and len(set(texts)) == 1:
         reporter.log(f"warning: all {len(texts)} texts are the same text: the autoencoder learns that one "
                      "text (its loss goes to 0, its reconstruction is perfect) and its latents carry "
@@ -292,20 +288,17 @@ def train_autoencoder(
     if pooler is not None:  # a BERT-style pooler never reaches the loss (DDP refuses idle weights)
         pooler.requires_grad_(False)
     loop = TrainingLoop(model, LoopArgs(
-        max_steps=planned_steps(args.max_steps, args.max_minutes, AE_STEPS),
-        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+        **args.loop_budget(AE_STEPS), learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
         schedule="cosine-floor", min_lr_ratio=0.1, weight_decay=args.weight_decay,
-        max_grad_norm=1.0, mixed_precision=args.mixed_precision,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes, clock=args.budget_clock),
+        max_grad_norm=1.0, mixed_precision=args.mixed_precision),
         params=[p for p in model.parameters() if p.requires_grad])
     core: LatentAutoencoder = loop.core
     start, last_loss = 0, None
     if saved is not None:
         loop.load_checkpoint(ckpt)  # weights, optimiser, lr schedule and every RNG
         start, last_loss = int(saved["step"]), saved.get("loss")
-        if loop.replanned_from is not None:
-            reporter.log(f"the checkpoint's learning-rate schedule was planned for {loop.replanned_from} "
-                         f"steps; the rest of its cosine is laid over {loop.planned} steps from step {start}")
+        if note := loop.replan_note(f"step {start}"):
+            reporter.log(note)
 
     out.mkdir(parents=True, exist_ok=True)
     if group.is_main:
@@ -341,33 +334,25 @@ def train_autoencoder(
     model.train()
     if core.config.freeze_encoder:
         core.encoder.eval()
-    reporter.start("train-autoencoder", total=loop.planned if args.max_minutes is None else None, unit="step")
-    reporter.advance(start)
+
+    def train_step(done: int) -> float:
+        nonlocal last_loss
+        idx = next(batches)[group.index :: group.count]
+        ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
+        d_mask = dec_all["attention_mask"][idx]
+        d_width = int(d_mask.sum(1).max())
+        d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
+        dev = loop.device
+        last_loss = loop.step(model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev)).item()
+        return last_loss
+
     started = time.perf_counter()
-    step = start
-    try:
-        while step < loop.planned:
-            idx = next(batches)[group.index :: group.count]
-            ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
-            d_mask = dec_all["attention_mask"][idx]
-            d_width = int(d_mask.sum(1).max())
-            d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
-            dev = loop.device
-            loss = loop.step(lambda value, step=step: diverged(value, step, out, CHECKPOINT_FILE,
-                                                               args.learning_rate),
-                             model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev))
-            last_loss = loss.item()
-            step += 1
-            over = loop.plan(step)
-            if args.max_minutes is not None:
-                reporter.set_total(loop.planned)
-            reporter.advance(1, loss=round(last_loss, 4))
-            if over or (args.checkpointing_steps and step % args.checkpointing_steps == 0):
-                checkpoint(step)
-    finally:
-        reporter.stop()
-    if loop.budget_warning:  # a silent reporter on the processes other than the main one
-        reporter.log(loop.budget_warning)
+    # the checkpoint resumed from is the run's last one: a finished run resumed writes none
+    step = loop.run(Steps(train_step, "train-autoencoder", shown=lambda loss: round(loss, 4),
+                          diverged=lambda value, done: diverged(value, done, out, CHECKPOINT_FILE,
+                                                                args.learning_rate),
+                          checkpoint=checkpoint, checkpointing_steps=args.checkpointing_steps),
+                    reporter, start=start, saved=start)
     train_seconds = time.perf_counter() - started
     if not group.is_main:  # the main process scores and saves the model
         group.wait()
