@@ -1,6 +1,6 @@
-"""The options of the sampling and decoding stages, declared once (ldlm.fields): each field
-holds its default, its choices and its help; `ldlm sample`, `ldlm decode` and `ldlm interpolate`
-build their options from these classes (ldlm.cli.fields), and the library takes them as they are.
+"""The options of the stages, declared once (ldlm.fields): each field holds its default, its
+choices and its help; `ldlm train`, `ldlm sample`, `ldlm decode` and `ldlm interpolate` build
+their options from these classes (ldlm.cli.fields), and the library takes them as they are.
 
 Light on purpose (no torch): the command line reads these classes at start-up.
 """
@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from ldlm.budget import BudgetArgs
+from ldlm.denoisers import ARCHS, conditional_archs
+from ldlm.distributed import MIXED_PRECISIONS, check_mixed_precision
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.fields import option
-from ldlm.recipe import SAMPLER, SAMPLER_STEPS
-from ldlm.schedulers import SAMPLERS, TRAIN_TIMESTEPS
+from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS, SAMPLER, SAMPLER_STEPS, SIZES
+from ldlm.schedulers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS, TRAIN_TIMESTEPS
 
 MAX_BATCH = 256  # latents denoised together unless --batch-size says otherwise
+Arch = Literal[tuple(ARCHS)]
+Size = Literal[SIZES]
+Objective = Literal[tuple(PREDICTION_TYPES)]
+Schedule = Literal[tuple(BETA_SCHEDULES)]
+MixedPrecision = Literal[MIXED_PRECISIONS]
 
 
 def check_noise_scale(scale: float) -> None:
@@ -127,4 +135,113 @@ class DecodeArgs:
                              "give --temperature above 0 and --num-beams 1, or drop --best-of")
 
 
-__all__ = ["MAX_BATCH", "SAMPLER_PANEL", "DecodeArgs", "Sampler", "SamplingArgs", "check_noise_scale"]
+@dataclass
+class TrainArgs(BudgetArgs):
+    """`ldlm train` options; every field with help is a flag of the same name (max_steps,
+    max_minutes and budget_clock: `BudgetArgs`; max_steps overrides num_epochs)."""
+
+    arch: Arch = option(
+        "mlp", "Denoiser: residual MLP U-Net, diffusers UNet2DModel on a 2-D layout, or transformer "
+        "over the k latent tokens.")
+    size: Size = option("small", "Denoiser size preset.")
+    denoiser: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"widths": [32]})
+    objective: Objective = option(
+        "x0", "What the denoiser predicts: the noise, the clean latent, or v (x0 gave the best "
+        "samples on E2E).")
+    schedule: Schedule = option(
+        "linear", "Noise schedule (linear and scaled-linear: betas 0.00085 to 0.012, 1000 steps).")
+    num_epochs: int | None = option(
+        None, f"Passes over the training rows (default {EPOCHS}, unless --max-steps or --max-minutes "
+        "says how long).")
+    batch_size: int = option(
+        DIFFUSION_BATCH, "Latents per device per micro-batch (the original design's 16 trains slower "
+        "per second; see the README).")
+    learning_rate: float = option(
+        DIFFUSION_LR, "Peak learning rate (AdamW; the original design's 1e-4 trains slower).")
+    gradient_accumulation_steps: int = option(1, "Micro-batches per optimiser step.")
+    lr_warmup_steps: int = option(
+        DIFFUSION_WARMUP, "Linear warmup steps before the cosine decay (the original design's: 500).")
+    weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
+    lr_scheduler: str = "cosine"  # a diffusers.optimization scheduler name
+    max_grad_norm: float = 1.0  # gradient clipping
+    ema_decay: float = 0.9999  # EMA max decay (with warmup: 1 - (1 + step) ** -0.75 until then)
+    save_samples_epochs: int = option(
+        10, "Sample latents from the EMA model and report their Frechet distance to held-out "
+        "latents every N epochs.")
+    save_model_epochs: int = option(50, "Write a checkpoint every N epochs (and always at the end).")
+    checkpointing_steps: int | None = option(None, "Also write a checkpoint every N optimiser steps.")
+    checkpoints_total_limit: int = 3  # checkpoint folders kept
+    mixed_precision: MixedPrecision = option("no", "Mixed precision (accelerate).")
+    push_to_hub: bool = option(
+        False, "Upload RUN_DIR (without checkpoints) to the hub after saving.", flag="--push-to-hub")
+    hub_model_id: str | None = option(
+        None, "Hub repo for --push-to-hub (default: the RUN_DIR folder name).")
+    seed: int = option(42, "Random seed (weights, noise and data order).")
+    self_condition: bool = option(
+        False, "Self-conditioning: feed the previous clean-latent estimate back.", flag="--self-condition")
+    conditional: bool = option(
+        False, "Condition the denoiser on each row's condition (a store encoded with "
+        "--condition-column), for `ldlm sample --condition`.", flag="--conditional")
+    condition_dropout: float = option(
+        0.1, "With --conditional: probability of training on the null condition instead, so the "
+        "model also samples unconditionally and classifier-free guidance works.")
+    eval_rows: int = 1000  # held-out rows at most (never more than 5% of the store)
+    eval_samples: int = option(256, "Latents sampled each time samples are saved.")
+    eval_inference_steps: int = option(50, "DDIM steps for those samples.")
+    memory_limit_mb: int = option(
+        2048, "Load the training latents in memory up to this size; a larger store is streamed "
+        "chunk by chunk.")
+    shuffle_window_chunks: int = option(
+        16, "When streaming: store chunks whose rows are shuffled together. More mixes batches "
+        "better (rows of one chunk were encoded together) and holds more in memory (about 3 "
+        "windows, lowered to fit --memory-limit-mb).")
+    resume: str | None = None  # None, "latest", or a checkpoint folder (the CLI's --resume/--resume-from)
+
+    def check(self) -> None:
+        check_finite_fields(self)
+        if self.eval_rows < 0:
+            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0 (0: no held-out figures)")
+        positive = {
+            "--batch-size": self.batch_size,
+            "--gradient-accumulation-steps": self.gradient_accumulation_steps,
+            "--save-samples-epochs": self.save_samples_epochs,
+            "--save-model-epochs": self.save_model_epochs,
+            "--checkpoints-total-limit": self.checkpoints_total_limit,
+        }
+        if self.num_epochs is not None:
+            positive["--num-epochs"] = self.num_epochs
+        self.check_budget()
+        if self.max_minutes is not None and self.lr_scheduler not in ("cosine", "constant"):
+            raise InputError(f"--max-minutes plans a cosine or constant learning rate, not "
+                             f"{self.lr_scheduler!r}; drop --max-minutes or use --lr-scheduler cosine")
+        positive["--shuffle-window-chunks"] = self.shuffle_window_chunks
+        if self.memory_limit_mb < 0:
+            raise InputError(f"--memory-limit-mb {self.memory_limit_mb} must be >= 0 (0 streams any store)")
+        if self.checkpointing_steps is not None:
+            positive["--checkpointing-steps"] = self.checkpointing_steps
+        for flag, value in positive.items():
+            if value < 1:
+                raise InputError(f"{flag} {value} must be at least 1")
+        if self.eval_samples < 2 or self.eval_inference_steps < 1:
+            raise InputError(f"--eval-samples {self.eval_samples} must be at least 2 and "
+                             f"--eval-inference-steps {self.eval_inference_steps} at least 1")
+        if not self.learning_rate > 0:
+            raise InputError(f"--learning-rate {self.learning_rate} must be > 0")
+        if self.lr_warmup_steps < 0:
+            raise InputError(f"--lr-warmup-steps {self.lr_warmup_steps} must be >= 0")
+        check_mixed_precision(self.mixed_precision)
+        if not 0 <= self.condition_dropout < 1 or self.condition_dropout != self.condition_dropout:
+            raise InputError(f"--condition-dropout {self.condition_dropout} must be in [0, 1) (0.1 "
+                             "is usual; 0 trains no unconditional path, so no guidance)")
+        if self.arch not in ARCHS:
+            raise InputError(f"--arch {self.arch!r} is not one of {', '.join(ARCHS)}")
+        if self.conditional and self.arch not in conditional_archs():
+            raise InputError(f"--conditional works with --arch {' or '.join(conditional_archs())}, not "
+                             f"{self.arch}; pick one of them")
+        if self.hub_model_id and not self.push_to_hub:
+            raise InputError(f"--hub-model-id {self.hub_model_id!r} is only used with --push-to-hub; "
+                             "add --push-to-hub or drop it")
+
+
+__all__ = ["MAX_BATCH", "SAMPLER_PANEL", "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs",
+           "check_noise_scale"]

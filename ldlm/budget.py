@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from ldlm.errors import InputError
+from ldlm.fields import option
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # --budget-clock choices
+ClockName = Literal[tuple(CLOCKS)]  # a --budget-clock value
 PLAN_EVERY = 10  # optimiser steps between two looks at a time budget's pace
 UNCAPPED = 10**9  # the step cap of a run that only a time budget ends
 MAX_MINUTES = 60 * 24 * 366  # the longest --max-minutes: a year (past it, minutes no timer plans with)
@@ -46,9 +49,15 @@ class BudgetArgs:
     `train-autoencoder` and `adapt-decoder` take them (their option classes derive from this
     one), each flag named as its field."""
 
-    max_steps: int | None = None  # optimiser steps (None: the trainer's default, or what max_minutes allows)
-    max_minutes: float | None = None  # time budget: the steps and LR schedule planned to fit it
-    budget_clock: str = "wall"  # the budget's clock: "wall" or "cpu" (this process's CPU time)
+    max_steps: int | None = option(
+        None, "Optimiser steps (default: the trainer's, or what --max-minutes allows).")
+    max_minutes: float | None = option(
+        None, "Time budget in minutes: the steps and the learning-rate schedule are planned from the "
+        "measured pace to end near it, on a whole checkpoint and a saved model (with --max-steps: "
+        "whichever comes first).")
+    budget_clock: ClockName = option(
+        "wall", "The clock --max-minutes counts on: wall time, or this process's CPU time (all its "
+        "threads together; what a busy machine does not inflate).")
 
     def check_budget(self) -> None:
         """Refuse a step count under 1, a time budget that is not a positive number of minutes up

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ldlm.args import TrainArgs
 from ldlm.batches import (
     WINDOWS_RESIDENT,
     ChunkStream,
@@ -40,20 +41,19 @@ from ldlm.batches import (
     megabytes,
     window_chunks,
 )
-from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, list_checkpoints, remove_leftovers
 from ldlm.checkpoints import find_checkpoint as find_checkpoint_in
-from ldlm.denoisers import ARCHS, build_denoiser, conditional_archs, denoiser_class, denoiser_config
+from ldlm.denoisers import build_denoiser, denoiser_class, denoiser_config
 from ldlm.diffusion import Diffusion, Standardiser
-from ldlm.distributed import check_mixed_precision, ranks
-from ldlm.errors import InputError, check_finite_fields
+from ldlm.distributed import ranks
+from ldlm.errors import InputError
 from ldlm.files import append_line, own_file, repair_log
 from ldlm.guidance import ConditionedDenoiser, drop_conditions
 from ldlm.holdout import holdout, holdout_rows
 from ldlm.latent_file import LatentHeader, write_latent_file
 from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS
+from ldlm.recipe import EPOCHS
 from ldlm.run import RUN_FILE, RUN_FORMAT, push_to_hub, save_run
 from ldlm.schedulers import make_noise_scheduler, make_sampler
 from ldlm.store import LatentStore
@@ -63,90 +63,6 @@ FLOOR_CHUNKS = 32  # streamed stores: chunks read (once) for the true latents of
 
 
 SAME_LATENT_STD = 1e-4  # a store whose latents vary less than this everywhere holds one latent
-
-
-@dataclass
-class TrainArgs(BudgetArgs):
-    """`ldlm train` options; every field maps onto a flag of the same name (max_steps, max_minutes
-    and budget_clock: `BudgetArgs`; max_steps overrides num_epochs)."""
-
-    arch: str = "mlp"  # denoiser type: mlp | unet2d | transformer
-    size: str = "small"  # denoiser preset: tiny | small | base
-    denoiser: dict = field(default_factory=dict)  # overrides of the preset (e.g. {"widths": [32]})
-    objective: str = "x0"  # what the denoiser predicts: eps | x0 | v (x0: best FD on E2E)
-    schedule: str = "linear"  # noise schedule: linear | scaled-linear | cosine
-    self_condition: bool = False  # feed the previous x0 estimate back (training p = 0.5)
-    conditional: bool = False  # the denoiser takes each row's condition (store with conditions)
-    condition_dropout: float = 0.1  # P(condition -> null condition) in training (guidance)
-    num_epochs: int | None = None  # passes over the training rows (None: EPOCHS, unless max_steps or
-    # max_minutes says how long)
-    batch_size: int = DIFFUSION_BATCH  # latents per device per micro-batch
-    learning_rate: float = DIFFUSION_LR  # peak AdamW lr, after warmup, cosine decay
-    weight_decay: float = 0.0  # AdamW weight decay (0: Adam, as design B)
-    gradient_accumulation_steps: int = 1  # micro-batches per optimiser step
-    lr_warmup_steps: int = DIFFUSION_WARMUP  # linear warmup steps (optimiser steps)
-    lr_scheduler: str = "cosine"  # a diffusers.optimization scheduler name
-    max_grad_norm: float = 1.0  # gradient clipping
-    ema_decay: float = 0.9999  # EMA max decay (with warmup: 1 - (1 + step) ** -0.75 until then)
-    mixed_precision: str = "no"  # fp16 | bf16 | no (accelerate)
-    seed: int = 42  # weights, noise and data order
-    save_samples_epochs: int = 10  # sample latents + Frechet distance every N epochs
-    save_model_epochs: int = 50  # checkpoint every N epochs (and always at the end)
-    checkpointing_steps: int | None = None  # also checkpoint every N optimiser steps
-    checkpoints_total_limit: int = 3  # checkpoint folders kept
-    eval_rows: int = 1000  # held-out rows at most (never more than 5% of the store)
-    eval_samples: int = 256  # latents sampled each time samples are saved
-    eval_inference_steps: int = 50  # DDIM steps for those samples
-    memory_limit_mb: int = 2048  # load the training rows in memory up to this size, else stream them
-    shuffle_window_chunks: int = 16  # streaming: chunks shuffled together (more: better mix, more memory)
-    resume: str | None = None  # None, "latest", or a checkpoint folder
-    push_to_hub: bool = False  # upload RUN_DIR to the hub after the local save
-    hub_model_id: str | None = None  # hub repo (default: the RUN_DIR folder name)
-
-    def check(self) -> None:
-        check_finite_fields(self)
-        if self.eval_rows < 0:
-            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0 (0: no held-out figures)")
-        positive = {
-            "--batch-size": self.batch_size,
-            "--gradient-accumulation-steps": self.gradient_accumulation_steps,
-            "--save-samples-epochs": self.save_samples_epochs,
-            "--save-model-epochs": self.save_model_epochs,
-            "--checkpoints-total-limit": self.checkpoints_total_limit,
-        }
-        if self.num_epochs is not None:
-            positive["--num-epochs"] = self.num_epochs
-        self.check_budget()
-        if self.max_minutes is not None and self.lr_scheduler not in ("cosine", "constant"):
-            raise InputError(f"--max-minutes plans a cosine or constant learning rate, not "
-                             f"{self.lr_scheduler!r}; drop --max-minutes or use --lr-scheduler cosine")
-        positive["--shuffle-window-chunks"] = self.shuffle_window_chunks
-        if self.memory_limit_mb < 0:
-            raise InputError(f"--memory-limit-mb {self.memory_limit_mb} must be >= 0 (0 streams any store)")
-        if self.checkpointing_steps is not None:
-            positive["--checkpointing-steps"] = self.checkpointing_steps
-        for flag, value in positive.items():
-            if value < 1:
-                raise InputError(f"{flag} {value} must be at least 1")
-        if self.eval_samples < 2 or self.eval_inference_steps < 1:
-            raise InputError(f"--eval-samples {self.eval_samples} must be at least 2 and "
-                             f"--eval-inference-steps {self.eval_inference_steps} at least 1")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning-rate {self.learning_rate} must be > 0")
-        if self.lr_warmup_steps < 0:
-            raise InputError(f"--lr-warmup-steps {self.lr_warmup_steps} must be >= 0")
-        check_mixed_precision(self.mixed_precision)
-        if not 0 <= self.condition_dropout < 1 or self.condition_dropout != self.condition_dropout:
-            raise InputError(f"--condition-dropout {self.condition_dropout} must be in [0, 1) (0.1 "
-                             "is usual; 0 trains no unconditional path, so no guidance)")
-        if self.arch not in ARCHS:
-            raise InputError(f"--arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.conditional and self.arch not in conditional_archs():
-            raise InputError(f"--conditional works with --arch {' or '.join(conditional_archs())}, not "
-                             f"{self.arch}; pick one of them")
-        if self.hub_model_id and not self.push_to_hub:
-            raise InputError(f"--hub-model-id {self.hub_model_id!r} is only used with --push-to-hub; "
-                             "add --push-to-hub or drop it")
 
 
 @dataclass

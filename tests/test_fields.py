@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 from typer.testing import CliRunner
 
-from ldlm.args import DecodeArgs, SamplingArgs
+from ldlm.args import DecodeArgs, SamplingArgs, TrainArgs
 from ldlm.cli import app
 from ldlm.cli.decode import decode_cmd
 from ldlm.cli.fields import option_defaults, with_fields
 from ldlm.cli.interpolate import interpolate_cmd
 from ldlm.cli.sample import sample_cmd
+from ldlm.cli.train import train_cmd
 from ldlm.fields import option, options_of
 from ldlm.latent_file import read_header
 from ldlm.recipe import INTERPOLATION_SAMPLER, INTERPOLATION_STEPS
@@ -23,6 +24,7 @@ runner = CliRunner()
 
 # command -> (argument class, the command's own defaults, the fields it does not offer)
 COMMANDS = [
+    (train_cmd, TrainArgs, {}, ()),
     (sample_cmd, SamplingArgs, {}, ()),
     (decode_cmd, DecodeArgs, {}, ()),
     (interpolate_cmd, SamplingArgs, {"num_inference_steps": INTERPOLATION_STEPS,
@@ -48,6 +50,26 @@ def test_every_argument_field_is_an_option_with_help():
         names = {f.name for f in dataclasses.fields(cls)}
         assert names == {f.name for f in options_of(cls)}
         assert all(f.metadata["help"].strip() for f in options_of(cls))
+    # train's fields without a flag: the library's own knobs, and what the CLI builds itself
+    library = {"denoiser", "weight_decay", "lr_scheduler", "max_grad_norm", "ema_decay",
+               "checkpoints_total_limit", "eval_rows", "resume"}
+    flags = {f.name for f in options_of(TrainArgs)}
+    assert {f.name for f in dataclasses.fields(TrainArgs)} - flags == library
+
+
+def test_the_shared_budget_options_read_the_fields_help():
+    import inspect
+    import typing
+
+    from ldlm.budget import BudgetArgs
+    from ldlm.cli.autoencoder import train_autoencoder_cmd
+
+    helps = {f.name: f.metadata["help"] for f in options_of(BudgetArgs)}
+    hints = typing.get_type_hints(train_autoencoder_cmd, include_extras=True)
+    for name in ("max_minutes", "budget_clock"):
+        assert hints[name].__metadata__[0].help == helps[name]
+    shown = inspect.signature(train_autoencoder_cmd).parameters["budget_clock"].default
+    assert shown == BudgetArgs.budget_clock
 
 
 def test_a_clash_between_a_command_and_its_class_is_refused():

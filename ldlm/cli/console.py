@@ -173,7 +173,12 @@ def quiet_libraries() -> None:
                         # diffusers logs the failure of a load that ldlm reports itself, in one line
                         ("DIFFUSERS_VERBOSITY", "critical")):
         os.environ.setdefault(name, value)
-    warnings.filterwarnings("ignore")
+    # the libraries' advice to their own users (deprecations, "this default will change"), and
+    # the numeric warnings of the scoring libraries' internals; any other warning still shows
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", category=RuntimeWarning,
+                            module=r"(mauve|sklearn|numpy|scipy|faiss|torch|transformers)(\.|$)")
     for name in ("transformers", "datasets", "huggingface_hub", "accelerate"):
         logging.getLogger(name).setLevel(logging.ERROR)
     logging.getLogger("diffusers").setLevel(logging.CRITICAL)
