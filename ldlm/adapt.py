@@ -32,49 +32,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ldlm.args import AdaptArgs
 from ldlm.batches import ChunkStream, ChunkWindowOrder
-from ldlm.budget import BudgetArgs
-from ldlm.errors import InputError, RuntimeFailure, check_finite_fields
+from ldlm.errors import InputError, RuntimeFailure
 from ldlm.holdout import holdout
 from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import ADAPT_STEPS
 from ldlm.run import load_run, run_autoencoder, run_store
-
-
-@dataclass
-class AdaptArgs(BudgetArgs):
-    """`ldlm adapt-decoder` options (max_steps, max_minutes and budget_clock: `BudgetArgs`; the
-    default length is ADAPT_STEPS)."""
-
-    batch_size: int = 64  # texts per step
-    learning_rate: float = 3e-4  # peak AdamW lr, after linear warmup, cosine decay to 0 (diffusers')
-    warmup_steps: int = 100  # linear warmup steps
-    estimate_share: float = 0.5  # share of each batch decoded from x0 estimates (rest: clean latents)
-    guidance_scale: float = 1.0  # classifier-free guidance of the estimates (conditional runs)
-    window_chunks: int = 4  # store chunks read and shuffled together (ldlm.batches)
-    eval_rows: int = 500  # held-out rows for the before/after losses (at most the run's held-out rows)
-    seed: int = 42
-
-    def check(self) -> None:
-        check_finite_fields(self)
-        self.check_budget()
-        for name in ("batch_size", "window_chunks"):
-            value = getattr(self, name)
-            if value < 1:
-                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
-        if not 0 < self.learning_rate < 1:
-            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
-        if self.warmup_steps < 0:
-            raise InputError(f"--warmup-steps {self.warmup_steps} must be >= 0")
-        if not 0 <= self.estimate_share <= 1:
-            raise InputError(f"--estimate-share {self.estimate_share} must be in [0, 1] (the share of "
-                             "each batch decoded from the denoiser's estimates)")
-        if self.guidance_scale < 0:
-            raise InputError(f"--guidance-scale {self.guidance_scale} must be >= 0 (1 is plain "
-                             "conditional estimates)")
-        if self.eval_rows < 0:
-            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0")
 
 
 @dataclass

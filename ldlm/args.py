@@ -17,7 +17,17 @@ from ldlm.denoisers import ARCHS, conditional_archs
 from ldlm.distributed import MIXED_PRECISIONS, check_mixed_precision
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.fields import option
-from ldlm.recipe import DIFFUSION_BATCH, DIFFUSION_LR, DIFFUSION_WARMUP, EPOCHS, SAMPLER, SAMPLER_STEPS, SIZES
+from ldlm.recipe import (
+    AE_LATENT_NOISE,
+    AE_WORD_DROPOUT,
+    DIFFUSION_BATCH,
+    DIFFUSION_LR,
+    DIFFUSION_WARMUP,
+    EPOCHS,
+    SAMPLER,
+    SAMPLER_STEPS,
+    SIZES,
+)
 from ldlm.schedulers import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS, TRAIN_TIMESTEPS
 
 MAX_BATCH = 256  # latents denoised together unless --batch-size says otherwise
@@ -26,6 +36,7 @@ Size = Literal[SIZES]
 Objective = Literal[tuple(PREDICTION_TYPES)]
 Schedule = Literal[tuple(BETA_SCHEDULES)]
 MixedPrecision = Literal[MIXED_PRECISIONS]
+Pooling = Literal["mean", "queries"]
 
 
 def check_noise_scale(scale: float) -> None:
@@ -243,5 +254,97 @@ class TrainArgs(BudgetArgs):
                              "add --push-to-hub or drop it")
 
 
-__all__ = ["MAX_BATCH", "SAMPLER_PANEL", "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs",
-           "check_noise_scale"]
+@dataclass
+class AutoencoderOptions:
+    """What `ldlm train-autoencoder` is asked to build (`AutoencoderConfig` adds what building
+    fills in); the fields with help are its options."""
+
+    encoder_source: str | None = option(
+        None, "Pretrained encoder (hub id or folder, any AutoModel); default: train one from scratch.",
+        flag="--encoder")
+    decoder_source: str | None = option(
+        None, "Pretrained causal LM (hub id or folder); default: GPT-2 from scratch.", flag="--decoder")
+    pooling: Pooling | None = option(
+        None, "mean: k = 1 mean of the last hidden states; queries: k learned queries (default: mean "
+        "with --encoder, queries without).")
+    size: Size = option("small", "Size of the parts built from scratch.")
+    latent_tokens: int | None = option(None, "k, latent vectors per text (queries pooling; default 8).")
+    latent_dim: int | None = option(
+        None, "d, width of each latent vector (default: 64, or the hidden size for mean).")
+    max_length: int | None = option(
+        None, "Tokens per text, encoder and decoder (default: measured, the 99th percentile of the "
+        "corpus's token lengths; the share of texts it cuts is reported either way).")
+    latent_noise: float = option(
+        AE_LATENT_NOISE, "Std of Gaussian noise on latents while training the decoder.")
+    latent_noise_max: float | None = option(
+        None, "Draw each text's noise std from [--latent-noise, this] instead of one level, so that "
+        "the decoder reads latents that are off by more (default: one level).")
+    encoder_layers: int | None = option(
+        None, "Layers of an encoder built from scratch (default: the --size's).")
+    decoder_layers: int | None = option(
+        None, "Layers of a decoder built from scratch (default: the --size's).")
+    word_dropout: float = option(
+        AE_WORD_DROPOUT, "Share of the decoder's input tokens replaced by pad while training, so that "
+        "it must read the latents (0: none).")
+    compressor_layers: int = 2  # cross-attention layers of the query compressor
+
+
+@dataclass
+class AutoencoderTrainArgs(BudgetArgs):
+    """How `ldlm train-autoencoder` trains (max_steps, max_minutes and budget_clock: `BudgetArgs`;
+    the default length is AE_STEPS)."""
+
+    batch_size: int = option(64, "Texts per step, per process.")
+    learning_rate: float = option(1e-3, "Peak learning rate.")
+    warmup_steps: int = 100  # linear warmup steps
+    weight_decay: float = 0.01
+    mixed_precision: MixedPrecision = option("no", "Mixed precision (accelerate).")
+    seed: int = option(42, "Random seed.")
+    eval_rows: int = option(500, "Held-out texts for the reconstruction figures.")
+    eval_batch_size: int = 64
+    checkpointing_steps: int | None = option(
+        500, "Write a checkpoint-<step> folder into --out every N steps (and at the end).")
+    checkpoints_total_limit: int = 3  # checkpoint-<step> folders kept
+    resume: str | None = None  # None, "latest", or a checkpoint folder (the CLI's --resume/--resume-from)
+
+
+@dataclass
+class AdaptArgs(BudgetArgs):
+    """`ldlm adapt-decoder` options (max_steps, max_minutes and budget_clock: `BudgetArgs`; the
+    default length is ADAPT_STEPS)."""
+
+    batch_size: int = option(64, "Texts per step.")
+    learning_rate: float = option(3e-4, "Peak learning rate (AdamW, cosine).")
+    warmup_steps: int = option(100, "Linear warmup steps.")
+    estimate_share: float = option(
+        0.5, "Share of each batch decoded from the denoiser's x0 estimates; the rest from clean "
+        "latents, which keeps reconstruction.")
+    guidance_scale: float = option(
+        1.0, "Conditional runs: classifier-free guidance of the estimates (1: plain conditional).")
+    window_chunks: int = 4  # store chunks read and shuffled together (ldlm.batches)
+    eval_rows: int = option(500, "Held-out rows of the run for the before/after losses.")
+    seed: int = option(42, "Random seed.")
+
+    def check(self) -> None:
+        check_finite_fields(self)
+        self.check_budget()
+        for name in ("batch_size", "window_chunks"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if not 0 < self.learning_rate < 1:
+            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 1); 3e-4 is the default")
+        if self.warmup_steps < 0:
+            raise InputError(f"--warmup-steps {self.warmup_steps} must be >= 0")
+        if not 0 <= self.estimate_share <= 1:
+            raise InputError(f"--estimate-share {self.estimate_share} must be in [0, 1] (the share of "
+                             "each batch decoded from the denoiser's estimates)")
+        if self.guidance_scale < 0:
+            raise InputError(f"--guidance-scale {self.guidance_scale} must be >= 0 (1 is plain "
+                             "conditional estimates)")
+        if self.eval_rows < 0:
+            raise InputError(f"--eval-rows {self.eval_rows} must be >= 0")
+
+
+__all__ = ["MAX_BATCH", "SAMPLER_PANEL", "AdaptArgs", "AutoencoderOptions", "AutoencoderTrainArgs",
+           "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs", "check_noise_scale"]

@@ -21,20 +21,16 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from ldlm.args import AutoencoderOptions
 from ldlm.autoencoder.lengths import LIMIT
 from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.errors import InputError, check_finite_fields
-from ldlm.recipe import AE_LATENT_NOISE, AE_WORD_DROPOUT
-
-Pooling = Literal["mean", "queries"]
-Size = Literal["tiny", "small", "base"]
 
 # Models built from scratch, by --size: (hidden, encoder layers, decoder layers, heads, vocab)
 SIZES: dict[str, tuple[int, int, int, int, int]] = {
@@ -45,24 +41,12 @@ SIZES: dict[str, tuple[int, int, int, int, int]] = {
 
 
 @dataclass
-class AutoencoderConfig:
-    """Everything that defines an autoencoder: what `ldlm train-autoencoder` was asked for (its
-    options of the same names) and, once built, the configs of its parts. Saved as config.json;
-    `LatentAutoencoder(config)` rebuilds the model from it (nanoGPT's GPTConfig(**model_args))."""
+class AutoencoderConfig(AutoencoderOptions):
+    """Everything that defines an autoencoder: what `ldlm train-autoencoder` was asked for (the
+    fields of `ldlm.args.AutoencoderOptions`, its options of the same names) and, once built, the
+    configs of its parts. Saved as config.json; `LatentAutoencoder(config)` rebuilds the model from
+    it (nanoGPT's GPTConfig(**model_args))."""
 
-    encoder_source: str | None = None  # --encoder: a pretrained id/path; None: BERT from scratch
-    decoder_source: str | None = None  # --decoder: a pretrained causal LM; None: GPT-2 from scratch
-    pooling: Pooling | None = None  # "mean" (k = 1) | "queries" (k learned queries); None: resolve()
-    size: Size = "small"  # --size of the parts built from scratch
-    latent_tokens: int | None = None  # k, latent vectors per text; None: resolve()
-    latent_dim: int | None = None  # d, width of each latent vector; None: resolve()
-    max_length: int | None = None  # tokens per text, encoder and decoder; None: measured on the corpus
-    latent_noise: float = AE_LATENT_NOISE  # std of Gaussian noise added to latents when training the decoder
-    latent_noise_max: float | None = None  # set: each text's noise std is drawn from U(latent_noise, this)
-    word_dropout: float = AE_WORD_DROPOUT  # share of the decoder's input tokens replaced by pad in training
-    compressor_layers: int = 2  # cross-attention layers of the query compressor
-    encoder_layers: int | None = None  # layers of an encoder built from scratch; None: the --size's
-    decoder_layers: int | None = None  # layers of a decoder built from scratch; None: the --size's
     freeze_encoder: bool | None = None  # keep the encoder's weights fixed; None: resolve()
     encoder_config: dict | None = None  # Hugging Face config dict of the encoder (set when built)
     decoder_config: dict | None = None  # Hugging Face config dict of the decoder (set when built)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from ldlm.args import AutoencoderTrainArgs
 from ldlm.atomic import publish, remove_path
 from ldlm.autoencoder.lengths import LIMIT, measure_lengths
 from ldlm.autoencoder.model import SIZES, AutoencoderConfig, LatentAutoencoder
 from ldlm.autoencoder.tokenizer import ensure_special_tokens, pad_rows, train_tokenizer
-from ldlm.budget import BudgetArgs
 from ldlm.checkpoints import check_same, find_checkpoint, list_checkpoints, remove_leftovers
 from ldlm.data import TextRows
 from ldlm.distributed import check_mixed_precision, ranks
@@ -24,24 +24,6 @@ from ldlm.recipe import AE_STEPS
 
 # keys of a Hugging Face config dict that describe a saved file, not the architecture
 _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
-
-
-@dataclass
-class AutoencoderTrainArgs(BudgetArgs):
-    """How to train it (max_steps, max_minutes and budget_clock: `BudgetArgs`; the default length
-    is AE_STEPS)."""
-
-    batch_size: int = 64  # texts per step and process (a launch of P processes: P x this)
-    learning_rate: float = 1e-3  # peak lr (AdamW), after linear warmup, cosine decay to 0.1 of it
-    warmup_steps: int = 100  # linear warmup steps
-    weight_decay: float = 0.01
-    mixed_precision: str = "no"  # "fp16" | "bf16" | "no" (accelerate)
-    seed: int = 42
-    eval_rows: int = 500  # held-out texts for the reconstruction figures
-    eval_batch_size: int = 64
-    checkpointing_steps: int | None = 500  # checkpoint every N steps (None: only at the end)
-    checkpoints_total_limit: int = 3  # checkpoint-<step> folders kept
-    resume: str | None = None  # None, "latest", or a checkpoint folder to continue from
 
 
 # the file that marks a whole train-autoencoder checkpoint, written last

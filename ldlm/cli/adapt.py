@@ -7,14 +7,18 @@ from typing import Annotated
 
 import typer
 
+from ldlm.args import AdaptArgs
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.cli.options import BudgetClock, Device, MaxMinutes, Seed
+from ldlm.cli.fields import with_fields
+from ldlm.cli.options import Device
 from ldlm.distributed import pick_device
 from ldlm.recipe import ADAPT_STEPS
 
 
 @command("adapt-decoder")
+@with_fields(AdaptArgs, "args", helps={"max_steps": f"Optimiser steps (default {ADAPT_STEPS}, or what "
+                                                    "--max-minutes allows)."})
 def adapt_decoder_cmd(
     run: Annotated[Path, typer.Argument(help="RUN_DIR of `ldlm train` whose samples are to be decoded.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to save the adapted autoencoder in.")],
@@ -22,21 +26,7 @@ def adapt_decoder_cmd(
         help="Autoencoder to adapt (default: the run's; it must define the run's latent space).")] = None,
     store: Annotated[str | None, typer.Option(
         help="Store to read (default: the run's; it must be in the run's latent space).")] = None,
-    max_steps: Annotated[int | None, typer.Option(
-        help=f"Optimiser steps (default {ADAPT_STEPS}, or what --max-minutes allows).")] = None,
-    max_minutes: MaxMinutes = None,
-    budget_clock: BudgetClock = "wall",
-    batch_size: Annotated[int, typer.Option(help="Texts per step.")] = 64,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 3e-4,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = 100,
-    estimate_share: Annotated[float, typer.Option(
-        help="Share of each batch decoded from the denoiser's x0 estimates; the rest from clean "
-        "latents, which keeps reconstruction.")] = 0.5,
-    guidance_scale: Annotated[float, typer.Option(
-        help="Conditional runs: classifier-free guidance of the estimates (1: plain conditional).")] = 1.0,
-    eval_rows: Annotated[int, typer.Option(
-        help="Held-out rows of the run for the before/after losses.")] = 500,
-    seed: Seed = 42,
+    args: AdaptArgs = None,  # its fields are the training options (with_fields)
     device: Device = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
 ) -> None:
@@ -48,12 +38,8 @@ def adapt_decoder_cmd(
     come from the run's store; its held-out rows give the before/after losses. --out is
     written whole or not at all; a rerun starts again.
     """
-    from ldlm.adapt import AdaptArgs, adapt_decoder
+    from ldlm.adapt import adapt_decoder
 
-    args = AdaptArgs(max_steps=max_steps, max_minutes=max_minutes, budget_clock=budget_clock,
-                     batch_size=batch_size, learning_rate=learning_rate,
-                     warmup_steps=warmup_steps, estimate_share=estimate_share,
-                     guidance_scale=guidance_scale, eval_rows=eval_rows, seed=seed)
     args.check()
     from ldlm.outputs import check_output
 
