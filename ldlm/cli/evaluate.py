@@ -165,7 +165,7 @@ def render_class_table(result):
     from rich.markup import escape
     from rich.table import Table
 
-    from ldlm.evaluate import CLASS_LABELS
+    from ldlm.evaluate import CLASS_LABELS, METRICS
 
     repeats = len(result.seeds)
     title = (f"Per class: N = {result.num_samples} texts per side, {repeats} "
@@ -180,13 +180,13 @@ def render_class_table(result):
     table.add_column("texts")
     for key in keys:
         table.add_column(CLASS_LABELS[key], justify="right")
-    digits = {"words": 1}
+    digits = {m.key: m.digits for m in METRICS}
 
     def cell(cls, row, key) -> str:
         s = result.summary(cls, row, key)
         if s is None:
             return "-"
-        d = digits.get(key, 3)
+        d = digits[key]
         return f"{s[0]:.{d}f}" + (f" ± {s[1]:.{d}f}" if repeats > 1 else "")
 
     for cls in groups:

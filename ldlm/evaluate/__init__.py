@@ -5,10 +5,10 @@ held-out human texts scored the same way. Class-conditional texts are scored per
 (`by_class`: own- and other-class MAUVE, class accuracy under a topic classifier).
 
 The n-gram metrics, BLEU and the Frechet distance live in `ldlm.metrics` (the stages use
-them too); this package holds the model-based metrics (`models`), the protocol (`protocol`:
-the Evaluator, the METRICS and READINGS registries, `evaluate_texts`), its per-class use
-(`by_class`) and `ldlm evaluate` as a library function with the readers of what it scores
-(`inputs`), and gathers the public names here.
+them too); this package holds the model-based metrics (`models`), what each metric needs
+(`registry`: METRICS and READINGS), the protocol (`protocol`: the Evaluator and
+`evaluate_texts`), its per-class use (`by_class`), and `ldlm evaluate` as a library function
+with the readers of what it scores (`inputs`); it gathers the public names here.
 """
 
 from ldlm.evaluate.by_class import (
@@ -29,17 +29,8 @@ from ldlm.evaluate.models import (
     text_features,
     text_nll,
 )
-from ldlm.evaluate.protocol import (
-    LABELS,
-    METRICS,
-    READINGS,
-    Evaluation,
-    Evaluator,
-    Group,
-    Metric,
-    Reading,
-    evaluate_texts,
-)
+from ldlm.evaluate.protocol import Evaluation, Evaluator, Group, evaluate_texts
+from ldlm.evaluate.registry import LABELS, METRICS, READINGS, Metric, Reading
 from ldlm.metrics import (
     TOKENIZATIONS,
     corpus_bleu,

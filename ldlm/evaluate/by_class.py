@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from ldlm.errors import InputError
 from ldlm.evaluate import models
-from ldlm.evaluate.protocol import METRICS, ROWS, Evaluator, Group, check_texts, figures_of, summarise
+from ldlm.evaluate.protocol import ROWS, Evaluator, Group, check_texts, figures_of, summarise
+from ldlm.evaluate.registry import METRICS
 from ldlm.metrics import Tokenization
 from ldlm.progress import SILENT, Reporter
 
@@ -167,6 +168,7 @@ def evaluate_classes(
     num_buckets: int | Literal["auto"] = "auto",
     batch_size: int = 64,
     device: str = "cpu",
+    models: dict[str, Any] | None = None,
     reporter: Reporter = SILENT,
 ) -> ClassEvaluation:
     """Score class-conditional texts per class (see the module docstring).
@@ -176,6 +178,7 @@ def evaluate_classes(
     rows and the classifier's ceiling); train_texts: memorisation and copy rate; classifier:
     class accuracy (e.g. `load_topic_classifier(CLF_DIR)`). mauve_features None skips MAUVE.
     Default N: the smallest class's generated texts, at most half its references.
+    models: the models of more readings (reading name -> model, see `registry.READINGS`).
     """
     gen = check_texts(generated, "GENERATED")
     refs = check_texts(references, "references")
@@ -209,7 +212,8 @@ def evaluate_classes(
         groups.append(Group(np.asarray(by_gen[c]), np.asarray(by_ref[c]),
                             others if len(others) >= 2 else None, label=c, references_first=True))
     ev = Evaluator(gen, refs, groups, train_texts=train_texts, num_samples=num_samples, seeds=seeds,
-                   models={"features": mauve_features, "classes": classifier}, reference_row=reference_row,
+                   models={"features": mauve_features, "classes": classifier, **(models or {})},
+                   reference_row=reference_row,
                    tokenize=tokenize, num_buckets=num_buckets, batch_size=batch_size, device=device,
                    reporter=reporter)
     n = ev.num_samples

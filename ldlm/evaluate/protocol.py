@@ -8,32 +8,24 @@ the mean and standard deviation over the repeats.
 
 `Evaluator` runs the protocol over groups of texts: one group of all of them
 (`evaluate_texts`), or one group per class (`by_class`), with one N for every group. What a
-model makes of a text (`READINGS`: MAUVE features, token NLLs, a topic classifier's class)
-is computed once per text and reused by every repeat; each metric (`METRICS`) names what it
-needs and is measured wherever the evaluation has it. A model-based metric is a reading and
-a metric here, and its model's code in `models`.
+model makes of a text (the READINGS of `registry`: MAUVE features, token NLLs, a topic
+classifier's class) is computed once per text and reused by every repeat; every metric of
+`registry.METRICS` is measured wherever a row has what it needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from ldlm.errors import InputError
-from ldlm.evaluate import models
-from ldlm.metrics import (
-    TOKENIZATIONS,
-    Tokenization,
-    corpus_bleu,
-    distinct_n,
-    diversity,
-    frechet_distance,
-    memorisation,
-    train_ngrams,
-)
+from ldlm.evaluate import registry
+from ldlm.evaluate.models import MINILM
+from ldlm.evaluate.registry import LABELS, Reading, Row, Settings
+from ldlm.metrics import TOKENIZATIONS, Tokenization, corpus_bleu, frechet_distance, train_ngrams
 from ldlm.progress import SILENT, Reporter
 
 ROWS = ("model", "reference")  # a group's rows: its generated texts, held-out human texts scored alike
@@ -50,104 +42,6 @@ class Group:
     # a repeat draws this group's references before its generated texts: the per-class order,
     # kept so that every seed still draws the texts it drew before the two evaluators were one
     references_first: bool = False
-
-
-class Row:
-    """One row of one repeat as the metrics see it: N texts and what the evaluation has of them."""
-
-    def __init__(self, texts: list[str], seed: int, evaluator: Evaluator, inputs: dict[str, Any]):
-        self.texts = texts  # the N texts scored
-        self.seed = seed  # the repeat's seed
-        self.evaluator = evaluator  # its settings (tokenize, num_buckets)
-        # need -> value: per text of the row, each reading ("features", "nll", "classes"); per
-        # text of a yardstick, "yardstick.<reading>" and "others.<reading>"; the group's
-        # "label"; "train", the training texts' 4-grams and stripped texts
-        self.inputs = inputs
-        self._mem: dict | None = None
-
-    def memorisation(self) -> dict:
-        """Mem (4-gram) and copy rate against the training texts, computed once for both."""
-        if self._mem is None:
-            grams, train_set = self.inputs["train"]
-            self._mem = memorisation(self.texts, tokenize=self.evaluator.tokenize, train_grams=grams,
-                                     train_set=train_set)
-        return self._mem
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One row of the evaluation table: what it needs, how it is computed and shown."""
-
-    key: str  # the JSON key
-    label: str  # the short label (markdown tables, one-line summaries)
-    compute: Callable[[Row], float]
-    needs: tuple[str, ...] = ()  # inputs of the row (see `Row.inputs`); without one: not measured
-    digits: int = 3  # decimals shown
-    describe: Callable[[Evaluation], str] | None = None  # the table label, given the evaluation
-
-
-def _mauve(against: str) -> Callable[[Row], float]:
-    def compute(r: Row) -> float:
-        return models.mauve_from_features(np.stack(r.inputs["features"]), np.stack(r.inputs[against]),
-                                          seed=r.seed, num_buckets=r.evaluator.num_buckets)
-    return compute
-
-
-def _perplexity(r: Row) -> float:
-    nll = r.inputs["nll"]
-    return models.perplexity_of(np.array([a for a, _ in nll]), np.array([c for _, c in nll]))
-
-
-# every metric of `ldlm evaluate`, in table order: adding one is an entry here (and its
-# implementation in ldlm.metrics, or a reading below and its model in `models`)
-METRICS: tuple[Metric, ...] = (
-    Metric("mauve", "MAUVE", _mauve("yardstick.features"), needs=("features", "yardstick.features"),
-           describe=lambda e: f"MAUVE ({e.mauve_features})"),
-    Metric("mauve_other", "MAUVE (others)", _mauve("others.features"), needs=("features", "others.features")),
-    Metric("diversity", "Div", lambda r: diversity(r.texts, r.evaluator.tokenize),
-           describe=lambda e: f"Div ({e.tokenize} tokens)"),
-    Metric("distinct_1", "dist-1", lambda r: distinct_n(r.texts, 1, r.evaluator.tokenize),
-           describe=lambda e: f"dist-1 ({e.tokenize} tokens)"),
-    Metric("distinct_2", "dist-2", lambda r: distinct_n(r.texts, 2, r.evaluator.tokenize),
-           describe=lambda e: f"dist-2 ({e.tokenize} tokens)"),
-    Metric("mem_4gram", "Mem (4-gram)", lambda r: r.memorisation()["mem_4gram"], needs=("train",),
-           describe=lambda e: f"Mem (4-grams in train, {e.tokenize} tokens)"),
-    Metric("copy_rate", "Copy rate", lambda r: r.memorisation()["copy_rate"], needs=("train",),
-           describe=lambda e: "Copy rate (exact train copies)"),
-    Metric("perplexity", "Gen PPL", _perplexity, needs=("nll",), digits=1,
-           describe=lambda e: f"Gen PPL ({e.ppl_model})"),
-    Metric("words", "Words/text", lambda r: float(np.mean([len(t.split()) for t in r.texts])), digits=1),
-    Metric("accuracy", "Class acc.", lambda r: float(np.mean([c == r.inputs["label"]
-                                                              for c in r.inputs["classes"]])),
-           needs=("classes", "label")),
-)
-LABELS = {m.key: m.label for m in METRICS}  # metric key -> short label, in table order
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a model makes of each text: computed once per text, shared by every repeat and group."""
-
-    name: str  # its key in `Evaluator.models` and in the metrics' `needs`
-    parts: tuple[str, ...]  # the parts of a draw it reads: the rows ("model", "reference"), yardsticks
-    read: Callable[[Any, list[str], Evaluator], list]  # (model, texts, evaluator) -> one value per text
-    describe: Callable[[Any, Evaluator], str] = lambda model, e: str(model)  # the model, in words
-    needs_references: bool = False  # read only where there are references (to compare against)
-
-
-# every model an evaluation can read texts with, in the order they read
-READINGS: tuple[Reading, ...] = (
-    Reading("features", ("model", "reference", "yardstick", "others"),
-            lambda m, texts, e: list(models.text_features(texts, m, e.batch_size, e.device,
-                                                          reporter=e.reporter)),
-            describe=lambda m, e: models.load_feature_model(m, device=e.device).describe(),
-            needs_references=True),
-    Reading("nll", ("model", "reference"), lambda m, texts, e: list(zip(*models.text_nll(
-        texts, m, batch_size=16, device=e.device, reporter=e.reporter), strict=True))),
-    Reading("classes", ("model", "reference"), lambda m, texts, e: list(m.predict(texts)),
-            describe=lambda m, e: m.name),
-)
-_READING = {r.name: r for r in READINGS}
 
 
 def summarise(values: Sequence[float] | None) -> tuple[float, float] | None:
@@ -199,9 +93,9 @@ class Evaluator:
 
     Construction checks the pools and the settings, sets N and fixes every repeat's draws;
     `run()` reads the drawn texts with the models and scores every row of every repeat.
-    models: reading name -> its model (see READINGS: "features" a feature model name, "nll" a
-    causal LM, "classes" a topic classifier); caches: reading name -> {text: value}, read and
-    filled, to share one model's readings between evaluations.
+    models: reading name -> its model (see `registry.READINGS`: "features" a feature model
+    name, "nll" a causal LM, "classes" a topic classifier); caches: reading name -> {text:
+    value}, read and filled, to share one model's readings between evaluations.
     """
 
     def __init__(self, generated: Sequence[str], references: Sequence[str] | None,
@@ -210,17 +104,17 @@ class Evaluator:
                  seeds: int | Sequence[int], models: dict[str, Any], caches: dict[str, dict] | None = None,
                  reference_row: bool, tokenize: Tokenization, num_buckets: int | Literal["auto"],
                  batch_size: int, device: str, reporter: Reporter = SILENT):
-        self.pools = {"generated": check_texts(generated, "GENERATED"),
-                      "references": check_texts(references, "references"),
-                      "human": check_texts(human, "human texts")}
+        self.generated = check_texts(generated, "GENERATED")
+        self.references = check_texts(references, "references")
+        self.human = check_texts(human, "human texts")
         if tokenize not in TOKENIZATIONS:
             raise InputError(f"tokenize {tokenize!r} is not one of {', '.join(TOKENIZATIONS)}")
         # a model of None is not read; nor is the feature model "none" (the CLI's word for no MAUVE)
         self.models = {k: m for k, m in models.items()
                        if m is not None and not (k == "features" and m in ("none", ""))}
         self.caches = caches or {}
-        self.reference_row, self.tokenize, self.num_buckets = reference_row, tokenize, num_buckets
-        self.batch_size, self.device, self.reporter = batch_size, device, reporter
+        self.reference_row = reference_row
+        self.settings = Settings(tokenize, num_buckets, batch_size, device, reporter)
         self.seeds = seed_list(seeds)
         self.groups = list(groups) if groups is not None else [self._everything()]
         self.num_samples = self._choose_n(num_samples)
@@ -233,16 +127,8 @@ class Evaluator:
         self.values: dict[str, dict[str, dict[int, Any]]] = {}  # reading -> pool -> index -> value
 
     @property
-    def generated(self) -> list[str]:
-        return self.pools["generated"]
-
-    @property
-    def references(self) -> list[str] | None:
-        return self.pools["references"]
-
-    @property
-    def human(self) -> list[str] | None:
-        return self.pools["human"]
+    def pools(self) -> dict[str, list[str] | None]:
+        return {"generated": self.generated, "references": self.references, "human": self.human}
 
     def _everything(self) -> Group:
         refs = self.references
@@ -287,7 +173,8 @@ class Evaluator:
 
     def reads(self, name: str) -> bool:
         """Whether this evaluation reads its texts with the model of reading `name`."""
-        return name in self.models and (self.references is not None or not _READING[name].needs_references)
+        return name in self.models and (self.references is not None
+                                        or not registry.reading(name).needs_references)
 
     def mauve_caveat(self) -> str | None:
         """The note for MAUVE on fewer texts than the field uses."""
@@ -326,7 +213,7 @@ class Evaluator:
         """Read every text the draws use with `reading`'s model: one call per pool (generated,
         references, human), in the pool's order."""
         model = self.models[reading.name]
-        self.described[reading.name] = reading.describe(model, self)
+        self.described[reading.name] = reading.describe(model, self.settings)
         for pool in self.pools:
             used = {int(i) for draws in self.draws for draw in draws for part in reading.parts
                     if part in draw and self._pool(part) == pool for i in draw[part]}
@@ -340,11 +227,12 @@ class Evaluator:
         values = self.values.setdefault(reading.name, {}).setdefault(pool, {})
         cache = self.caches.get(reading.name)
         if cache is None:
-            values.update(zip(order, reading.read(model, [texts[i] for i in order], self), strict=True))
+            values.update(zip(order, reading.read(model, [texts[i] for i in order], self.settings),
+                              strict=True))
             return
         missing = sorted({texts[i] for i in order} - cache.keys())
         if missing:
-            cache.update(zip(missing, reading.read(model, missing, self), strict=True))
+            cache.update(zip(missing, reading.read(model, missing, self.settings), strict=True))
         values.update((i, cache[texts[i]]) for i in order)
 
     def read(self, name: str, pool: str) -> list:
@@ -352,7 +240,7 @@ class Evaluator:
         values = self.values.get(name, {}).get(pool, {})
         missing = [i for i in range(len(self.pools[pool])) if i not in values]
         if missing:
-            self._read_texts(_READING[name], pool, missing)
+            self._read_texts(registry.reading(name), pool, missing)
         return [self.values[name][pool][i] for i in range(len(self.pools[pool]))]
 
     def _inputs(self, g: Group, draw: dict[str, np.ndarray], row: str, train) -> dict[str, Any]:
@@ -363,7 +251,7 @@ class Evaluator:
                 continue
             pool = self._pool(part)
             for name, values in self.values.items():
-                if part in _READING[name].parts:
+                if part in registry.reading(name).parts:
                     inputs[prefix + name] = [values[pool][int(i)] for i in draw[part]]
         if g.label is not None:
             inputs["label"] = g.label
@@ -374,23 +262,24 @@ class Evaluator:
     def run(self) -> list[dict[str, dict[str, list[float]]]]:
         """Read the drawn texts and score every repeat: per group, row -> metric -> one value
         per repeat (a metric where the row has what it needs)."""
-        for reading in READINGS:
+        for reading in registry.READINGS:
             if self.reads(reading.name):
                 self._read(reading)
         train = None
         if self.train_texts is not None:
-            train = train_ngrams(self.train_texts, 4, self.tokenize), {t.strip() for t in self.train_texts}
+            train = (train_ngrams(self.train_texts, 4, self.settings.tokenize),
+                     {t.strip() for t in self.train_texts})
         scores = [{row: {} for row in ROWS if row == "model" or self.has_reference_row(g)}
                   for g in self.groups]
         what = f"{len(self.groups)} classes, " if self.groups[0].label is not None else "scoring "
         for r, (seed, draws) in enumerate(zip(self.seeds, self.draws, strict=True)):
-            self.reporter.log(f"repeat {r + 1}/{len(self.seeds)} (seed {seed}): {what}"
-                              f"{self.num_samples} texts per side")
+            self.settings.reporter.log(f"repeat {r + 1}/{len(self.seeds)} (seed {seed}): {what}"
+                                       f"{self.num_samples} texts per side")
             for g, draw, rows in zip(self.groups, draws, scores, strict=True):
                 for row, values in rows.items():
                     texts = [self.pools[self._pool(row)][int(i)] for i in draw[row]]
-                    scored = Row(texts, seed, self, self._inputs(g, draw, row, train))
-                    for metric in METRICS:
+                    scored = Row(texts, seed, self.settings, self._inputs(g, draw, row, train))
+                    for metric in registry.METRICS:
                         if all(need in scored.inputs for need in metric.needs):
                             values.setdefault(metric.key, []).append(metric.compute(scored))
         return scores
@@ -462,7 +351,7 @@ def evaluate_texts(
     *,
     num_samples: int | None = None,
     seeds: int | Sequence[int] = 3,
-    mauve_features: str | None = models.MINILM,
+    mauve_features: str | None = MINILM,
     ppl_model: str | None = None,
     paired_references: Sequence[Sequence[str]] | None = None,
     human_texts: Sequence[str] | None = None,
@@ -474,6 +363,7 @@ def evaluate_texts(
     batch_size: int = 64,
     device: str = "cpu",
     feature_cache: dict[str, np.ndarray] | None = None,
+    models: dict[str, Any] | None = None,
     reporter: Reporter = SILENT,
 ) -> Evaluation:
     """Score generated texts the way the field reports them (see the module docstring).
@@ -489,10 +379,11 @@ def evaluate_texts(
     feature_cache: text -> MAUVE feature, read and filled in (pass one dict, for one
     `mauve_features` model, to score many sets against the same references at the cost of
     featurising each text once).
+    models: the models of more readings (reading name -> model, see `registry.READINGS`).
     """
     ev = Evaluator(generated, references, human=human_texts, train_texts=train_texts,
                    num_samples=num_samples, seeds=seeds,
-                   models={"features": mauve_features, "nll": ppl_model},
+                   models={"features": mauve_features, "nll": ppl_model, **(models or {})},
                    caches={} if feature_cache is None else {"features": feature_cache},
                    reference_row=reference_row, tokenize=tokenize, num_buckets=num_buckets,
                    batch_size=batch_size, device=device, reporter=reporter)
