@@ -14,7 +14,8 @@ model's. Both rows get:
 One N serves every class (the smallest class sets it), so that the classes' MAUVE figures
 compare; the "mean" rows average the classes per repeat. Beside them stands the classifier's
 accuracy on every reference (human texts it never trained on): the ceiling of class accuracy.
-Features and predictions are computed once per distinct text.
+The protocol is `evaluate_texts`' own (`protocol.Evaluator`), over one group of texts per
+class; features and predictions are computed once per text.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ldlm.errors import InputError
-from ldlm.evaluate import models
+from ldlm.evaluate.models import MINILM
 from ldlm.evaluate.protocol import ROWS, Evaluator, Group, check_texts, figures_of, summarise
 from ldlm.evaluate.registry import METRICS
 from ldlm.metrics import Tokenization
@@ -162,7 +163,7 @@ def evaluate_classes(
     classifier: TopicClassifier | None = None,
     num_samples: int | None = None,
     seeds: int | Sequence[int] = 3,
-    mauve_features: str | None = models.MINILM,
+    mauve_features: str | None = MINILM,
     reference_row: bool = True,
     tokenize: Tokenization = "words",
     num_buckets: int | Literal["auto"] = "auto",
@@ -213,9 +214,8 @@ def evaluate_classes(
                             others if len(others) >= 2 else None, label=c, references_first=True))
     ev = Evaluator(gen, refs, groups, train_texts=train_texts, num_samples=num_samples, seeds=seeds,
                    models={"features": mauve_features, "classes": classifier, **(models or {})},
-                   reference_row=reference_row,
-                   tokenize=tokenize, num_buckets=num_buckets, batch_size=batch_size, device=device,
-                   reporter=reporter)
+                   reference_row=reference_row, tokenize=tokenize, num_buckets=num_buckets,
+                   batch_size=batch_size, device=device, reporter=reporter)
     n = ev.num_samples
     if n < 2:
         raise InputError(f"class {min(classes, key=lambda c: len(by_gen[c]))!r} has too few texts for "
