@@ -13,9 +13,11 @@ from ldlm.cli import app
 from ldlm.errors import InputError
 from ldlm.evaluate import (
     Evaluation,
+    Sources,
     corpus_bleu,
     distinct_n,
     diversity,
+    evaluate_sources,
     evaluate_texts,
     frechet_distance,
     mauve_from_features,
@@ -24,6 +26,7 @@ from ldlm.evaluate import (
     text_features,
     tokenize,
 )
+from ldlm.evaluate.protocol import ROWS
 from ldlm.latent_file import LatentHeader, write_latent_file
 from tests.conftest import one_line_error
 
@@ -202,6 +205,53 @@ def test_protocol_mauve_and_paired_bleu():
     assert res.bleu["bleu"] == pytest.approx(100.0) and res.bleu["pairs"] == 20
 
 
+def test_each_repeat_draws_the_documented_texts():
+    """Seed s draws N generated texts, then a random order of the references (the yardstick,
+    then the reference row): the rows score exactly those texts, seed for seed."""
+    refs = [f"{t} ({i})" for i, t in enumerate(RESTAURANTS)]
+    gen, train = RESTAURANTS[:30], RESTAURANTS[:10]
+    res = evaluate_texts(gen, refs, train, num_samples=20, seeds=[0, 1, 2], mauve_features=None)
+    for k, s in enumerate([0, 1, 2]):
+        rng = np.random.default_rng(s)
+        model = [gen[i] for i in np.sort(rng.choice(len(gen), 20, replace=False))]
+        row = [refs[i] for i in rng.permutation(len(refs))[20:40]]
+        assert res.rows["model"]["copy_rate"][k] == memorisation(model, train)["copy_rate"]
+        assert res.rows["model"]["diversity"][k] == diversity(model)
+        assert res.rows["reference"]["diversity"][k] == diversity(row)
+
+
+def test_a_new_reading_and_metric_are_one_entry_each(monkeypatch):
+    """A model-based metric is a reading (what the model makes of each text, read once per
+    text) and a metric that names it; it is measured only where the evaluation has the model."""
+    from ldlm.evaluate import Evaluator, Metric, Reading, registry
+
+    calls = []
+
+    def count_chars(model, texts, settings):
+        calls.append(list(texts))
+        return [len(t) * model for t in texts]
+
+    monkeypatch.setattr(registry, "READINGS", (*registry.READINGS, Reading("chars", ROWS, count_chars)))
+    monkeypatch.setattr(registry, "METRICS", (*registry.METRICS, Metric(
+        "mean_chars", "chars", lambda r: float(np.mean(r.inputs["chars"])), needs=("chars",))))
+    refs = [f"{t} ({i})" for i, t in enumerate(RESTAURANTS)]
+    kw = dict(num_samples=10, seeds=[0, 1, 2], reference_row=True, tokenize="words", num_buckets="auto",
+              batch_size=8, device="cpu")
+    ev = Evaluator(RESTAURANTS[:30], refs, models={"chars": 2}, **kw)
+    rows = ev.run()[0]
+    for k, draws in enumerate(ev.draws):
+        model = [RESTAURANTS[i] for i in draws[0]["model"]]
+        assert rows["model"]["mean_chars"][k] == 2 * np.mean([len(t) for t in model])
+    assert "mean_chars" in rows["reference"] and "accuracy" not in rows["model"]  # no classifier
+    # one call per pool, each drawn text once
+    assert [len(c) for c in calls] == [len({int(i) for d in ev.draws for i in d[0][part]})
+                                       for part in ROWS]
+    assert "mean_chars" not in Evaluator(RESTAURANTS[:30], refs, models={}, **kw).run()[0]["model"]
+    # the public functions pass the model on
+    assert evaluate_texts(RESTAURANTS[:30], refs, num_samples=10, seeds=[0, 1, 2], mauve_features=None,
+                          models={"chars": 2}).rows == rows
+
+
 def test_feature_cache_featurises_each_text_once(monkeypatch):
     """Scoring many sets against one yardstick with one cache: the same figures, and every text
     (yardstick or generated) featurised once."""
@@ -249,6 +299,11 @@ def test_cli_json_and_stdin(files):
     piped = runner.invoke(app, ["evaluate", "-", *args], input=gen.read_text())
     assert piped.exit_code == 0, piped.stderr
     assert json.loads(piped.stdout)["rows"] == out["rows"]
+    # the command as a library function: the same figures from Python
+    res = evaluate_sources(Sources(str(gen), references=str(refs), train=str(train)), "cpu",
+                           mauve_features="none", seeds=2, num_samples=20)
+    assert res.as_dict()["rows"] == out["rows"]
+    assert out["inputs"] == Sources(str(gen), references=str(refs), train=str(train)).record()
 
 
 def test_cli_table_names_every_figure(files, tmp_path):

@@ -15,7 +15,16 @@ from ldlm.classifier import ClassifierArgs, train_classifier
 from ldlm.cli import app
 from ldlm.conditions import ConditionSpec
 from ldlm.errors import InputError
-from ldlm.evaluate import ClassEvaluation, diversity, evaluate_classes, load_topic_classifier, memorisation
+from ldlm.evaluate import (
+    ClassEvaluation,
+    Sources,
+    diversity,
+    evaluate_classes,
+    evaluate_sources,
+    evaluate_texts,
+    load_topic_classifier,
+    memorisation,
+)
 from ldlm.store import LatentStore
 from tests.conftest import one_line_error
 from tests.test_evaluate import OTHER, RESTAURANTS
@@ -102,6 +111,39 @@ def test_errors_name_the_class():
         evaluate_classes(GEN, [FOOD, CODE], REFS, REF_CLASSES)
 
 
+def test_each_class_draws_the_documented_texts():
+    """Per seed, class after class: a random order of the class's references (the yardstick,
+    then the human row), then its N generated texts, then N references of the other classes."""
+    train = RESTAURANTS[:10]
+    res = evaluate_classes(GEN, GEN_CLASSES, REFS, REF_CLASSES, train, seeds=[3, 4], num_samples=12,
+                           mauve_features=None)
+    for k, s in enumerate([3, 4]):
+        rng = np.random.default_rng(s)
+        for c in (FOOD, CODE):
+            own = [i for i, x in enumerate(REF_CLASSES) if x == c]
+            order = rng.permutation(own)
+            mine = [i for i, x in enumerate(GEN_CLASSES) if x == c]
+            model = [GEN[i] for i in np.sort(rng.choice(mine, 12, replace=False))]
+            rng.choice([i for i, x in enumerate(REF_CLASSES) if x != c], 12, replace=False)  # others
+            assert res.rows[c]["model"]["copy_rate"][k] == memorisation(model, train)["copy_rate"]
+            assert res.rows[c]["model"]["diversity"][k] == diversity(model)
+            assert res.rows[c]["reference"]["diversity"][k] == diversity([REFS[i] for i in order[12:24]])
+
+
+def test_a_class_scores_as_the_whole_set_protocol_scores_its_texts():
+    """Per-class scoring is the same protocol over groups: drawn whole, a class's texts get the
+    figures `evaluate_texts` gives them alone."""
+    train = RESTAURANTS[:10]
+    res = evaluate_classes(GEN, GEN_CLASSES, REFS, REF_CLASSES, train, num_samples=30, seeds=2,
+                           mauve_features=None, reference_row=False)
+    for c in (FOOD, CODE):
+        texts = [t for t, x in zip(GEN, GEN_CLASSES, strict=True) if x == c]
+        refs = [t for t, x in zip(REFS, REF_CLASSES, strict=True) if x == c]
+        alone = evaluate_texts(texts, refs, train, num_samples=30, seeds=2, mauve_features=None,
+                               reference_row=False)
+        assert res.rows[c] == alone.rows  # every figure, seed for seed
+
+
 # ----- the topic classifier ------------------------------------------------------------------
 def _store(path, texts: list[str], conditions: list[str], ctype: str = "label") -> str:
     """A store of fake latents with real texts and conditions (the classifier reads only those)."""
@@ -170,6 +212,13 @@ def test_cli_per_class_json_and_table(class_files, topic_classifier, tmp_path):
         assert label in r.stdout, label
     saved = ClassEvaluation.from_dict(json.loads((tmp_path / "e.json").read_text()))
     assert saved.summary(FOOD, "model", "mauve")[0] > saved.summary(FOOD, "model", "mauve_other")[0]
+    # the command as a library function: the same figures from Python
+    sources = Sources(str(gen), references=str(refs), train=str(train), class_column="topic",
+                      classifier=topic_classifier)
+    res = evaluate_sources(sources, "cpu", seeds=2, mauve_features="none")
+    assert isinstance(res, ClassEvaluation) and res.as_dict()["per_class"] == out["per_class"]
+    with pytest.raises(InputError, match="--ppl-model does not apply to the per-class evaluation"):
+        evaluate_sources(sources, "cpu", ppl_model="gpt2")
 
 
 def test_cli_per_class_errors(class_files, topic_classifier, tmp_path):

@@ -12,8 +12,6 @@ import typer
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Split
-from ldlm.distributed import pick_device
-from ldlm.errors import InputError
 from ldlm.metrics import TOKENIZATIONS
 
 
@@ -80,73 +78,26 @@ def evaluate_cmd(
     beside a row of held-out human texts scored the same way. With --class-column, per class:
     MAUVE against the class's references and against the other classes', and class accuracy.
     """
-    from ldlm.data import load_texts
-    from ldlm.evaluate import evaluate_texts
-    from ldlm.evaluate.inputs import paired_groups, read_generated, read_latents
+    from ldlm.evaluate import ClassEvaluation, Sources, evaluate_sources
     from ldlm.outputs import check_output, is_stdout
 
+    sources = Sources(generated, references=references, train=train, human=human, column=column, split=split,
+                      paired=paired, group_column=group_column, latents=latents,
+                      reference_latents=reference_latents, class_column=class_column,
+                      classifier=str(classifier) if classifier else None)
     if is_stdout(json_out):
         json_out, format = None, "json"
     if json_out is not None:
         check_output(json_out, "--json", "text", {
             "GENERATED": generated, "--references": references, "--train": train, "--human": human,
             "--latents": latents, "--reference-latents": reference_latents})
-    if group_column and not paired:
-        raise InputError("--group-column only applies with --paired; add --paired or drop it")
-    if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size} must be at least 1")
-    if class_column is not None:
-        for flag, value in (("--paired", paired or None), ("--group-column", group_column),
-                            ("--human", human), ("--ppl-model", ppl_model), ("--latents", latents),
-                            ("--reference-latents", reference_latents)):
-            if value is not None:
-                raise InputError(f"{flag} does not apply to the per-class evaluation (--class-column); "
-                                 f"drop {flag}, or run `ldlm evaluate` without --class-column for it")
-        inputs = {"generated": generated, "references": references, "train": train, "column": column,
-                  "split": split, "class_column": class_column,
-                  "classifier": str(classifier) if classifier else None}
-        result = evaluate_by_class(
-            read_generated(generated), references, class_column, train, classifier, column=column,
-            split=split, num_samples=num_samples, seeds=seeds, mauve_features=mauve_features,
-            reference_row=reference_row, tokenize=tokenize, batch_size=batch_size,
-            device=pick_device(device))
-        _emit(result.as_dict() | {"inputs": inputs}, json_out, format,
-              lambda: render_class_table(result), result.notes)
-        return
-    if classifier is not None:
-        raise InputError("--classifier scores class accuracy, which needs --class-column (the class "
-                         "column of --references); add it or drop --classifier")
-    gen = read_generated(generated)
-    refs = load_texts(references, text_column=column, split=split, condition_column=group_column,
-                      condition_flag="--group-column", name="--references") if references else None
-    if group_column and refs is None:
-        raise InputError("--group-column needs --references (the file that holds that column)")
-    train_rows = load_texts(train, text_column=column, split=split, name="--train").texts if train else None
-    human_rows = load_texts(human, text_column=column, split=split, name="--human").texts if human else None
-    pairs = None
-    if paired:
-        pairs = paired_groups(gen, refs.texts if refs else None, refs.conditions if refs else None)
-    elif gen.references is not None:  # decoded from a store: BLEU against the source texts
-        pairs = paired_groups(gen, None, None)
-    lat = ref_lat = None
-    if (latents is None) != (reference_latents is None):
-        raise InputError("the latent Frechet distance needs both --latents and --reference-latents")
-    if latents is not None:
-        lat, space = read_latents(latents, "--latents")
-        ref_lat, ref_space = read_latents(reference_latents, "--reference-latents")
-        if space and ref_space and space != ref_space:
-            raise InputError(f"--latents live in latent space {space} but --reference-latents in "
-                             f"{ref_space}; the distance needs latents of one autoencoder")
-    result = evaluate_texts(
-        gen.texts, refs.texts if refs else None, train_rows, num_samples=num_samples, seeds=seeds,
-        mauve_features=mauve_features, ppl_model=ppl_model, paired_references=pairs,
-        human_texts=human_rows, reference_row=reference_row, latents=lat,
-        reference_latents=ref_lat, tokenize=tokenize, batch_size=batch_size,
-        device=pick_device(device), reporter=RichReporter())
-    payload = result.as_dict()
-    payload["inputs"] = {"generated": generated, "references": references, "train": train,
-                         "human": human, "column": column, "split": split}
-    _emit(payload, json_out, format, lambda: render_table(result), result.notes)
+    result = evaluate_sources(
+        sources, device, num_samples=num_samples, seeds=seeds, mauve_features=mauve_features,
+        ppl_model=ppl_model, reference_row=reference_row, tokenize=tokenize, batch_size=batch_size,
+        reporter=RichReporter())
+    table = render_class_table if isinstance(result, ClassEvaluation) else render_table
+    _emit(result.as_dict() | {"inputs": sources.record()}, json_out, format, lambda: table(result),
+          result.notes)
 
 
 def _emit(payload: dict, json_out: Path | None, format: str, table, notes: list[str]) -> None:
@@ -166,27 +117,6 @@ def _emit(payload: dict, json_out: Path | None, format: str, table, notes: list[
     Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width).print(table())
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-
-
-def evaluate_by_class(gen, references: str | None, class_column: str, train: str | None,
-                      classifier: Path | None, *, column: str, split: str, **options):
-    """Load the inputs of the per-class evaluation and run it (ldlm.evaluate.evaluate_classes)."""
-    from ldlm.data import load_texts
-    from ldlm.evaluate import evaluate_classes, load_topic_classifier
-
-    if gen.conditions is None:
-        raise InputError(f"GENERATED {gen.source} has no 'condition' field on every record, so the asked "
-                         "class of each text is unknown; give `ldlm sample --condition CLASS ... | ldlm "
-                         "decode --format jsonl` output (or JSON lines with 'text' and 'condition')")
-    if not references:
-        raise InputError("--class-column names the class column of --references; add --references "
-                         "(human texts with their classes, e.g. the test split)")
-    refs = load_texts(references, text_column=column, split=split, condition_column=class_column,
-                      condition_flag="--class-column")
-    train_rows = load_texts(train, text_column=column, split=split).texts if train else None
-    topic = load_topic_classifier(str(classifier)) if classifier is not None else None
-    return evaluate_classes(gen.texts, gen.conditions, list(refs.texts), refs.conditions, train_rows,
-                            classifier=topic, reporter=RichReporter(), **options)
 
 
 def render_table(result):
@@ -235,7 +165,7 @@ def render_class_table(result):
     from rich.markup import escape
     from rich.table import Table
 
-    from ldlm.evaluate import CLASS_LABELS
+    from ldlm.evaluate import CLASS_LABELS, METRICS
 
     repeats = len(result.seeds)
     title = (f"Per class: N = {result.num_samples} texts per side, {repeats} "
@@ -250,13 +180,13 @@ def render_class_table(result):
     table.add_column("texts")
     for key in keys:
         table.add_column(CLASS_LABELS[key], justify="right")
-    digits = {"words": 1}
+    digits = {m.key: m.digits for m in METRICS}
 
     def cell(cls, row, key) -> str:
         s = result.summary(cls, row, key)
         if s is None:
             return "-"
-        d = digits.get(key, 3)
+        d = digits[key]
         return f"{s[0]:.{d}f}" + (f" ± {s[1]:.{d}f}" if repeats > 1 else "")
 
     for cls in groups:

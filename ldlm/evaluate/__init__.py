@@ -5,9 +5,10 @@ held-out human texts scored the same way. Class-conditional texts are scored per
 (`by_class`: own- and other-class MAUVE, class accuracy under a topic classifier).
 
 The n-gram metrics, BLEU and the Frechet distance live in `ldlm.metrics` (the stages use
-them too); this package holds the model-based metrics (`models`), the protocol and its
-METRICS registry (`protocol`), the per-class protocol (`by_class`) and the readers of what
-`ldlm evaluate` scores (`inputs`), and gathers the public names here.
+them too); this package holds the model-based metrics (`models`), what each metric needs
+(`registry`: METRICS and READINGS), the protocol (`protocol`: the Evaluator and
+`evaluate_texts`), its per-class use (`by_class`), and `ldlm evaluate` as a library function
+with the readers of what it scores (`inputs`); it gathers the public names here.
 """
 
 from ldlm.evaluate.by_class import (
@@ -18,6 +19,7 @@ from ldlm.evaluate.by_class import (
     evaluate_classes,
     load_topic_classifier,
 )
+from ldlm.evaluate.inputs import Sources, evaluate_sources
 from ldlm.evaluate.models import (
     MINILM,
     load_feature_model,
@@ -27,7 +29,8 @@ from ldlm.evaluate.models import (
     text_features,
     text_nll,
 )
-from ldlm.evaluate.protocol import LABELS, METRICS, Evaluation, Metric, evaluate_texts
+from ldlm.evaluate.protocol import Evaluation, Evaluator, Group, evaluate_texts
+from ldlm.evaluate.registry import LABELS, METRICS, READINGS, Metric, Reading
 from ldlm.metrics import (
     TOKENIZATIONS,
     corpus_bleu,
@@ -40,8 +43,9 @@ from ldlm.metrics import (
 
 __all__ = [
     "CLASS_LABELS", "ClassEvaluation", "LABELS", "METRICS", "MINILM", "Metric", "NgramTopicClassifier",
-    "TOKENIZATIONS", "TopicClassifier", "Evaluation", "corpus_bleu", "distinct_n", "diversity",
-    "evaluate_classes", "evaluate_texts", "frechet_distance", "load_feature_model", "load_topic_classifier",
+    "READINGS", "Reading", "Sources", "TOKENIZATIONS", "TopicClassifier", "Evaluation", "Evaluator",
+    "Group", "corpus_bleu", "distinct_n", "diversity", "evaluate_classes", "evaluate_sources",
+    "evaluate_texts", "frechet_distance", "load_feature_model", "load_topic_classifier",
     "mauve_from_features", "mauve_score", "memorisation", "perplexity", "text_features", "text_nll",
     "tokenize",
 ]

@@ -4,96 +4,292 @@ Each repeat (one seed) draws, without replacement, N texts from the generated po
 random order of the reference pool: its first N texts are the yardstick MAUVE compares
 against, the next N (disjoint) are the "reference" row, human texts scored exactly like
 the model's (or N texts drawn from `human_texts` when given). Every metric is reported as
-the mean and standard deviation over the repeats. Features and perplexities are computed
-once per distinct text and reused by every repeat.
+the mean and standard deviation over the repeats.
+
+`Evaluator` runs the protocol over groups of texts: one group of all of them
+(`evaluate_texts`), or one group per class (`by_class`), with one N for every group. What a
+model makes of a text (the READINGS of `registry`: MAUVE features, token NLLs, a topic
+classifier's class) is computed once per text and reused by every repeat; every metric of
+`registry.METRICS` is measured wherever a row has what it needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ldlm.errors import InputError
-from ldlm.evaluate import models
-from ldlm.metrics import (
-    TOKENIZATIONS,
-    Tokenization,
-    corpus_bleu,
-    distinct_n,
-    diversity,
-    frechet_distance,
-    memorisation,
-    train_ngrams,
-)
+from ldlm.evaluate import registry
+from ldlm.evaluate.models import MINILM
+from ldlm.evaluate.registry import LABELS, Reading, Row, Settings
+from ldlm.metrics import TOKENIZATIONS, Tokenization, corpus_bleu, frechet_distance, train_ngrams
 from ldlm.progress import SILENT, Reporter
 
-
-class _Repeat:
-    """What one repeat scores one row of texts with: the metrics' shared inputs."""
-
-    def __init__(self, texts: list[str], tokenize: Tokenization, p=None, q=None, seed: int = 0,
-                 num_buckets="auto", grams=None, train_set=None, nll=None):
-        self.texts, self.tokenize, self.seed, self.num_buckets = texts, tokenize, seed, num_buckets
-        self.p, self.q = p, q  # MAUVE features of the texts and of the yardstick (or None)
-        self.grams, self.train_set, self.nll = grams, train_set, nll
-        self._mem = None
-
-    def memorisation(self) -> dict | None:
-        if self.grams is None:
-            return None
-        if self._mem is None:
-            self._mem = memorisation(self.texts, tokenize=self.tokenize, train_grams=self.grams,
-                                     train_set=self.train_set)
-        return self._mem
+ROWS = ("model", "reference")  # a group's rows: its generated texts, held-out human texts scored alike
 
 
 @dataclass(frozen=True)
-class Metric:
-    """One row of the evaluation table: how it is computed and shown."""
+class Group:
+    """Texts scored together: generated texts and the references they are measured against."""
 
-    key: str  # the JSON key
-    label: str  # the short label (markdown tables, one-line summaries)
-    compute: Callable[[_Repeat], float | None]  # None: not measured in this evaluation
-    digits: int = 3  # decimals shown
-    describe: Callable[[Evaluation], str] | None = None  # the table label, given the evaluation
+    generated: np.ndarray  # indices into the generated texts
+    references: np.ndarray | None = None  # indices into the references: the yardstick, then the reference row
+    others: np.ndarray | None = None  # indices into the references: a second yardstick (the other classes)
+    label: str | None = None  # the class the texts were asked for (class accuracy); None: no class
+    # a repeat draws this group's references before its generated texts: the per-class order,
+    # kept so that every seed still draws the texts it drew before the two evaluators were one
+    references_first: bool = False
 
 
-def _mauve(r: _Repeat) -> float | None:
-    if r.p is None:
+def summarise(values: Sequence[float] | None) -> tuple[float, float] | None:
+    """(mean, std) of one metric over the repeats (std 0.0 for one repeat), or None."""
+    if not values:
         return None
-    return models.mauve_from_features(r.p, r.q, seed=r.seed, num_buckets=r.num_buckets)
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), std
 
 
-def _perplexity(r: _Repeat) -> float | None:
-    if r.nll is None:
+def figures_of(rows: dict[str, dict[str, list[float]]]) -> dict:
+    """Rows as the JSON shows them: row -> metric -> mean, std and the values per repeat."""
+    out: dict = {}
+    for row, metrics in rows.items():
+        out[row] = {}
+        for key, values in metrics.items():
+            mean, std = summarise(values)
+            out[row][key] = {"mean": mean, "std": std, "values": values}
+    return out
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """The seeds of the repeats: 0..S-1 for a number S, else the seeds given."""
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise InputError(f"--seeds {seeds} must be at least 1 (the number of repeats)")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise InputError("seeds is empty; give at least one seed")
+    return out
+
+
+def check_texts(texts: Sequence[str] | None, what: str) -> list[str] | None:
+    """`texts` as a list, refused (InputError) when empty or holding anything but strings."""
+    if texts is None:
         return None
-    return models.perplexity_of(np.array([a for a, _ in r.nll]), np.array([c for _, c in r.nll]))
+    texts = list(texts)
+    if not texts:
+        raise InputError(f"{what} is empty; give at least one text")
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        raise InputError(f"{what} item {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
+    return texts
 
 
-def _mem(key: str):
-    return lambda r: None if r.memorisation() is None else r.memorisation()[key]
+class Evaluator:
+    """The protocol over groups of texts (see the module docstring).
+
+    Construction checks the pools and the settings, sets N and fixes every repeat's draws;
+    `run()` reads the drawn texts with the models and scores every row of every repeat.
+    models: reading name -> its model (see `registry.READINGS`: "features" a feature model
+    name, "nll" a causal LM, "classes" a topic classifier); caches: reading name -> {text:
+    value}, read and filled, to share one model's readings between evaluations.
+    """
+
+    def __init__(self, generated: Sequence[str], references: Sequence[str] | None,
+                 groups: Sequence[Group] | None = None, *, human: Sequence[str] | None = None,
+                 train_texts: Sequence[str] | None = None, num_samples: int | None,
+                 seeds: int | Sequence[int], models: dict[str, Any], caches: dict[str, dict] | None = None,
+                 reference_row: bool, tokenize: Tokenization, num_buckets: int | Literal["auto"],
+                 batch_size: int, device: str, reporter: Reporter = SILENT):
+        self.generated = check_texts(generated, "GENERATED")
+        self.references = check_texts(references, "references")
+        self.human = check_texts(human, "human texts")
+        if tokenize not in TOKENIZATIONS:
+            raise InputError(f"tokenize {tokenize!r} is not one of {', '.join(TOKENIZATIONS)}")
+        # a model of None is not read; nor is the feature model "none" (the CLI's word for no MAUVE)
+        self.models = {k: m for k, m in models.items()
+                       if m is not None and not (k == "features" and m in ("none", ""))}
+        self.caches = caches or {}
+        self.reference_row = reference_row
+        self.settings = Settings(tokenize, num_buckets, batch_size, device, reporter)
+        self.seeds = seed_list(seeds)
+        self.groups = list(groups) if groups is not None else [self._everything()]
+        self.num_samples = self._choose_n(num_samples)
+        self.train_texts = check_texts(train_texts, "training texts")
+        self.draws = []  # per repeat, per group: part -> indices into its pool
+        for s in self.seeds:
+            rng = np.random.default_rng(s)
+            self.draws.append([self._draw(rng, g) for g in self.groups])
+        self.described: dict[str, str] = {}  # reading name -> its model, in words (once read)
+        self.values: dict[str, dict[str, dict[int, Any]]] = {}  # reading -> pool -> index -> value
+
+    @property
+    def pools(self) -> dict[str, list[str] | None]:
+        return {"generated": self.generated, "references": self.references, "human": self.human}
+
+    def _everything(self) -> Group:
+        refs = self.references
+        return Group(np.arange(len(self.generated)), None if refs is None else np.arange(len(refs)))
+
+    def _choose_n(self, num_samples: int | None) -> int:
+        """N: as given (checked against every pool), else the most every group allows: its
+        generated texts, capped by its references (by half of them when they also give the
+        reference row) and by the human texts."""
+        human = self.human if self.reference_row else None
+        split = self.reference_row and self.human is None
+        if num_samples is None:
+            caps = []
+            for g in self.groups:
+                cap = len(g.generated)
+                if g.references is not None:
+                    cap = min(cap, max(len(g.references) // 2, 1) if split else len(g.references))
+                caps.append(cap)
+            return min(caps) if human is None else min(*caps, len(human))
+        if num_samples < 2:
+            raise InputError(f"--num-samples {num_samples} must be at least 2")
+        # the groups in the order GENERATED first names them
+        for g in sorted(self.groups, key=lambda g: int(g.generated[0])):
+            for pool, size in (("generated", len(g.generated)),
+                               ("references", None if g.references is None else len(g.references))):
+                if size is not None and size < num_samples:
+                    raise InputError(f"--num-samples {num_samples} but {_holds(g, pool, size)}; lower "
+                                     f"--num-samples to at most {size} or give more texts")
+        if human is not None and len(human) < num_samples:
+            raise InputError(f"--num-samples {num_samples} but --human holds only {len(human)} texts; "
+                             f"lower --num-samples to at most {len(human)} or give more texts")
+        return num_samples
+
+    def has_reference_row(self, g: Group) -> bool:
+        """Whether group g gets a reference row: asked for, and N human texts to fill it (the
+        human texts, or N references beyond the yardstick)."""
+        if not self.reference_row:
+            return False
+        if self.human is not None:
+            return True
+        return g.references is not None and len(g.references) >= 2 * self.num_samples
+
+    def reads(self, name: str) -> bool:
+        """Whether this evaluation reads its texts with the model of reading `name`."""
+        return name in self.models and (self.references is not None
+                                        or not registry.reading(name).needs_references)
+
+    def mauve_caveat(self) -> str | None:
+        """The note for MAUVE on fewer texts than the field uses."""
+        if self.reads("features") and self.num_samples < 100:
+            return f"MAUVE on {self.num_samples} texts per side is noisy; the field uses 1,000 or more"
+        return None
+
+    def _draw(self, rng: np.random.Generator, g: Group) -> dict[str, np.ndarray]:
+        """One repeat's texts of group g, as indices per part: "model" (generated texts),
+        "yardstick" and "others" (references), "reference" (the references after the
+        yardstick, or human texts)."""
+        n = self.num_samples
+        order = None
+        if g.references is not None and g.references_first:
+            order = rng.permutation(g.references)
+        draw = {"model": np.sort(rng.choice(g.generated, n, replace=False))}
+        if g.references is not None and not g.references_first:
+            order = rng.permutation(g.references)
+        if order is not None:
+            draw["yardstick"] = order[:n]
+            if self.human is None and self.has_reference_row(g):
+                draw["reference"] = order[n:2 * n]
+        if self.human is not None and self.has_reference_row(g):
+            draw["reference"] = rng.choice(len(self.human), n, replace=False)
+        if g.others is not None:
+            draw["others"] = rng.choice(g.others, min(n, len(g.others)), replace=False)
+        return draw
+
+    def _pool(self, part: str) -> str:
+        """The pool the indices of a draw's part point into."""
+        if part == "model":
+            return "generated"
+        return "human" if part == "reference" and self.human is not None else "references"
+
+    def _read(self, reading: Reading) -> None:
+        """Read every text the draws use with `reading`'s model: one call per pool (generated,
+        references, human), in the pool's order."""
+        model = self.models[reading.name]
+        self.described[reading.name] = reading.describe(model, self.settings)
+        for pool in self.pools:
+            used = {int(i) for draws in self.draws for draw in draws for part in reading.parts
+                    if part in draw and self._pool(part) == pool for i in draw[part]}
+            if used:
+                self._read_texts(reading, pool, sorted(used))
+
+    def _read_texts(self, reading: Reading, pool: str, order: list[int]) -> None:
+        """Read texts `order` of `pool` (with a shared cache: those no evaluation read before,
+        each distinct text once, in text order)."""
+        texts, model = self.pools[pool], self.models[reading.name]
+        values = self.values.setdefault(reading.name, {}).setdefault(pool, {})
+        cache = self.caches.get(reading.name)
+        if cache is None:
+            values.update(zip(order, reading.read(model, [texts[i] for i in order], self.settings),
+                              strict=True))
+            return
+        missing = sorted({texts[i] for i in order} - cache.keys())
+        if missing:
+            cache.update(zip(missing, reading.read(model, missing, self.settings), strict=True))
+        values.update((i, cache[texts[i]]) for i in order)
+
+    def read(self, name: str, pool: str) -> list:
+        """Reading `name` of every text of `pool` (reading those the draws did not use)."""
+        values = self.values.get(name, {}).get(pool, {})
+        missing = [i for i in range(len(self.pools[pool])) if i not in values]
+        if missing:
+            self._read_texts(registry.reading(name), pool, missing)
+        return [self.values[name][pool][i] for i in range(len(self.pools[pool]))]
+
+    def _inputs(self, g: Group, draw: dict[str, np.ndarray], row: str, train) -> dict[str, Any]:
+        """What a metric may need of one row (see `Row.inputs`)."""
+        inputs: dict[str, Any] = {}
+        for part, prefix in ((row, ""), ("yardstick", "yardstick."), ("others", "others.")):
+            if part not in draw:
+                continue
+            pool = self._pool(part)
+            for name, values in self.values.items():
+                if part in registry.reading(name).parts:
+                    inputs[prefix + name] = [values[pool][int(i)] for i in draw[part]]
+        if g.label is not None:
+            inputs["label"] = g.label
+        if train is not None:
+            inputs["train"] = train
+        return inputs
+
+    def run(self) -> list[dict[str, dict[str, list[float]]]]:
+        """Read the drawn texts and score every repeat: per group, row -> metric -> one value
+        per repeat (a metric where the row has what it needs)."""
+        for reading in registry.READINGS:
+            if self.reads(reading.name):
+                self._read(reading)
+        train = None
+        if self.train_texts is not None:
+            train = (train_ngrams(self.train_texts, 4, self.settings.tokenize),
+                     {t.strip() for t in self.train_texts})
+        scores = [{row: {} for row in ROWS if row == "model" or self.has_reference_row(g)}
+                  for g in self.groups]
+        what = f"{len(self.groups)} classes, " if self.groups[0].label is not None else "scoring "
+        for r, (seed, draws) in enumerate(zip(self.seeds, self.draws, strict=True)):
+            self.settings.reporter.log(f"repeat {r + 1}/{len(self.seeds)} (seed {seed}): {what}"
+                                       f"{self.num_samples} texts per side")
+            for g, draw, rows in zip(self.groups, draws, scores, strict=True):
+                for row, values in rows.items():
+                    texts = [self.pools[self._pool(row)][int(i)] for i in draw[row]]
+                    scored = Row(texts, seed, self.settings, self._inputs(g, draw, row, train))
+                    for metric in registry.METRICS:
+                        if all(need in scored.inputs for need in metric.needs):
+                            values.setdefault(metric.key, []).append(metric.compute(scored))
+        return scores
 
 
-# every metric of `ldlm evaluate`, in table order: adding one is an entry here (and its
-# implementation in ldlm.metrics)
-METRICS: tuple[Metric, ...] = (
-    Metric("mauve", "MAUVE", _mauve, describe=lambda e: f"MAUVE ({e.mauve_features})"),
-    Metric("diversity", "Div", lambda r: diversity(r.texts, r.tokenize),
-           describe=lambda e: f"Div ({e.tokenize} tokens)"),
-    Metric("distinct_1", "dist-1", lambda r: distinct_n(r.texts, 1, r.tokenize),
-           describe=lambda e: f"dist-1 ({e.tokenize} tokens)"),
-    Metric("distinct_2", "dist-2", lambda r: distinct_n(r.texts, 2, r.tokenize),
-           describe=lambda e: f"dist-2 ({e.tokenize} tokens)"),
-    Metric("mem_4gram", "Mem (4-gram)", _mem("mem_4gram"),
-           describe=lambda e: f"Mem (4-grams in train, {e.tokenize} tokens)"),
-    Metric("copy_rate", "Copy rate", _mem("copy_rate"), describe=lambda e: "Copy rate (exact train copies)"),
-    Metric("perplexity", "Gen PPL", _perplexity, digits=1, describe=lambda e: f"Gen PPL ({e.ppl_model})"),
-    Metric("words", "Words/text", lambda r: float(np.mean([len(t.split()) for t in r.texts])), digits=1),
-)
-LABELS = {m.key: m.label for m in METRICS}  # metric key -> short label, in table order
+def _holds(g: Group, pool: str, size: int) -> str:
+    """How the N check names a pool too small: the whole set's by its input, a class's by the class."""
+    if g.label is None:
+        return f"{'GENERATED' if pool == 'generated' else '--references'} holds only {size} texts"
+    return f"class {g.label!r} has only {size} {'generated texts' if pool == 'generated' else 'references'}"
 
 
 @dataclass
@@ -113,22 +309,12 @@ class Evaluation:
 
     def summary(self, row: str, metric: str) -> tuple[float, float] | None:
         """(mean, std) of one metric over the repeats (std 0.0 for one repeat), or None."""
-        values = self.rows.get(row, {}).get(metric)
-        if not values:
-            return None
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-        return float(np.mean(values)), std
+        return summarise(self.rows.get(row, {}).get(metric))
 
     def as_dict(self) -> dict:
-        rows = {}
-        for row, metrics in self.rows.items():
-            rows[row] = {}
-            for key, values in metrics.items():
-                mean, std = self.summary(row, key)
-                rows[row][key] = {"mean": mean, "std": std, "values": values}
         return {"num_samples": self.num_samples, "seeds": self.seeds, "counts": self.counts,
                 "mauve_features": self.mauve_features, "tokenize": self.tokenize,
-                "ppl_model": self.ppl_model, "rows": rows, "bleu": self.bleu,
+                "ppl_model": self.ppl_model, "rows": figures_of(self.rows), "bleu": self.bleu,
                 "latent_fd": self.latent_fd, "notes": self.notes}
 
     @classmethod
@@ -158,77 +344,6 @@ class Evaluation:
         return f"N={self.num_samples} x {len(self.seeds)} seeds; " + "; ".join(parts)
 
 
-def _seed_list(seeds: int | Sequence[int]) -> list[int]:
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise InputError(f"--seeds {seeds} must be at least 1 (the number of repeats)")
-        return list(range(seeds))
-    out = [int(s) for s in seeds]
-    if not out:
-        raise InputError("seeds is empty; give at least one seed")
-    return out
-
-
-def _check_pool(texts: Sequence[str] | None, what: str) -> list[str] | None:
-    if texts is None:
-        return None
-    texts = list(texts)
-    if not texts:
-        raise InputError(f"{what} is empty; give at least one text")
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise InputError(f"{what} item {bad[0]} is {type(texts[bad[0]]).__name__}, not a string")
-    return texts
-
-
-def _choose_n(num_samples: int | None, gen: list[str], refs: list[str] | None,
-              human: list[str] | None, split_refs: bool) -> int:
-    """N: as given (checked against every pool), else all generated texts, capped by the
-    references (by half of them when they also give the reference row) and the human texts."""
-    if num_samples is None:
-        n = len(gen)
-        if refs is not None:
-            n = min(n, max(len(refs) // 2, 1) if split_refs else len(refs))
-        if human is not None:
-            n = min(n, len(human))
-        return n
-    if num_samples < 2:
-        raise InputError(f"--num-samples {num_samples} must be at least 2")
-    for pool, what in ((gen, "GENERATED"), (refs, "--references"), (human, "--human")):
-        if pool is not None and len(pool) < num_samples:
-            raise InputError(f"--num-samples {num_samples} but {what} holds only {len(pool)} texts; "
-                             f"lower --num-samples to at most {len(pool)} or give more texts")
-    return num_samples
-
-
-def _why_n(n: int, gen: list[str], refs: list[str] | None, human: list[str] | None,
-           split_refs: bool) -> str:
-    """The note for a default N below the generated texts: which pool capped it, and the fix."""
-    if refs is not None and split_refs and n == max(len(refs) // 2, 1):
-        why = (f"the {len(refs)} references give N to the MAUVE yardstick and N to the reference row; "
-               f"give {2 * len(gen)} references, --human texts or --no-reference-row")
-    elif refs is not None and n == len(refs):
-        why = f"there are {len(refs)} references; give {len(gen)} or more"
-    else:
-        why = f"there are {len(human or [])} human texts; give {len(gen)} or more"
-    said = " (one text per side: the figures say nothing)" if n < 2 else ""
-    return f"N = {n} of the {len(gen)} generated texts{said}: {why}"
-
-
-def _features_for(texts: list[str], needed: set[int], spec: str, batch_size: int, device: str,
-                  reporter: Reporter, cache: dict[str, np.ndarray] | None = None) -> dict[int, np.ndarray]:
-    order = sorted(needed)
-    if cache is None:
-        feats = models.text_features([texts[i] for i in order], spec, batch_size, device,
-                                     reporter=reporter)
-        return dict(zip(order, feats, strict=True))
-    missing = sorted({texts[i] for i in order} - cache.keys())
-    if missing:
-        cache.update(zip(missing, models.text_features(missing, spec, batch_size, device,
-                                                       reporter=reporter), strict=True))
-    return {i: cache[texts[i]] for i in order}
-
-
 def evaluate_texts(
     generated: Sequence[str],
     references: Sequence[str] | None = None,
@@ -236,7 +351,7 @@ def evaluate_texts(
     *,
     num_samples: int | None = None,
     seeds: int | Sequence[int] = 3,
-    mauve_features: str | None = models.MINILM,
+    mauve_features: str | None = MINILM,
     ppl_model: str | None = None,
     paired_references: Sequence[Sequence[str]] | None = None,
     human_texts: Sequence[str] | None = None,
@@ -248,6 +363,7 @@ def evaluate_texts(
     batch_size: int = 64,
     device: str = "cpu",
     feature_cache: dict[str, np.ndarray] | None = None,
+    models: dict[str, Any] | None = None,
     reporter: Reporter = SILENT,
 ) -> Evaluation:
     """Score generated texts the way the field reports them (see the module docstring).
@@ -263,126 +379,80 @@ def evaluate_texts(
     feature_cache: text -> MAUVE feature, read and filled in (pass one dict, for one
     `mauve_features` model, to score many sets against the same references at the cost of
     featurising each text once).
+    models: the models of more readings (reading name -> model, see `registry.READINGS`).
     """
-    gen = _check_pool(generated, "GENERATED")
-    refs = _check_pool(references, "references")
-    human = _check_pool(human_texts, "human texts")
-    if tokenize not in TOKENIZATIONS:
-        raise InputError(f"tokenize {tokenize!r} is not one of {', '.join(TOKENIZATIONS)}")
-    if mauve_features in (None, "none", ""):
-        mauve_features = None
-    notes: list[str] = []
-    seed_list = _seed_list(seeds)
-    n = _choose_n(num_samples, gen, refs, human if reference_row else None,
-                  split_refs=reference_row and human is None)
-    if num_samples is None and n < len(gen):
-        notes.append(_why_n(n, gen, refs, human if reference_row else None, reference_row and human is None))
+    ev = Evaluator(generated, references, human=human_texts, train_texts=train_texts,
+                   num_samples=num_samples, seeds=seeds,
+                   models={"features": mauve_features, "nll": ppl_model, **(models or {})},
+                   caches={} if feature_cache is None else {"features": feature_cache},
+                   reference_row=reference_row, tokenize=tokenize, num_buckets=num_buckets,
+                   batch_size=batch_size, device=device, reporter=reporter)
+    notes = _notes(ev, num_samples)
+    rows = ev.run()[0]
+    bleu = _paired_bleu(ev.generated, paired_references)
+    fd = _latent_fd(latents, reference_latents)
+    counts = {name: len(pool) for name, pool in (("generated", ev.generated), ("references", ev.references),
+                                                 ("human", ev.human), ("train", ev.train_texts))
+              if pool is not None}
+    return Evaluation(num_samples=ev.num_samples, seeds=ev.seeds, rows=rows, counts=counts,
+                      mauve_features=ev.described.get("features"), tokenize=tokenize, ppl_model=ppl_model,
+                      bleu=bleu, latent_fd=fd, notes=notes)
 
-    # the draws of every repeat, fixed before anything is computed
-    plans = []
-    for s in seed_list:
-        rng = np.random.default_rng(s)
-        plan = {"gen": np.sort(rng.choice(len(gen), n, replace=False))}
-        if refs is not None:
-            perm = rng.permutation(len(refs))
-            plan["yard"] = perm[:n]
-            if reference_row and human is None and len(refs) >= 2 * n:
-                plan["human"] = perm[n:2 * n]
-        if reference_row and human is not None:
-            plan["human"] = rng.choice(len(human), n, replace=False)
-        plans.append(plan)
-    human_pool = human if human is not None else refs
-    has_human = all("human" in p for p in plans) and human_pool is not None
-    if reference_row and refs is not None and not has_human:
+
+def _notes(ev: Evaluator, num_samples: int | None) -> list[str]:
+    """What the whole-set evaluation leaves out, and why."""
+    notes = []
+    n, gen, refs = ev.num_samples, ev.generated, ev.references
+    if num_samples is None and n < len(gen):
+        notes.append(_why_n(ev))
+    if ev.reference_row and refs is not None and not ev.has_reference_row(ev.groups[0]):
         notes.append(f"no reference row: it needs {2 * n} references (N for the yardstick, N "
                      f"for the row), got {len(refs)}; lower --num-samples or give --human")
-    if mauve_features is not None and refs is None:
+    if "features" in ev.models and refs is None:
         notes.append("no MAUVE: it needs references")
-    if mauve_features is not None and refs is not None and n < 100:
-        notes.append(f"MAUVE on {n} texts per side is noisy; the field uses 1,000 or more")
+    if caveat := ev.mauve_caveat():
+        notes.append(caveat)
+    return notes
 
-    pools = {"model": ("gen", gen)}
-    if has_human:
-        pools["reference"] = ("human", human_pool)
 
-    # features: once per distinct text of each pool
-    feats: dict[str, dict[int, np.ndarray]] = {}
-    feature_name = None
-    if mauve_features is not None and refs is not None:
-        feature_name = models.load_feature_model(mauve_features, device=device).describe()
-        need = {"gen": set(), "yard": set(), "human": set()}
-        for p in plans:
-            for key in need:
-                if key in p:
-                    need[key].update(int(i) for i in p[key])
-        feats["gen"] = _features_for(gen, need["gen"], mauve_features, batch_size, device, reporter,
-                                     feature_cache)
-        if human is None:  # the reference row comes from the references: one pass for both
-            feats["yard"] = feats["human"] = _features_for(
-                refs, need["yard"] | need["human"], mauve_features, batch_size, device, reporter,
-                feature_cache)
-        else:
-            feats["yard"] = _features_for(refs, need["yard"], mauve_features, batch_size, device,
-                                          reporter, feature_cache)
-            if has_human:
-                feats["human"] = _features_for(human, need["human"], mauve_features, batch_size,
-                                               device, reporter, feature_cache)
+def _why_n(ev: Evaluator) -> str:
+    """The note for a default N below the generated texts: which pool capped it, and the fix."""
+    n, gen, refs = ev.num_samples, ev.generated, ev.references
+    human = ev.human if ev.reference_row else None
+    if refs is not None and ev.reference_row and ev.human is None and n == max(len(refs) // 2, 1):
+        why = (f"the {len(refs)} references give N to the MAUVE yardstick and N to the reference row; "
+               f"give {2 * len(gen)} references, --human texts or --no-reference-row")
+    elif refs is not None and n == len(refs):
+        why = f"there are {len(refs)} references; give {len(gen)} or more"
+    else:
+        why = f"there are {len(human or [])} human texts; give {len(gen)} or more"
+    said = " (one text per side: the figures say nothing)" if n < 2 else ""
+    return f"N = {n} of the {len(gen)} generated texts{said}: {why}"
 
-    nll = {}
-    if ppl_model is not None:
-        for key, (plan_key, pool) in pools.items():
-            used = sorted({int(i) for p in plans for i in p[plan_key]})
-            values = models.text_nll([pool[i] for i in used], ppl_model, batch_size=16,
-                                     device=device, reporter=reporter)
-            nll[key] = {i: (values[0][j], values[1][j]) for j, i in enumerate(used)}
 
-    grams = train_set = None
-    if train_texts is not None:
-        train_texts = _check_pool(train_texts, "training texts")
-        grams = train_ngrams(train_texts, 4, tokenize)
-        train_set = {t.strip() for t in train_texts}
+def _paired_bleu(gen: list[str], paired_references: Sequence[Sequence[str]] | None) -> dict | None:
+    """Corpus BLEU of every generated text against its references."""
+    if paired_references is None:
+        return None
+    paired = [list(r) for r in paired_references]
+    if len(paired) != len(gen):
+        raise InputError(f"{len(gen)} generated texts but {len(paired)} reference groups; "
+                         "paired BLEU needs one group per generated text, in order")
+    if any(not r for r in paired):
+        first = next(i for i, r in enumerate(paired) if not r)
+        raise InputError(f"generated text {first} has no reference; every paired text needs one")
+    return {"bleu": corpus_bleu(gen, paired), "pairs": len(gen),
+            "references_per_text": float(np.mean([len(r) for r in paired]))}
 
-    rows: dict[str, dict[str, list[float]]] = {key: {} for key in pools}
-    for r, (s, plan) in enumerate(zip(seed_list, plans, strict=True)):
-        reporter.log(f"repeat {r + 1}/{len(plans)} (seed {s}): scoring {n} texts per side")
-        q = np.stack([feats["yard"][int(i)] for i in plan["yard"]]) if feats else None
-        for key, (plan_key, pool) in pools.items():
-            idx = [int(i) for i in plan[plan_key]]
-            repeat = _Repeat([pool[i] for i in idx], tokenize, seed=s, num_buckets=num_buckets,
-                             p=np.stack([feats[plan_key][i] for i in idx]) if feats else None, q=q,
-                             grams=grams, train_set=train_set,
-                             nll=[nll[key][i] for i in idx] if nll else None)
-            for metric in METRICS:
-                value = metric.compute(repeat)
-                if value is not None:
-                    rows[key].setdefault(metric.key, []).append(value)
 
-    bleu = None
-    if paired_references is not None:
-        paired = [list(r) for r in paired_references]
-        if len(paired) != len(gen):
-            raise InputError(f"{len(gen)} generated texts but {len(paired)} reference groups; "
-                             "paired BLEU needs one group per generated text, in order")
-        if any(not r for r in paired):
-            first = next(i for i, r in enumerate(paired) if not r)
-            raise InputError(f"generated text {first} has no reference; every paired text needs one")
-        bleu = {"bleu": corpus_bleu(gen, paired), "pairs": len(gen),
-                "references_per_text": float(np.mean([len(r) for r in paired]))}
-
-    fd = None
+def _latent_fd(latents: np.ndarray | None, reference_latents: np.ndarray | None) -> dict | None:
+    """The Frechet distance between the generated and the reference latents."""
     if (latents is None) != (reference_latents is None):
         raise InputError("the latent Frechet distance needs both latents and reference latents")
-    if latents is not None:
-        a, b = np.asarray(latents), np.asarray(reference_latents)
-        try:
-            fd = {"fd": frechet_distance(a, b), "latents": len(a), "reference_latents": len(b)}
-        except ValueError as exc:
-            raise InputError(f"latent Frechet distance: {exc}") from exc
-
-    counts = {"generated": len(gen)}
-    for name, pool in (("references", refs), ("human", human), ("train", train_texts)):
-        if pool is not None:
-            counts[name] = len(pool)
-    return Evaluation(num_samples=n, seeds=seed_list, rows=rows, counts=counts,
-                      mauve_features=feature_name, tokenize=tokenize, ppl_model=ppl_model,
-                      bleu=bleu, latent_fd=fd, notes=notes)
+    if latents is None:
+        return None
+    a, b = np.asarray(latents), np.asarray(reference_latents)
+    try:
+        return {"fd": frechet_distance(a, b), "latents": len(a), "reference_latents": len(b)}
+    except ValueError as exc:
+        raise InputError(f"latent Frechet distance: {exc}") from exc
