@@ -346,5 +346,39 @@ class AdaptArgs(BudgetArgs):
             raise InputError(f"--eval-rows {self.eval_rows} must be >= 0")
 
 
+@dataclass
+class ClassifierArgs:
+    """`ldlm train-classifier` options; every field with help is a flag of the same name."""
+
+    epochs: int = option(20, "Passes over the training rows.")
+    batch_size: int = option(256, "Texts per step.")
+    learning_rate: float = option(0.003, "Adam learning rate (constant).")
+    weight_decay: float = option(0.01, "Decoupled L2 of the weights.")
+    ngram_order: int = option(3, "Word n-grams 1..N are the features.")
+    min_count: int = option(3, "Keep the n-grams found in at least this many training texts.")
+    max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
+    lm_order: int = option(
+        3, "Word n-gram order of the fluency language model saved beside the classifier, for "
+        "`ldlm sample --fluency-weight` (0: none).")
+    eval_rows: int = option(
+        1000, "Held-out rows for the figures (at most 5%), spread over the store and stratified by "
+        "class.")
+    seed: int = option(42, "Random seed.")
+
+    def check(self) -> None:
+        check_finite_fields(self)
+        for name in ("epochs", "batch_size", "ngram_order", "min_count", "max_ngrams"):
+            value = getattr(self, name)
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if not 0 < self.learning_rate < 10 or not math.isfinite(self.learning_rate):
+            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 10); 0.003 is the default")
+        if self.lm_order < 0:
+            raise InputError(f"--lm-order {self.lm_order} must be >= 0 (0: no fluency model)")
+        if self.weight_decay < 0 or self.eval_rows < 0:
+            raise InputError(f"--weight-decay {self.weight_decay} and --eval-rows {self.eval_rows} "
+                             "must be >= 0")
+
+
 __all__ = ["MAX_BATCH", "SAMPLER_PANEL", "AdaptArgs", "AutoencoderOptions", "AutoencoderTrainArgs",
-           "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs", "check_noise_scale"]
+           "ClassifierArgs", "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs", "check_noise_scale"]

@@ -32,7 +32,6 @@ Python API:
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -45,8 +44,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from torch.nn import functional as F
 
+from ldlm.args import ClassifierArgs
 from ldlm.conditions import SPECIALS, ConditionSpec
-from ldlm.errors import InputError, LdlmError, RuntimeFailure, check_finite_fields, first_line
+from ldlm.errors import InputError, LdlmError, RuntimeFailure, first_line
 from ldlm.fluency import NgramLM
 from ldlm.loop import LoopArgs, Steps, TrainingLoop
 from ldlm.metrics import tokenize
@@ -215,36 +215,6 @@ def token_targets(cond: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 # ----- training ---------------------------------------------------------------------------
-@dataclass
-class ClassifierArgs:
-    """`ldlm train-classifier` options; every field maps onto a flag of the same name."""
-
-    epochs: int = 20  # passes over the training rows
-    batch_size: int = 256  # texts per step
-    learning_rate: float = 0.003  # AdamW, constant (a linear model of sparse features)
-    weight_decay: float = 0.01  # AdamW's decoupled decay of the n-gram weights
-    ngram_order: int = 3  # word n-grams 1..order
-    min_count: int = 3  # keep n-grams found in at least this many training texts
-    max_ngrams: int = 200_000  # at most this many n-grams (the most frequent)
-    lm_order: int = 3  # the fluency language model: word n-grams 1..lm_order (0: none)
-    eval_rows: int = 1000  # held-out rows, spread over the store by class (at most 5% of it)
-    seed: int = 42
-
-    def check(self) -> None:
-        check_finite_fields(self)
-        for name in ("epochs", "batch_size", "ngram_order", "min_count", "max_ngrams"):
-            value = getattr(self, name)
-            if value < 1:
-                raise InputError(f"--{name.replace('_', '-')} {value} must be at least 1")
-        if not 0 < self.learning_rate < 10 or not math.isfinite(self.learning_rate):
-            raise InputError(f"--learning-rate {self.learning_rate} must be in (0, 10); 0.003 is the default")
-        if self.lm_order < 0:
-            raise InputError(f"--lm-order {self.lm_order} must be >= 0 (0: no fluency model)")
-        if self.weight_decay < 0 or self.eval_rows < 0:
-            raise InputError(f"--weight-decay {self.weight_decay} and --eval-rows {self.eval_rows} "
-                             "must be >= 0")
-
-
 @dataclass
 class ClassifierResult:
     out: Path

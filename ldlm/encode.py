@@ -22,6 +22,7 @@ from ldlm.data import TextRows
 from ldlm.distributed import Ranks, ranks
 from ldlm.errors import InputError
 from ldlm.progress import SILENT, Reporter
+from ldlm.recipe import CHUNK_ROWS, ENCODE_BATCH
 from ldlm.store import LatentStore, check_replaceable, is_store, is_url, store_exists, store_location
 
 
@@ -84,8 +85,8 @@ def encode_dataset(
     autoencoder: str | Path,
     store_path: str | Path,
     *,
-    batch_size: int = 128,
-    chunk_rows: int = 4096,
+    batch_size: int = ENCODE_BATCH,
+    chunk_rows: int = CHUNK_ROWS,
     limit: int | None = None,
     overwrite: bool = False,
     device: str | None = None,

@@ -19,6 +19,10 @@ ADAPT_STEPS = 1000  # ldlm adapt-decoder optimiser steps
 AE_LATENT_NOISE = 0.3  # --latent-noise: std of the Gaussian noise, latents normalised to unit RMS
 AE_WORD_DROPOUT = 0.0  # --word-dropout: share of the decoder's input tokens replaced by pad
 
+# ----- ldlm encode ---------------------------------------------------------------------------
+ENCODE_BATCH = 128  # --batch-size: texts encoded together
+CHUNK_ROWS = 4096  # --chunk-rows: rows per store chunk (the unit a resumed encode starts again at)
+
 # ----- ldlm quickstart: the built-in run, under 10 minutes on 2 CPU cores ------------------------
 # A budget of CPU-seconds for the whole run, shared by the two trainers; the step counts are caps
 # that a fast machine reaches within it. The same steps took 1,720 CPU-s (15 min 8 s wall) on

@@ -7,8 +7,20 @@ import dataclasses
 import pytest
 from typer.testing import CliRunner
 
-from ldlm.args import DecodeArgs, SamplingArgs, TrainArgs
+from ldlm.args import (
+    AdaptArgs,
+    AutoencoderOptions,
+    AutoencoderTrainArgs,
+    ClassifierArgs,
+    DecodeArgs,
+    SamplingArgs,
+    TrainArgs,
+)
+from ldlm.autoencoder import AutoencoderConfig
 from ldlm.cli import app
+from ldlm.cli.adapt import adapt_decoder_cmd
+from ldlm.cli.autoencoder import train_autoencoder_cmd
+from ldlm.cli.classifier import train_classifier_cmd
 from ldlm.cli.decode import decode_cmd
 from ldlm.cli.fields import option_defaults, with_fields
 from ldlm.cli.interpolate import interpolate_cmd
@@ -24,7 +36,11 @@ runner = CliRunner()
 
 # command -> (argument class, the command's own defaults, the fields it does not offer)
 COMMANDS = [
+    (train_autoencoder_cmd, AutoencoderOptions, {}, ()),
+    (train_autoencoder_cmd, AutoencoderTrainArgs, {}, ()),
     (train_cmd, TrainArgs, {}, ()),
+    (adapt_decoder_cmd, AdaptArgs, {}, ()),
+    (train_classifier_cmd, ClassifierArgs, {}, ()),
     (sample_cmd, SamplingArgs, {}, ()),
     (decode_cmd, DecodeArgs, {}, ()),
     (interpolate_cmd, SamplingArgs, {"num_inference_steps": INTERPOLATION_STEPS,
@@ -55,6 +71,12 @@ def test_every_argument_field_is_an_option_with_help():
                "checkpoints_total_limit", "eval_rows", "resume"}
     flags = {f.name for f in options_of(TrainArgs)}
     assert {f.name for f in dataclasses.fields(TrainArgs)} - flags == library
+
+
+def test_the_autoencoder_config_is_built_from_the_same_fields():
+    options = {f.name for f in dataclasses.fields(AutoencoderOptions)}
+    assert options <= {f.name for f in dataclasses.fields(AutoencoderConfig)}
+    assert all(getattr(AutoencoderConfig(), n) == getattr(AutoencoderOptions(), n) for n in options)
 
 
 def test_the_shared_budget_options_read_the_fields_help():

@@ -11,6 +11,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Data, Device, Split, TextColumn
 from ldlm.distributed import pick_device, ranks
+from ldlm.recipe import CHUNK_ROWS, ENCODE_BATCH
 
 
 @command("encode")
@@ -26,8 +27,8 @@ def encode_cmd(
     condition_type: Annotated[Literal["label", "text"], typer.Option(
         help="label: a categorical vocabulary; text: a conditioning text (e.g. E2E's mr column), "
         "stored as word token ids that the denoiser encodes.")] = "label",
-    batch_size: Annotated[int, typer.Option(help="Texts encoded together.")] = 128,
-    chunk_rows: Annotated[int, typer.Option(help="Rows per store chunk (resume unit).")] = 4096,
+    batch_size: Annotated[int, typer.Option(help="Texts encoded together.")] = ENCODE_BATCH,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per store chunk (resume unit).")] = CHUNK_ROWS,
     limit: Annotated[int | None, typer.Option(help="Encode only the first N usable rows.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
     device: Device = None,
