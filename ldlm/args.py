@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ldlm.budget import BudgetArgs
+from ldlm.budget import BudgetArgs, ClockName, check_budget
 from ldlm.denoisers import ARCHS, conditional_archs
 from ldlm.distributed import MIXED_PRECISIONS, check_mixed_precision
 from ldlm.errors import InputError, check_finite_fields
@@ -24,6 +24,11 @@ from ldlm.recipe import (
     DIFFUSION_LR,
     DIFFUSION_WARMUP,
     EPOCHS,
+    QUICKSTART_AE_LATENT_NOISE,
+    QUICKSTART_AE_STEPS,
+    QUICKSTART_CPU_SECONDS,
+    QUICKSTART_DIFFUSION_STEPS,
+    QUICKSTART_SAMPLES,
     SAMPLER,
     SAMPLER_STEPS,
     SIZES,
@@ -380,5 +385,28 @@ class ClassifierArgs:
                              "must be >= 0")
 
 
+@dataclass
+class QuickstartSettings:
+    """`ldlm quickstart`: the budget of the run and of each stage (defaults: 900 CPU-seconds,
+    under 10 minutes on 2 CPU cores)."""
+
+    size: str = "small"  # autoencoder preset
+    latent_noise: float = QUICKSTART_AE_LATENT_NOISE  # the autoencoder's --latent-noise for so short a run
+    autoencoder_steps: int = option(QUICKSTART_AE_STEPS, "Autoencoder training steps at most.", min=1)
+    diffusion_steps: int = option(QUICKSTART_DIFFUSION_STEPS, "Denoiser training steps at most.", min=1)
+    max_minutes: float = option(
+        QUICKSTART_CPU_SECONDS / 60, "The whole run's time budget; each trainer plans its steps to fit "
+        "its share.")
+    budget_clock: ClockName = option(
+        "cpu", "The budget's clock: cpu (this process's CPU time, the same work on a busy machine) or "
+        "wall (ends in time on any machine).")
+    num_samples: int = option(QUICKSTART_SAMPLES, "Texts to generate and score.", min=2, max=500)
+    seed: int = 42
+
+    def check(self) -> None:
+        check_budget(self.max_minutes, self.budget_clock)
+
+
 __all__ = ["MAX_BATCH", "SAMPLER_PANEL", "AdaptArgs", "AutoencoderOptions", "AutoencoderTrainArgs",
-           "ClassifierArgs", "DecodeArgs", "Sampler", "SamplingArgs", "TrainArgs", "check_noise_scale"]
+           "ClassifierArgs", "DecodeArgs", "QuickstartSettings", "Sampler", "SamplingArgs", "TrainArgs",
+           "check_noise_scale"]

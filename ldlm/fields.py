@@ -16,11 +16,14 @@ import dataclasses
 from typing import Any
 
 
-def option(default: Any, help: str, *, panel: str | None = None, flag: str | None = None) -> Any:
+def option(default: Any, help: str, *, panel: str | None = None, flag: str | None = None,
+           min: float | None = None, max: float | None = None) -> Any:
     """A dataclass field with a default that is also a command-line option: `help` is its help
-    text, `panel` the group `--help` shows it in, `flag` its name for a bool switch that has no
-    --no- form (e.g. "--project")."""
-    return dataclasses.field(default=default, metadata={"help": help, "panel": panel, "flag": flag})
+    text, `panel` the group `--help` shows it in, `flag` its name (a bool switch with no --no-
+    form, e.g. "--project", or another name than the field's), `min`/`max` bounds the parser
+    enforces."""
+    return dataclasses.field(default=default, metadata={"help": help, "panel": panel, "flag": flag,
+                                                        "min": min, "max": max})
 
 
 def options_of(cls) -> list[dataclasses.Field]:

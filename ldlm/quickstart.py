@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ldlm.args import QuickstartSettings
 from ldlm.atomic import atomic_file, check_output_path
 from ldlm.autoencoder import AutoencoderConfig, is_autoencoder_dir, load_autoencoder
 from ldlm.autoencoder.train import AutoencoderTrainArgs, train_autoencoder
@@ -34,38 +35,12 @@ from ldlm.evaluate import Evaluation, evaluate_texts
 from ldlm.latent_file import write_latent_file
 from ldlm.progress import SILENT, Reporter
 from ldlm.recipe import (
-    QUICKSTART_AE_LATENT_NOISE,
     QUICKSTART_AE_LR,
     QUICKSTART_AE_SHARE,
-    QUICKSTART_AE_STEPS,
-    QUICKSTART_CPU_SECONDS,
     QUICKSTART_DIFFUSION_SHARE,
-    QUICKSTART_DIFFUSION_STEPS,
-    QUICKSTART_SAMPLES,
     SAMPLER,
     SAMPLER_STEPS,
 )
-
-
-@dataclass
-class QuickstartSettings:
-    """The budget of the run and of each stage (defaults: 900 CPU-seconds, under 10 minutes
-    on 2 CPU cores)."""
-
-    size: str = "small"  # autoencoder preset
-    latent_noise: float = QUICKSTART_AE_LATENT_NOISE  # the autoencoder's --latent-noise for so short a run
-    autoencoder_steps: int = QUICKSTART_AE_STEPS  # train-autoencoder optimiser steps at most (batch 64)
-    diffusion_steps: int = QUICKSTART_DIFFUSION_STEPS  # train optimiser steps at most (batch 256)
-    num_samples: int = QUICKSTART_SAMPLES  # texts generated and scored
-    seed: int = 42
-    max_minutes: float = QUICKSTART_CPU_SECONDS / 60  # the whole run's budget, shared by the trainers
-    budget_clock: str = "cpu"  # its clock: "cpu" (this process's CPU time: the same work on a busy
-    # machine) or "wall" (ends in time on any machine, with fewer steps on a busy one)
-
-    def check(self) -> None:
-        from ldlm.budget import check_budget
-
-        check_budget(self.max_minutes, self.budget_clock)
 
 
 def stage_budgets(s: QuickstartSettings) -> dict[str, float]:

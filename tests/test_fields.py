@@ -1,6 +1,6 @@
-"""Options declared once (ldlm.fields, ldlm.cli.fields): the command line's options of sample,
-decode and interpolate are the fields of SamplingArgs and DecodeArgs, and a sampler knob added
-there reaches `ldlm sample` and `ldlm interpolate --run` and the latents' header."""
+"""Options declared once (ldlm.fields, ldlm.cli.fields): the command line's options are the fields
+of the library's argument classes (ldlm.args), and a sampler knob added there reaches `ldlm sample`,
+`ldlm interpolate --run` and the latents' header."""
 
 import dataclasses
 
@@ -13,6 +13,7 @@ from ldlm.args import (
     AutoencoderTrainArgs,
     ClassifierArgs,
     DecodeArgs,
+    QuickstartSettings,
     SamplingArgs,
     TrainArgs,
 )
@@ -24,6 +25,7 @@ from ldlm.cli.classifier import train_classifier_cmd
 from ldlm.cli.decode import decode_cmd
 from ldlm.cli.fields import option_defaults, with_fields
 from ldlm.cli.interpolate import interpolate_cmd
+from ldlm.cli.quickstart import quickstart_cmd
 from ldlm.cli.sample import sample_cmd
 from ldlm.cli.train import train_cmd
 from ldlm.fields import option, options_of
@@ -41,6 +43,7 @@ COMMANDS = [
     (train_cmd, TrainArgs, {}, ()),
     (adapt_decoder_cmd, AdaptArgs, {}, ()),
     (train_classifier_cmd, ClassifierArgs, {}, ()),
+    (quickstart_cmd, QuickstartSettings, {}, ()),
     (sample_cmd, SamplingArgs, {}, ()),
     (decode_cmd, DecodeArgs, {}, ()),
     (interpolate_cmd, SamplingArgs, {"num_inference_steps": INTERPOLATION_STEPS,

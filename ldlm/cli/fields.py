@@ -36,7 +36,9 @@ def with_fields(cls, into: str, *, skip: tuple[str, ...] = (), defaults: dict[st
                 raise TypeError(f"{fn.__name__} declares {f.name}, which {cls.__name__} also declares")
             meta = f.metadata
             decls = (meta["flag"],) if meta["flag"] else ()
-            info = typer.Option(*decls, help=helps.get(f.name, meta["help"]), rich_help_panel=meta["panel"])
+            bounds = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
+            info = typer.Option(*decls, help=helps.get(f.name, meta["help"]), rich_help_panel=meta["panel"],
+                                **bounds)
             added.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                            default=defaults.get(f.name, f.default),
                                            annotation=Annotated[hints[f.name], info]))

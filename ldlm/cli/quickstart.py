@@ -8,33 +8,19 @@ from typing import Annotated
 
 import typer
 
+from ldlm.args import QuickstartSettings
 from ldlm.budget import CLOCKS
 from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
-from ldlm.recipe import (
-    QUICKSTART_AE_STEPS,
-    QUICKSTART_CPU_SECONDS,
-    QUICKSTART_DIFFUSION_STEPS,
-    QUICKSTART_SAMPLES,
-)
+from ldlm.cli.fields import with_fields
 
 
 @command("quickstart")
+@with_fields(QuickstartSettings, "settings")
 def quickstart_cmd(
     out: Annotated[Path, typer.Option(help="Folder for every stage's artefact.")] = Path(
         "ldlm-quickstart"),
-    autoencoder_steps: Annotated[int, typer.Option(
-        min=1, help="Autoencoder training steps at most.")] = QUICKSTART_AE_STEPS,
-    diffusion_steps: Annotated[int, typer.Option(
-        min=1, help="Denoiser training steps at most.")] = QUICKSTART_DIFFUSION_STEPS,
-    max_minutes: Annotated[float, typer.Option(
-        help="The whole run's time budget; each trainer plans its steps to fit its share.")
-    ] = QUICKSTART_CPU_SECONDS / 60,
-    budget_clock: Annotated[str, typer.Option(
-        help="The budget's clock: cpu (this process's CPU time, the same work on a busy machine) "
-             "or wall (ends in time on any machine).")] = "cpu",
-    num_samples: Annotated[int, typer.Option(
-        min=2, max=500, help="Texts to generate and score.")] = QUICKSTART_SAMPLES,
+    settings: QuickstartSettings = None,  # its fields are the run's options (with_fields)
     show: Annotated[int, typer.Option(min=0, help="Generated texts to print.")] = 10,
 ) -> None:
     """Run the whole pipeline on the built-in corpus (5,000 E2E restaurant descriptions, CC
@@ -47,30 +33,28 @@ def quickstart_cmd(
 
     from ldlm.cli.evaluate import render_table
     from ldlm.outputs import check_output
-    from ldlm.quickstart import QuickstartSettings, run_quickstart
+    from ldlm.quickstart import run_quickstart
 
     check_output(out, "--out", "folder")
-    settings = QuickstartSettings(autoencoder_steps=autoencoder_steps, diffusion_steps=diffusion_steps,
-                                  num_samples=num_samples, max_minutes=max_minutes, budget_clock=budget_clock)
     cpu, wall = CLOCKS["cpu"](), CLOCKS["wall"]()
     r = run_quickstart(out, settings, reporter=RichReporter())
     k, d = r.latent_shape
     p = r.paths
-    unit = "CPU-s" if budget_clock == "cpu" else "s wall"
+    unit = "CPU-s" if settings.budget_clock == "cpu" else "s wall"
 
     def reached(steps: int | None, cap: int, minutes: float) -> str:
         done = "?" if steps is None else f"{steps:,}"
         return f"{done} of at most {cap:,} steps, budget {60 * minutes:.0f} {unit}"
 
     typer.echo(f"autoencoder  {p['autoencoder']} (latent space {r.latent_space}, {k} x {d}; "
-               f"{reached(r.autoencoder_steps, autoencoder_steps, r.budgets['autoencoder'])})")
+               f"{reached(r.autoencoder_steps, settings.autoencoder_steps, r.budgets['autoencoder'])})")
     if r.reconstruction:
         typer.echo(f"             held-out reconstruction: BLEU {r.reconstruction['bleu']:.1f}, "
                    f"exact match {r.reconstruction['exact_match']:.2f} "
                    f"({r.reconstruction['rows']} texts)")
     typer.echo(f"latent store {p['store']} ({r.rows} rows)")
     typer.echo(f"diffusion    {p['run']} "
-               f"({reached(r.diffusion_steps, diffusion_steps, r.budgets['diffusion'])})")
+               f"({reached(r.diffusion_steps, settings.diffusion_steps, r.budgets['diffusion'])})")
     typer.echo(f"samples      {p['latents']} -> {p['texts']} ({len(r.samples)} texts)")
     typer.echo(f"evaluation   {p['evaluation']}")
     typer.echo("")
@@ -79,5 +63,5 @@ def quickstart_cmd(
     typer.echo("")
     Console(file=sys.stdout, highlight=False, soft_wrap=False).print(render_table(r.evaluation))
     typer.echo(f"time         {CLOCKS['cpu']() - cpu:.0f} CPU-s, {CLOCKS['wall']() - wall:.0f} s wall "
-               f"in this run (budget {60 * max_minutes:.0f} {unit})")
+               f"in this run (budget {60 * settings.max_minutes:.0f} {unit})")
     typer.echo(f"next: ldlm sample {p['run']} --num-samples 5 | ldlm decode")
