@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ldlm.budget import BudgetArgs, ClockName, check_budget
+from ldlm.budget import BudgetArgs, check_budget
 from ldlm.denoisers import ARCHS, conditional_archs
 from ldlm.distributed import MIXED_PRECISIONS, check_mixed_precision
 from ldlm.errors import InputError, check_finite_fields
@@ -397,7 +397,7 @@ class QuickstartSettings:
     max_minutes: float = option(
         QUICKSTART_CPU_SECONDS / 60, "The whole run's time budget; each trainer plans its steps to fit "
         "its share.")
-    budget_clock: ClockName = option(
+    budget_clock: str = option(  # a str: check() names the value, the flag and the choices
         "cpu", "The budget's clock: cpu (this process's CPU time, the same work on a busy machine) or "
         "wall (ends in time on any machine).")
     num_samples: int = option(QUICKSTART_SAMPLES, "Texts to generate and score.", min=2, max=500)
