@@ -310,6 +310,7 @@ class AutoencoderTrainArgs(BudgetArgs):
     checkpointing_steps: int | None = option(
         500, "Write a checkpoint-<step> folder into --out every N steps (and at the end).")
     checkpoints_total_limit: int = 3  # checkpoint-<step> folders kept
+    cache_encoder_states: bool = True  # a frozen encoder: its states computed once (ldlm.autoencoder.states)
     resume: str | None = None  # None, "latest", or a checkpoint folder (the CLI's --resume/--resume-from)
 
 

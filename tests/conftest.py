@@ -64,6 +64,7 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    monkeypatch.setenv("LDLM_CACHE", str(home / "ldlm"))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     monkeypatch.delenv("LDLM_DEBUG", raising=False)
 

@@ -260,9 +260,15 @@ class LatentAutoencoder(
         decoder_input_ids: torch.Tensor,
         decoder_attention_mask: torch.Tensor,
         noise_std: float | None = None,
+        encoder_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Training loss: encode, add noise to the latents, decode with teacher forcing."""
-        if self.config.freeze_encoder:
+        """Training loss: encode, add noise to the latents, decode with teacher forcing.
+        `encoder_states` (B, T, H): a frozen encoder's last hidden states for `input_ids`,
+        computed beforehand (ldlm.autoencoder.states), so the encoder does not run here."""
+        if encoder_states is not None:
+            z = self.compressor(encoder_states.to(self.prefix[0].weight.dtype), attention_mask)
+            z = F.layer_norm(z.float(), (z.shape[-1],))
+        elif self.config.freeze_encoder:
             with torch.no_grad():
                 states = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
             z = self.compressor(states.last_hidden_state.detach(), attention_mask)

@@ -311,6 +311,11 @@ def train_autoencoder(
     for _ in range(start):  # the data order goes on where the checkpoint stopped
         next(batches)
     pad_enc = core.encoder_tokenizer.pad_token_id or 0
+    states = None  # a frozen encoder runs once over the corpus, not on every step
+    if core.config.freeze_encoder and args.cache_encoder_states:
+        from ldlm.autoencoder.states import encoder_states
+
+        states = encoder_states(core.encoder, enc, pad_enc, reporter)
 
     model = loop.model
     model.train()
@@ -320,12 +325,18 @@ def train_autoencoder(
     def train_step(done: int) -> float:
         nonlocal last_loss
         idx = next(batches)[group.index :: group.count]
-        ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
+        if states is None:
+            ids, mask = pad_rows([enc[i] for i in idx], pad_enc)
+            given = {}
+        else:
+            cached, mask = states.batch(idx)
+            ids, given = None, {"encoder_states": cached.to(loop.device)}
         d_mask = dec_all["attention_mask"][idx]
         d_width = int(d_mask.sum(1).max())
         d_ids, d_mask = dec_all["input_ids"][idx, :d_width], d_mask[:, :d_width]
         dev = loop.device
-        last_loss = loop.step(model, ids.to(dev), mask.to(dev), d_ids.to(dev), d_mask.to(dev)).item()
+        last_loss = loop.step(model, None if ids is None else ids.to(dev), mask.to(dev), d_ids.to(dev),
+                              d_mask.to(dev), **given).item()
         return last_loss
 
     started = time.perf_counter()
