@@ -175,10 +175,16 @@ def check_training(config: AutoencoderConfig, args: AutoencoderTrainArgs) -> Non
     _check_args(args)
 
 
+# options added after checkpoints were first written: unset, they are left out of a run's
+# identity, so that a checkpoint of an earlier version still resumes
+_LATER_OPTIONS = ("latent_noise_max", "encoder_layers", "decoder_layers")
+
+
 def _identity(config: AutoencoderConfig, args: AutoencoderTrainArgs, rows: TextRows) -> dict:
     """What a checkpoint must share with the run that resumes it (model, data and its order)."""
+    options = {k: v for k, v in asdict(config).items() if not (k in _LATER_OPTIONS and v is None)}
     return {
-        "options": asdict(config), "data_digest": rows.digest(), "batch_size": args.batch_size,
+        "options": options, "data_digest": rows.digest(), "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
         "weight_decay": args.weight_decay, "mixed_precision": args.mixed_precision,
         "seed": args.seed, "eval_rows": args.eval_rows,
