@@ -329,34 +329,58 @@ def ar_sequences(tok, texts: list[str], prefix: list[list[int]], n_positions: in
              tok.eos_token_id] for p, t in zip(prefix, texts, strict=True)]
 
 
+AR_CHECKPOINT = "ar_checkpoint.json"  # marks a whole checkpoint of the GPT-2's training
+
+
 def train_ar(a, paths: dict[str, Path], work: Path) -> None:
     """GPT-2 on the same texts for the same CPU time, on ldlm's training loop (its AdamW, warmup
-    and cosine to 10%, clipping, and the pace that plans the steps to end with the budget)."""
+    and cosine to 10%, clipping, and the pace that plans the steps to end with the budget).
+
+    Its training keeps checkpoints in WORKDIR/ar-train (weights, optimiser, schedule, RNG, the
+    CPU-seconds spent, the tokenizer): a rerun after an interruption resumes from the last one
+    instead of starting again, and the budget counts the time of every part of the run."""
+    from transformers import AutoTokenizer
+
     from ldlm.autoencoder.tokenizer import pad_rows, train_tokenizer
     from ldlm.autoencoder.train import length_grouped_batches
+    from ldlm.checkpoints import list_checkpoints
     from ldlm.loop import LoopArgs, Steps, TrainingLoop
 
-    out = work / "ar"
+    out, train_dir = work / "ar", work / "ar-train"
     if (out / "config.json").exists():
         return
     start, wall = time.process_time(), time.perf_counter()
+    found = list_checkpoints(train_dir, AR_CHECKPOINT) if train_dir.exists() else []
+    saved = json.loads((found[-1] / AR_CHECKPOINT).read_text()) if found else None
     params = ldlm_parameters(a, work, paths)
     texts = lines(paths["train"])
-    tok = train_tokenizer(texts, 4096)  # the recipe and size of ldlm's decoder tokenizer
+    if saved is not None:  # the tokenizer the checkpoint was trained with
+        tok = AutoTokenizer.from_pretrained(found[-1] / "tokenizer")
+    else:
+        tok = train_tokenizer(texts, 4096)  # the recipe and size of ldlm's decoder tokenizer
+        if a.conditional:  # "<topic> text": one new token per topic, the prompt at sampling
+            tok.add_special_tokens({"additional_special_tokens": [f"<{t}>" for t in TOPICS]})
     prefix = [[]] * len(texts)
-    if a.conditional:  # "<topic> text": one new token per topic, the prompt at sampling
-        tok.add_special_tokens({"additional_special_tokens": [f"<{t}>" for t in TOPICS]})
+    if a.conditional:
         prefix = [[tok.convert_tokens_to_ids(f"<{t}>")] for t in topics(paths["train_csv"])]
+    torch.manual_seed(0)  # the initial weights too: a run and its resumed twin start alike
     model = ar_model(params["trained"], tok)
     ids = ar_sequences(tok, texts, prefix, model.config.n_positions)
     batches = length_grouped_batches([len(x) for x in ids], 64, random.Random(0))
-    torch.manual_seed(0)
+    setup = saved["setup_cpu_s"] if saved else time.process_time() - start  # counted once, not per resume
     loop = TrainingLoop(model, LoopArgs(
         max_steps=a.ar_max_steps or 10**9,  # smoke runs and tests: a step cap besides the budget
-        max_seconds=a.budget - (time.process_time() - start), clock="cpu",  # what the set-up left
+        max_seconds=a.budget - setup, clock="cpu",  # what the set-up left
         learning_rate=1e-3, warmup_steps=100, schedule="cosine-floor", min_lr_ratio=0.1,
         weight_decay=0.01, max_grad_norm=1.0, cpu=True))
-    losses = []
+    done = 0
+    losses = list(saved["losses"]) if saved else []
+    if saved is not None:
+        loop.load_checkpoint(found[-1])  # weights, optimiser, schedule, RNG, the CPU-seconds spent
+        done = int(saved["step"])
+        for _ in range(done):  # the data order goes on where the checkpoint stopped
+            next(batches)
+        print(f"ar: resuming from {found[-1]} (step {done})", flush=True)
 
     def gpt2_loss(x, mask):
         return loop.model(input_ids=x, attention_mask=mask, labels=x.masked_fill(mask == 0, -100)).loss
@@ -370,11 +394,19 @@ def train_ar(a, paths: dict[str, Path], work: Path) -> None:
         if done % 200 == 0:
             print(f"ar step {done} loss {np.mean(losses[-200:]):.3f}", flush=True)
 
+    def checkpoint(done: int) -> None:
+        record = {"setup_cpu_s": setup, "losses": losses[-200:], "budget": a.budget}
+        loop.save_checkpoint(train_dir, done, AR_CHECKPOINT, record, 2,
+                             lambda tmp: tok.save_pretrained(tmp / "tokenizer"))
+
     model.train()
-    steps = loop.run(Steps(step, "gpt2", after_step=log))
-    budget = {"cpu_s": round(time.process_time() - start, 1), "wall_s": round(time.perf_counter() - wall, 1),
-              "steps": steps, "params": count_parameters(model), "ldlm_params": params,
-              "final_loss": round(float(np.mean(losses[-100:])), 4)}
+    steps = loop.run(Steps(step, "gpt2", after_step=log, checkpoint=checkpoint,
+                           checkpointing_steps=a.ar_checkpointing_steps), start=done, saved=done or None)
+    budget = {"cpu_s": round(setup + loop.clock.spent(), 1),  # every part of the run, resumed or not
+              "wall_s": round(time.perf_counter() - wall, 1), "steps": steps,
+              "params": count_parameters(model), "ldlm_params": params,
+              "final_loss": round(float(np.mean(losses[-100:])), 4),
+              "resumed_from_step": done or None}
     model.save_pretrained(out)
     tok.save_pretrained(out)
     (work / "ar_budget.json").write_text(json.dumps(budget, indent=2))
@@ -702,6 +734,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DATA, help="the folder holding e2e/ and ag_news/")
     p.add_argument("--autoencoder", type=Path, default=None, help="reuse this autoencoder (fixed-AE runs)")
     p.add_argument("--ldlm", type=json.loads, default={}, help="option overrides (ablations)")
+    p.add_argument("--ar-checkpointing-steps", type=int, default=200,
+                   help="a checkpoint of the GPT-2's training every N steps (a rerun resumes from the last)")
     p.add_argument("--no-ar", action="store_true", help="score ldlm alone (no GPT-2 row)")
     p.add_argument("--ar-workdir", type=Path, default=None,
                    help="take the GPT-2 row (model, samples, scores) from this WORKDIR of the same corpus, "

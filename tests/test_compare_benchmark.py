@@ -206,3 +206,46 @@ def test_the_whole_comparison_on_tiny_models_resumes_without_training(compare, t
                          (compare, "generate_ldlm"), (compare, "generate_ar")]:
         monkeypatch.setattr(module, name, refuse)
     assert compare.main(argv) == out
+
+
+def test_an_interrupted_gpt2_resumes_from_its_checkpoint(compare, tmp_path, monkeypatch):
+    """Killed after its step-2 checkpoint, the GPT-2's training resumes there on a rerun and
+    ends with the weights of a run never interrupted (same data order, optimiser and RNG)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    import ldlm.autoencoder.tokenizer as tokenizer
+
+    tiny = json.dumps({"autoencoder": {"size": "tiny", "max_length": 24}})
+
+    def args(work):
+        return compare.parser().parse_args([
+            "--corpus", "e2e", "--data", str(_corpus(tmp_path)), "--workdir", str(work), "--budget", "100000",
+            "--ar-max-steps", "4", "--ar-checkpointing-steps", "2", "--ldlm", tiny])
+
+    def train(work):
+        a = args(work)
+        compare.train_ar(a, compare.prepare("e2e", "test", work, a.data), work)
+
+    train(tmp_path / "whole")
+    pad_rows, calls = tokenizer.pad_rows, []
+
+    def killed_at_step_3(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return pad_rows(*a, **k)
+
+    monkeypatch.setattr(tokenizer, "pad_rows", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "cut")
+    assert not (tmp_path / "cut" / "ar" / "config.json").exists()
+    monkeypatch.setattr(tokenizer, "pad_rows", pad_rows)
+    train(tmp_path / "cut")
+    record = json.loads((tmp_path / "cut" / "ar_budget.json").read_text())
+    assert record["resumed_from_step"] == 2 and record["steps"] == 4
+    whole = load_file(tmp_path / "whole" / "ar" / "model.safetensors")
+    cut = load_file(tmp_path / "cut" / "ar" / "model.safetensors")
+    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
