@@ -493,8 +493,9 @@ def scored(folder: Path, key: str, seed: int, texts: list[str], a, pools: dict, 
 def unconditional_systems(a, work: Path, ar_work: Path) -> dict:
     """key -> (the folder its samples and scores live in, generate(seed)); the human row is
     ldlm's evaluation's reference row, so it has no entry here."""
-    systems = {"ldlm": (work, lambda seed: generate_ldlm(a, work, seed)),
-               "control": (work, lambda seed: generate_ldlm(a, work, seed, control=True))}
+    systems = {"ldlm": (work, lambda seed: generate_ldlm(a, work, seed))}
+    if not a.no_control:
+        systems["control"] = (work, lambda seed: generate_ldlm(a, work, seed, control=True))
     if not a.no_ar:
         systems["gpt2"] = (ar_work, lambda seed: generate_ar(a, ar_work, seed, 1.0))
         if a.gpt2_top_p is not None:
@@ -737,6 +738,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ar-checkpointing-steps", type=int, default=200,
                    help="a checkpoint of the GPT-2's training every N steps (a rerun resumes from the last)")
     p.add_argument("--no-ar", action="store_true", help="score ldlm alone (no GPT-2 row)")
+    p.add_argument("--no-control", action="store_true",
+                   help="no control row (a sampling-time lever on a run whose control is scored elsewhere)")
     p.add_argument("--ar-workdir", type=Path, default=None,
                    help="take the GPT-2 row (model, samples, scores) from this WORKDIR of the same corpus, "
                         "split and budget, trained there first: dev ablations read against one dev GPT-2")
