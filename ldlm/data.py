@@ -20,6 +20,7 @@ import numpy as np
 
 from ldlm.errors import InputError, first_line
 from ldlm.files import missing, symlink_loop
+from ldlm.recipe import SPLIT, TEXT_COLUMN
 
 _BLOCK = 16384  # rows read from the Arrow column at a time
 
@@ -171,8 +172,8 @@ def _load(data: str, split: str, name: str = "DATA"):
 def load_texts(
     data: str,
     *,
-    text_column: str = "text",
-    split: str = "train",
+    text_column: str = TEXT_COLUMN,
+    split: str = SPLIT,
     limit: int | None = None,
     condition_column: str | None = None,
     condition_flag: str = "--condition-column",

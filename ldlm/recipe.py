@@ -19,6 +19,10 @@ ADAPT_STEPS = 1000  # ldlm adapt-decoder optimiser steps
 AE_LATENT_NOISE = 0.3  # --latent-noise: std of the Gaussian noise, latents normalised to unit RMS
 AE_WORD_DROPOUT = 0.0  # --word-dropout: share of the decoder's input tokens replaced by pad
 
+# ----- where a dataset's texts are: every command that reads one, and ldlm.data.load_texts -----
+TEXT_COLUMN = "text"  # --text-column
+SPLIT = "train"  # --split of a hub dataset
+
 # ----- ldlm encode ---------------------------------------------------------------------------
 ENCODE_BATCH = 128  # --batch-size: texts encoded together
 CHUNK_ROWS = 4096  # --chunk-rows: rows per store chunk (the unit a resumed encode starts again at)

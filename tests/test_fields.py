@@ -169,3 +169,21 @@ def test_sampler_options_without_a_run_or_for_another_sampler_are_refused(tiny_r
     assert "--solver-order applies to re-noising with a run" in one_line_error(r, 2)
     r = runner.invoke(app, ["interpolate", TEXTS[0], TEXTS[1], "--autoencoder", str(tiny_ae), "--project"])
     assert "--project applies to re-noising with a run" in one_line_error(r, 2)
+
+
+def test_the_dataset_options_share_load_texts_defaults():
+    import inspect
+
+    from ldlm.cli.encode import encode_cmd
+    from ldlm.cli.evaluate import evaluate_cmd
+    from ldlm.data import load_texts
+    from ldlm.evaluate.inputs import Sources
+
+    library = inspect.signature(load_texts).parameters
+    for command in (train_autoencoder_cmd, encode_cmd):
+        shown = option_defaults(command)
+        expected = (library["text_column"].default, library["split"].default)
+        assert (shown["text_column"], shown["split"]) == expected
+    shown = option_defaults(evaluate_cmd)
+    assert (shown["column"], shown["split"]) == (Sources.column, Sources.split) == (
+        library["text_column"].default, library["split"].default)

@@ -14,7 +14,7 @@ from ldlm.cli.console import RichReporter
 from ldlm.cli.fields import with_fields
 from ldlm.cli.options import Data, Split, TextColumn
 from ldlm.errors import InputError
-from ldlm.recipe import AE_STEPS
+from ldlm.recipe import AE_STEPS, SPLIT, TEXT_COLUMN
 
 
 def _holds_anything(out: Path) -> bool:
@@ -29,8 +29,8 @@ def _holds_anything(out: Path) -> bool:
 def train_autoencoder_cmd(
     data: Data,
     out: Annotated[Path, typer.Option("--out", help="Folder to save the autoencoder in.")],
-    text_column: TextColumn = "text",
-    split: Split = "train",
+    text_column: TextColumn = TEXT_COLUMN,
+    split: Split = SPLIT,
     options: AutoencoderOptions = None,  # its fields: what to build (with_fields)
     args: AutoencoderTrainArgs = None,  # its fields: how to train it (with_fields)
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,

@@ -11,7 +11,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Data, Device, Split, TextColumn
 from ldlm.distributed import pick_device, ranks
-from ldlm.recipe import CHUNK_ROWS, ENCODE_BATCH
+from ldlm.recipe import CHUNK_ROWS, ENCODE_BATCH, SPLIT, TEXT_COLUMN
 
 
 @command("encode")
@@ -19,8 +19,8 @@ def encode_cmd(
     data: Data,
     autoencoder: Annotated[Path, typer.Option(help="Autoencoder folder (train-autoencoder --out).")],
     store: Annotated[str, typer.Option(help="Zarr store to write: a path or an fsspec URL.")],
-    text_column: TextColumn = "text",
-    split: Split = "train",
+    text_column: TextColumn = TEXT_COLUMN,
+    split: Split = SPLIT,
     condition_column: Annotated[str | None, typer.Option(
         help="Column to keep beside each text as its condition (class label or conditioning "
         "text), for `ldlm train --conditional`.")] = None,

@@ -13,6 +13,7 @@ from ldlm.cli.app import command
 from ldlm.cli.console import RichReporter
 from ldlm.cli.options import Device, Split
 from ldlm.metrics import TOKENIZATIONS
+from ldlm.recipe import SPLIT, TEXT_COLUMN
 
 
 @command("evaluate", keeps=False)
@@ -29,8 +30,8 @@ def evaluate_cmd(
         help="Held-out human texts for the reference row (default: references not used as "
         "the yardstick).")] = None,
     column: Annotated[str, typer.Option(
-        "--text-column", "--column", help="Text column of --references, --train and --human.")] = "text",
-    split: Split = "train",
+        "--text-column", "--column", help="Text column of --references, --train and --human.")] = TEXT_COLUMN,
+    split: Split = SPLIT,
     num_samples: Annotated[int | None, typer.Option(
         help="N texts per side per repeat (default: all generated, at most half the references).")] = None,
     seeds: Annotated[int, typer.Option(

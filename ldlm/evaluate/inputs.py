@@ -17,6 +17,7 @@ from ldlm.errors import InputError
 from ldlm.evaluate.by_class import ClassEvaluation, evaluate_classes, load_topic_classifier
 from ldlm.evaluate.protocol import Evaluation, evaluate_texts
 from ldlm.files import missing
+from ldlm.recipe import SPLIT, TEXT_COLUMN
 
 
 @dataclass
@@ -143,8 +144,8 @@ class Sources:
     references: str | None = None  # human texts of the same kind: the MAUVE yardstick, the reference row
     train: str | None = None  # the training texts: memorisation and copy rate
     human: str | None = None  # held-out human texts for the reference row
-    column: str = "text"  # the text column of references, train and human
-    split: str = "train"  # the split of hub datasets
+    column: str = TEXT_COLUMN  # the text column of references, train and human
+    split: str = SPLIT  # the split of hub datasets
     paired: bool = False  # also corpus BLEU of text i against its references
     group_column: str | None = None  # with paired: the references' group column (E2E: mr)
     latents: str | None = None  # generated latents (file or store) for the latent Frechet distance
