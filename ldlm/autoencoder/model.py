@@ -216,18 +216,23 @@ class LatentAutoencoder(
         # latents (B, k, d) -> prefix embeddings (B, k, W)
         return self.prefix(latents.to(self.prefix[0].weight.dtype))
 
+    def _next_token_logits(self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                           inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits (B, T-1, V): position i predicts ids[:, i+1] given the latent
+        prefix; `inputs` (B, T): the tokens the decoder reads instead of `ids` (word dropout)."""
+        k = latents.shape[1]
+        embeds = self.decoder.get_input_embeddings()(ids if inputs is None else inputs)  # (B, T, W)
+        embeds = torch.cat([self._prefix_embeds(latents), embeds], dim=1)  # (B, k+T, W)
+        full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
+        return self.decoder(inputs_embeds=embeds, attention_mask=full_mask).logits[:, k:-1]
+
     def decoder_loss(
         self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
         inputs: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced cross-entropy of `ids` (B, T: bos ... eos pad) given latents;
         `inputs` (B, T): the tokens the decoder reads instead of `ids` (word dropout)."""
-        k = latents.shape[1]
-        embeds = self.decoder.get_input_embeddings()(ids if inputs is None else inputs)  # (B, T, W)
-        inputs = torch.cat([self._prefix_embeds(latents), embeds], dim=1)  # (B, k+T, W)
-        full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
-        logits = self.decoder(inputs_embeds=inputs, attention_mask=full_mask).logits
-        pred = logits[:, k:-1]  # position k+i predicts ids[:, i+1]
+        pred = self._next_token_logits(latents, ids, mask, inputs)
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         return F.cross_entropy(pred.reshape(-1, pred.shape[-1]).float(), target.reshape(-1))
 
@@ -236,11 +241,7 @@ class LatentAutoencoder(
         """Mean log-probability per token (eos included) of each text given its latent: (B,)."""
         batch = self.tokenize_for_decoder(texts)
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        k = latents.shape[1]
-        embeds = torch.cat([self._prefix_embeds(latents.to(self.device)),
-                            self.decoder.get_input_embeddings()(ids)], dim=1)
-        full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
-        logits = self.decoder(inputs_embeds=embeds, attention_mask=full_mask).logits[:, k:-1].float()
+        logits = self._next_token_logits(latents.to(self.device), ids, mask).float()
         token = logits.log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1)
         real = mask[:, 1:].to(token.dtype)
         return (token * real).sum(1) / real.sum(1).clamp(min=1)
