@@ -42,6 +42,7 @@ Objective = Literal[tuple(PREDICTION_TYPES)]
 Schedule = Literal[tuple(BETA_SCHEDULES)]
 MixedPrecision = Literal[MIXED_PRECISIONS]
 Pooling = Literal["mean", "queries"]
+Injection = Literal["prefix", "cross-attention"]
 
 
 def check_noise_scale(scale: float) -> None:
@@ -288,6 +289,10 @@ class AutoencoderOptions:
         None, "Layers of an encoder built from scratch (default: the --size's).")
     decoder_layers: int | None = option(
         None, "Layers of a decoder built from scratch (default: the --size's).")
+    latent_injection: Injection = option(
+        "prefix", "How the decoder reads the latents: prefix (k soft tokens that its layers attend to "
+        "like text, Li and Liang's prefix) or cross-attention (every layer attends to them, as LD4LG's "
+        "decoder does; a GPT-2-like decoder gains cross-attention layers).")
     word_dropout: float = option(
         AE_WORD_DROPOUT, "Share of the decoder's input tokens replaced by pad while training, so that "
         "it must read the latents (0: none).")

@@ -52,6 +52,83 @@ def test_layers_override_the_size_and_survive_a_save(tmp_path):
         tiny(decoder_layers=0).check()
 
 
+def test_cross_attention_reads_the_latents_in_every_layer_without_a_prefix(tmp_path):
+    model = build_autoencoder(tiny(latent_injection="cross-attention"), list(CORPUS)).eval()
+    blocks = model.decoder.transformer.h
+    assert all(hasattr(block, "crossattention") for block in blocks)
+    assert model.decoder.config.n_positions == 1 + 2 * 24  # no positions spent on a prefix
+    assert model.max_new_tokens == 2 * 24
+    z = torch.randn(3, 4, 16)
+    batch = model.tokenize_for_decoder(["the cat sat", "a dog ran far", "x"])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        logits = model._next_token_logits(z, ids, mask)
+        assert logits.shape[:2] == (3, ids.shape[1] - 1)
+        moved = model._next_token_logits(z + 1.0, ids, mask)
+    assert not torch.allclose(logits, moved)  # the latents reach the text through cross-attention
+    model.save_pretrained(tmp_path / "ae")
+    again = load_autoencoder(tmp_path / "ae")
+    assert again.config.latent_injection == "cross-attention"
+    with torch.no_grad():
+        torch.testing.assert_close(again._next_token_logits(z, ids, mask), logits)
+
+
+@pytest.mark.parametrize("injection", ["prefix", "cross-attention"])
+def test_greedy_generation_agrees_with_teacher_forcing(injection):
+    """The cached, step-by-step decode picks at every step the token that the full teacher-forced
+    pass ranks first: the latents reach generation as they reach training."""
+    torch.manual_seed(0)
+    model = build_autoencoder(tiny(latent_injection=injection), list(CORPUS)).eval()
+    for p in model.decoder.parameters():  # sharper than an untrained model's near-uniform logits
+        p.data.mul_(4.0)
+    z = torch.randn(4, 4, 16)
+    tok = model.decoder_tokenizer
+    rows = torch.full((4, 1), tok.bos_token_id)
+    with torch.no_grad():  # the reference: greedy over full passes, no cache
+        for _ in range(10):
+            step = torch.cat([rows, rows[:, :1]], 1)  # a dummy last token: logits[:, -1] reads all of rows
+            nxt = model._next_token_logits(z, step, torch.ones_like(step))[:, -1].argmax(-1)
+            rows = torch.cat([rows, nxt[:, None]], 1)
+    expected = []
+    for row in rows[:, 1:].tolist():
+        row = row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+        expected.append(tok.decode(row, skip_special_tokens=True).strip())
+    assert model.generate(z, max_new_tokens=10) == expected
+
+
+def _pretrained_decoder(folder, model_cls, config):
+    from ldlm.autoencoder.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(list(CORPUS), 300)
+    model_cls(config(vocab_size=len(tok))).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_a_pretrained_decoder_keeps_its_weights_and_gains_cross_attention(tmp_path):
+    from safetensors.torch import load_file
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = _pretrained_decoder(tmp_path / "gpt2", GPT2LMHeadModel, lambda **kw: GPT2Config(
+        n_embd=32, n_layer=2, n_head=2, n_positions=64, **kw))
+    model = build_autoencoder(tiny(decoder_source=str(folder), latent_injection="cross-attention"),
+                              list(CORPUS))
+    saved = load_file(folder / "model.safetensors")
+    own = model.decoder.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in saved.items() if k in own)  # the LM's weights kept
+    assert any("crossattention" in k for k in own) and not any("crossattention" in k for k in saved)
+
+
+def test_cross_attention_needs_a_decoder_that_has_it(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM  # a causal LM with no cross-attention layers
+
+    folder = _pretrained_decoder(tmp_path / "llama", LlamaForCausalLM, lambda **kw: LlamaConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, **kw))
+    config = tiny(decoder_source=str(folder), latent_injection="cross-attention")
+    with pytest.raises(InputError, match="needs a decoder with cross-attention layers"):
+        build_autoencoder(config, list(CORPUS))
+
+
 @pytest.mark.parametrize("objective", ["eps", "x0", "v"])
 def test_output_for_inverts_predict_x0(objective):
     diffusion = Diffusion(make_noise_scheduler(objective=objective), objective)

@@ -4,7 +4,8 @@ encoder (any Hugging Face `AutoModel`, pretrained or built from scratch)
   -> compressor (mean pooling: k = 1, or k learned queries that cross-attend, LD4LG-style)
   -> normalisation (LayerNorm without affine per latent token: every latent vector has mean 0
      and variance 1 over its d dimensions, so its norm is sqrt(d) whatever the encoder)
-  -> decoder (a causal LM that reads the k latents as soft-prefix embeddings).
+  -> decoder (a causal LM that reads the k latents as soft-prefix embeddings, or with
+     `latent_injection="cross-attention"` through cross-attention in every layer).
 
 The decoder is trained on latents with Gaussian noise added, so that imperfect latents
 (sampled by a diffusion model) still decode to clean text.
@@ -212,8 +213,13 @@ class LatentAutoencoder(
         return torch.from_numpy(latents).to(self.device)
 
     # ----- latent -> text -------------------------------------------------------------
+    @property
+    def cross_attention(self) -> bool:
+        """Whether every decoder layer reads the latents by cross-attention (else: a prefix)."""
+        return self.config.latent_injection == "cross-attention"
+
     def _prefix_embeds(self, latents: torch.Tensor) -> torch.Tensor:
-        # latents (B, k, d) -> prefix embeddings (B, k, W)
+        # latents (B, k, d) -> the decoder's view of them (B, k, W): prefix or cross-attention states
         return self.prefix(latents.to(self.prefix[0].weight.dtype))
 
     def _next_token_logits(self, latents: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
@@ -222,6 +228,9 @@ class LatentAutoencoder(
         prefix; `inputs` (B, T): the tokens the decoder reads instead of `ids` (word dropout)."""
         k = latents.shape[1]
         embeds = self.decoder.get_input_embeddings()(ids if inputs is None else inputs)  # (B, T, W)
+        if self.cross_attention:
+            return self.decoder(inputs_embeds=embeds, attention_mask=mask,
+                                encoder_hidden_states=self._prefix_embeds(latents)).logits[:, :-1]
         embeds = torch.cat([self._prefix_embeds(latents), embeds], dim=1)  # (B, k+T, W)
         full_mask = torch.cat([mask.new_ones(mask.shape[0], k), mask], dim=1)
         return self.decoder(inputs_embeds=embeds, attention_mask=full_mask).logits[:, k:-1]
@@ -304,7 +313,8 @@ class LatentAutoencoder(
         """The most tokens the decoder can write after the latent prefix and bos (its positions)."""
         cfg = self.decoder.config
         positions = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
-        return int(positions) - self.config.latent_tokens - 1 if positions else 10**6
+        prefix = 0 if self.cross_attention else self.config.latent_tokens
+        return int(positions) - prefix - 1 if positions else 10**6
 
     def check_max_new_tokens(self, max_new_tokens: int | None) -> int:
         """`max_new_tokens`, or the training length when None; InputError past the decoder's positions."""
@@ -336,12 +346,14 @@ class LatentAutoencoder(
         latents = latents.to(self.device)
         b = latents.shape[0]
         bos = torch.full((b, 1), tok.bos_token_id, dtype=torch.long, device=self.device)
-        embeds = torch.cat(
-            [self._prefix_embeds(latents), self.decoder.get_input_embeddings()(bos)], dim=1
-        )
+        kwargs: dict = {"num_beams": num_beams}
+        embeds = self.decoder.get_input_embeddings()(bos)  # (B, 1, W)
+        if self.cross_attention:
+            kwargs["encoder_hidden_states"] = self._prefix_embeds(latents)
+        else:
+            embeds = torch.cat([self._prefix_embeds(latents), embeds], dim=1)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        sample = temperature > 0
-        kwargs: dict = {"do_sample": sample, "num_beams": num_beams}
+        sample = kwargs["do_sample"] = temperature > 0
         if sample:
             kwargs["temperature"] = temperature
             kwargs["top_p"] = top_p if top_p is not None else 1.0

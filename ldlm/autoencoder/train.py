@@ -91,24 +91,47 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         ).to_dict())
     resolved = replace(config, max_length=max_length).resolve(enc_config.get("hidden_size", hidden))
+    cross = config.latent_injection == "cross-attention"
     if dec_model is not None:
         dec_config = _clean(dec_model.config.to_dict())
-    else:  # positions for the latent prefix, bos and a text as long again as max_length
+    else:  # positions for the latent prefix (if any), bos and a text as long again as max_length
+        prefix = 0 if cross else resolved.latent_tokens
         dec_config = _clean(GPT2Config(
             vocab_size=len(scratch_tok), n_embd=hidden, n_layer=dec_layers, n_head=heads,
-            n_positions=resolved.latent_tokens + 1 + 2 * max_length, bos_token_id=scratch_tok.bos_token_id,
+            n_positions=prefix + 1 + 2 * max_length, bos_token_id=scratch_tok.bos_token_id,
             eos_token_id=scratch_tok.eos_token_id, pad_token_id=scratch_tok.pad_token_id,
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
+            add_cross_attention=cross,
         ).to_dict())
+    if cross:
+        dec_config["add_cross_attention"] = True
 
     model = LatentAutoencoder(replace(resolved, encoder_config=enc_config, decoder_config=dec_config,
                                       extra={}))
     if enc_model is not None:
         model.encoder.load_state_dict(enc_model.state_dict())
-    if dec_model is not None:
-        model.decoder.load_state_dict(dec_model.state_dict())
+    if cross:
+        _check_cross_attention(model.decoder, config.decoder_source)
+    if dec_model is not None:  # cross-attention layers a pretrained decoder lacks start fresh
+        missing, unexpected = model.decoder.load_state_dict(dec_model.state_dict(), strict=not cross)
+        if [k for k in missing if not _is_cross_attention(k)] or unexpected:
+            raise RuntimeError(f"the decoder's weights do not fit: missing {missing}, unexpected "
+                               f"{unexpected}")
     model.encoder_tokenizer, model.decoder_tokenizer = enc_tok, dec_tok
     return model
+
+
+def _is_cross_attention(name: str) -> bool:
+    """Whether a decoder parameter belongs to a cross-attention layer (GPT-2's, BART's names)."""
+    return any(part in name for part in ("crossattention", "encoder_attn", "ln_cross_attn"))
+
+
+def _check_cross_attention(decoder, source: str | None) -> None:
+    """InputError when `--latent-injection cross-attention` built a decoder without such layers."""
+    if not any(_is_cross_attention(name) for name, _ in decoder.named_parameters()):
+        raise InputError(f"--latent-injection cross-attention needs a decoder with cross-attention layers, "
+                         f"and --decoder {source!r} ({type(decoder).__name__}) has none; use a GPT-2-like "
+                         "decoder, or --latent-injection prefix")
 
 
 def _positions(config) -> int:
@@ -177,12 +200,14 @@ def check_training(config: AutoencoderConfig, args: AutoencoderTrainArgs) -> Non
 
 # options added after checkpoints were first written: unset, they are left out of a run's
 # identity, so that a checkpoint of an earlier version still resumes
-_LATER_OPTIONS = ("latent_noise_max", "encoder_layers", "decoder_layers")
+_LATER_OPTIONS = {"latent_noise_max": None, "encoder_layers": None, "decoder_layers": None,
+                  "latent_injection": "prefix"}
 
 
 def _identity(config: AutoencoderConfig, args: AutoencoderTrainArgs, rows: TextRows) -> dict:
     """What a checkpoint must share with the run that resumes it (model, data and its order)."""
-    options = {k: v for k, v in asdict(config).items() if not (k in _LATER_OPTIONS and v is None)}
+    options = {k: v for k, v in asdict(config).items()
+               if not (k in _LATER_OPTIONS and v == _LATER_OPTIONS[k])}
     return {
         "options": options, "data_digest": rows.digest(), "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
