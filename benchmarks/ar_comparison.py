@@ -537,7 +537,8 @@ def system_facts(a, work: Path, ar_work: Path, paths: dict[str, Path]) -> dict:
 
 def results(a, evals: dict, samples: dict, facts: dict) -> dict:
     """The comparison as JSON: per system one MAUVE per sampling seed (each the mean over that
-    seed's MAUVE draws), and Div, Mem, copy rate and ms per sample as means over the seeds."""
+    seed's MAUVE draws), and Div, Mem, copy rate, the training texts' 3-gram perplexity and ms per
+    sample as means over the seeds."""
     systems = {}
     for key, per_seed in evals.items():
         row = "reference" if key == "human" else "model"
@@ -550,6 +551,7 @@ def results(a, evals: dict, samples: dict, facts: dict) -> dict:
         systems[key] = {"mauve": [ev.summary(row, "mauve")[0] if ev.summary(row, "mauve") else None
                                   for ev in per_seed],
                         "div": mean("diversity"), "mem": mean("mem_4gram"), "copy": mean("copy_rate"),
+                        "lm_ppl": mean("train_lm_ppl"),
                         "reconstruction_bleu": facts[key]["reconstruction_bleu"],
                         "ms_per_sample": float(np.mean(ms)) if ms else None,
                         "params": facts[key]["params"], "cpu_s": facts[key]["cpu_s"]}

@@ -73,7 +73,7 @@ def test_ar_sequences_fit_the_positions_with_a_topic_token(compare):
 
 
 # ---- sampling seeds, the JSON, resuming ----------------------------------------------------
-FIELDS = {"mauve", "div", "mem", "copy", "reconstruction_bleu", "ms_per_sample", "params", "cpu_s"}
+FIELDS = {"mauve", "div", "mem", "copy", "lm_ppl", "reconstruction_bleu", "ms_per_sample", "params", "cpu_s"}
 NAMES = ["The Eagle", "Aromi", "The Mill", "Zizzi", "Cotto", "The Phoenix", "Fitzbillies", "Strada"]
 FOODS = ["Italian", "French", "Chinese", "Indian", "English", "Japanese", "fast", "Thai"]
 PLACES = ["in the city centre", "by the river", "near the station", "in Cambridge", "near Burger King"]

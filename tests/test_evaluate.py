@@ -195,6 +195,22 @@ def test_protocol_rows_repeats_and_reference_row():
         evaluate_texts([], refs)
 
 
+def test_the_training_texts_three_gram_model_scores_fluency_without_minilm():
+    from ldlm.fluency import NgramLM
+
+    train = RESTAURANTS[:40]
+    scrambled = [" ".join(reversed(t.split())) for t in RESTAURANTS[40:60]]
+    fluent = evaluate_texts(RESTAURANTS[40:60], OTHER, train_texts=train, num_samples=20, seeds=1,
+                            mauve_features=None, reference_row=False)
+    garbled = evaluate_texts(scrambled, OTHER, train_texts=train, num_samples=20, seeds=1,
+                             mauve_features=None, reference_row=False)
+    ppl = fluent.summary("model", "train_lm_ppl")[0]
+    assert ppl == pytest.approx(NgramLM.fit(train, order=3).perplexity(RESTAURANTS[40:60]))
+    assert garbled.summary("model", "train_lm_ppl")[0] > 2 * ppl  # word order matters to it
+    assert evaluate_texts(RESTAURANTS[40:60], OTHER, num_samples=20, seeds=1, mauve_features=None,
+                          reference_row=False).summary("model", "train_lm_ppl") is None  # no training texts
+
+
 def test_protocol_mauve_and_paired_bleu():
     res = evaluate_texts(RESTAURANTS[:20], RESTAURANTS[20:50], seeds=2, num_samples=15,
                          paired_references=[[t] for t in RESTAURANTS[:20]])

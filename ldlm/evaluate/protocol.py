@@ -267,8 +267,10 @@ class Evaluator:
                 self._read(reading)
         train = None
         if self.train_texts is not None:
+            from ldlm.fluency import NgramLM
+
             train = (train_ngrams(self.train_texts, 4, self.settings.tokenize),
-                     {t.strip() for t in self.train_texts})
+                     {t.strip() for t in self.train_texts}, NgramLM.fit(self.train_texts, order=3))
         scores = [{row: {} for row in ROWS if row == "model" or self.has_reference_row(g)}
                   for g in self.groups]
         what = f"{len(self.groups)} classes, " if self.groups[0].label is not None else "scoring "

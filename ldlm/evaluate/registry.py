@@ -40,14 +40,14 @@ class Row:
         self.settings = settings
         # need -> value: per text of the row, each reading ("features", "nll", "classes"); per
         # text of a yardstick, "yardstick.<reading>" and "others.<reading>"; the group's
-        # "label"; "train", the training texts' 4-grams and stripped texts
+        # "label"; "train", the training texts' 4-grams, stripped texts and word 3-gram model
         self.inputs = inputs
         self._mem: dict | None = None
 
     def memorisation(self) -> dict:
         """Mem (4-gram) and copy rate against the training texts, computed once for both."""
         if self._mem is None:
-            grams, train_set = self.inputs["train"]
+            grams, train_set, _ = self.inputs["train"]
             self._mem = memorisation(self.texts, tokenize=self.settings.tokenize, train_grams=grams,
                                      train_set=train_set)
         return self._mem
@@ -96,6 +96,8 @@ METRICS: tuple[Metric, ...] = (
            describe=lambda e: f"Mem (4-grams in train, {e.tokenize} tokens)"),
     Metric("copy_rate", "Copy rate", lambda r: r.memorisation()["copy_rate"], needs=("train",),
            describe=lambda e: "Copy rate (exact train copies)"),
+    Metric("train_lm_ppl", "3-gram PPL", lambda r: r.inputs["train"][2].perplexity(r.texts), needs=("train",),
+           digits=1, describe=lambda e: "PPL per word under a Kneser-Ney 3-gram model of the training texts"),
     Metric("perplexity", "Gen PPL", _perplexity, needs=("nll",), digits=1,
            describe=lambda e: f"Gen PPL ({e.ppl_model})"),
     Metric("words", "Words/text", lambda r: float(np.mean([len(t.split()) for t in r.texts])), digits=1),
