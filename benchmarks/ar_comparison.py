@@ -228,7 +228,7 @@ def train_ldlm(a, paths: dict[str, Path], work: Path) -> None:
     spent.run("train", lambda: train_diffusion(store, run, TrainArgs(**{
         "max_minutes": left / 60, "budget_clock": "cpu", "conditional": a.conditional,
         **opts.get("train", {})}), Ticker()))
-    if opts.get("adapt"):  # adapt-decoder as the last stage, within the same budget
+    if "adapt" in opts:  # adapt-decoder as the last stage, within the same budget ({}: its defaults)
         from ldlm.adapt import AdaptArgs, adapt_decoder
 
         left = a.budget - spent.cpu
@@ -238,7 +238,7 @@ def train_ldlm(a, paths: dict[str, Path], work: Path) -> None:
 
 
 def ldlm_autoencoder_dir(a, work: Path) -> Path:
-    if a.ldlm.get("adapt"):
+    if "adapt" in a.ldlm:
         return work / "ldlm" / "adapted"
     return Path(a.autoencoder or work / "ldlm" / "autoencoder")
 

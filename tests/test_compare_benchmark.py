@@ -249,3 +249,12 @@ def test_an_interrupted_gpt2_resumes_from_its_checkpoint(compare, tmp_path, monk
     whole = load_file(tmp_path / "whole" / "ar" / "model.safetensors")
     cut = load_file(tmp_path / "cut" / "ar" / "model.safetensors")
     assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+@pytest.mark.parametrize("ldlm, folder", [({}, "autoencoder"), ({"adapt": {}}, "adapted"),
+                                          ({"adapt": {"max_steps": 5}}, "adapted")])
+def test_an_adapt_stage_with_its_defaults_is_decoded_from(compare, tmp_path, ldlm, folder):
+    from types import SimpleNamespace
+
+    a = SimpleNamespace(ldlm=ldlm, autoencoder=None)
+    assert compare.ldlm_autoencoder_dir(a, tmp_path) == tmp_path / "ldlm" / folder
