@@ -216,3 +216,15 @@ def test_cli_best_of_writes_one_text_per_latent(tiny_store):
     result = runner.invoke(app, ["decode", str(tiny_store), "--best-of", "3"])
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == len(CORPUS)
+
+
+def test_checkpoints_of_versions_before_an_option_still_resume():
+    """A run's identity leaves out options still at the value older versions had implicitly."""
+    from ldlm.autoencoder.train import AutoencoderTrainArgs, _identity
+    from ldlm.data import TextRows
+
+    rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
+    plain = _identity(tiny(), AutoencoderTrainArgs(), rows)["options"]
+    assert not {"latent_injection", "latent_noise_max", "decoder_layers"} & set(plain)
+    cross = _identity(tiny(latent_injection="cross-attention"), AutoencoderTrainArgs(), rows)["options"]
+    assert cross["latent_injection"] == "cross-attention"
