@@ -258,3 +258,35 @@ def test_an_adapt_stage_with_its_defaults_is_decoded_from(compare, tmp_path, ldl
 
     a = SimpleNamespace(ldlm=ldlm, autoencoder=None)
     assert compare.ldlm_autoencoder_dir(a, tmp_path) == tmp_path / "ldlm" / folder
+
+
+def test_an_adapt_stage_takes_its_share_from_the_denoiser(compare, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import ldlm.adapt
+    import ldlm.autoencoder.train
+    import ldlm.encode
+    import ldlm.train
+
+    given = {}
+    monkeypatch.setattr(ldlm.autoencoder.train, "train_autoencoder",
+                        lambda rows, out, config, args, reporter: given.setdefault("ae", args.max_minutes))
+    monkeypatch.setattr(ldlm.encode, "encode_dataset", lambda *args, **kw: None)
+    monkeypatch.setattr(ldlm.train, "train_diffusion",
+                        lambda store, run, args, reporter: given.setdefault("train", args.max_minutes))
+    monkeypatch.setattr(ldlm.adapt, "adapt_decoder", lambda run, out, args, autoencoder, reporter:
+                        given.setdefault("adapt", args.max_minutes))
+    (tmp_path / "train.txt").write_text("a text\nanother text\n")
+    for ldlm_opts, train, adapt in (({}, 30.0, None), ({"adapt": {}}, 25.0, 30.0),
+                                    ({"adapt": {}, "adapt_share": 0.5}, 15.0, 30.0)):
+        given.clear()
+        work = tmp_path / str(len(ldlm_opts))
+        work.mkdir()
+        a = SimpleNamespace(ldlm=ldlm_opts, budget=1800.0, autoencoder=None, conditional=False)
+        compare.train_ldlm(a, {"train": tmp_path / "train.txt"}, work)
+        assert given["ae"] == 15.0  # AE_SHARE of 30 minutes
+        assert given["train"] == pytest.approx(train, abs=0.05)  # minus the stages' few CPU-ms
+        if adapt is None:
+            assert "adapt" not in given
+        else:  # the rest of the budget: here all of it, the mocked stages spend none
+            assert given["adapt"] == pytest.approx(adapt, abs=0.05)
