@@ -178,7 +178,7 @@ def test_the_whole_comparison_on_tiny_models_resumes_without_training(compare, t
     import json
 
     tiny = {"autoencoder": {"size": "tiny", "max_steps": 3, "max_length": 24},
-            "train": {"size": "tiny", "max_steps": 3, "batch_size": 32}}
+            "train": {"size": "tiny", "max_steps": 3, "batch_size": 32}, "adapt": {"max_steps": 2}}
     argv = ["--corpus", "e2e", "--data", str(_corpus(tmp_path)), "--workdir", str(tmp_path / "w"),
             "--budget", "60", "--num-samples", "6", "--sampling-seeds", "2", "--seeds", "1",
             "--ar-max-steps", "3", "--results", str(tmp_path / "out.json"), "--ldlm", json.dumps(tiny)]
@@ -189,6 +189,9 @@ def test_the_whole_comparison_on_tiny_models_resumes_without_training(compare, t
     assert ldlm["params"] > 0 and ldlm["cpu_s"] > 0 and ldlm["reconstruction_bleu"] is not None
     assert gpt2["params"] > 0 and gpt2["cpu_s"] > 0
     assert json.loads((tmp_path / "w" / "ar_budget.json").read_text())["steps"] == 3
+    stages = json.loads((tmp_path / "w" / "ldlm_budget.json").read_text())
+    assert list(stages) == ["autoencoder", "encode", "train", "adapt"]  # the recipe ends adapted
+    assert (tmp_path / "w" / "ldlm" / "adapted" / "config.json").exists()
     for name in ("ldlm", "control", "gpt2"):
         for seed in (1, 2):
             drawn = json.loads((tmp_path / "w" / "samples" / f"{name}-n6-seed{seed}.json").read_text())
@@ -197,12 +200,14 @@ def test_the_whole_comparison_on_tiny_models_resumes_without_training(compare, t
     def refuse(*args, **kwargs):
         raise AssertionError("a rerun must reuse what is done")
 
+    import ldlm.adapt
     import ldlm.autoencoder.train
     import ldlm.encode
     import ldlm.train
 
     for module, name in [(ldlm.autoencoder.train, "train_autoencoder"), (ldlm.encode, "encode_dataset"),
-                         (ldlm.train, "train_diffusion"), (compare, "ar_model"),
+                         (ldlm.train, "train_diffusion"), (ldlm.adapt, "adapt_decoder"),
+                         (compare, "ar_model"),
                          (compare, "generate_ldlm"), (compare, "generate_ar")]:
         monkeypatch.setattr(module, name, refuse)
     assert compare.main(argv) == out
@@ -254,6 +259,8 @@ def test_an_interrupted_gpt2_resumes_from_its_checkpoint(compare, tmp_path, monk
 @pytest.mark.parametrize("ldlm, folder", [({}, "autoencoder"), ({"adapt": {}}, "adapted"),
                                           ({"adapt": {"max_steps": 5}}, "adapted")])
 def test_an_adapt_stage_with_its_defaults_is_decoded_from(compare, tmp_path, ldlm, folder):
+    assert compare.ldlm_recipe({}) == {"adapt": {}}  # the recipe adapts; null drops the stage
+    assert compare.ldlm_recipe({"adapt": None, "ae_share": 0.6}) == {"ae_share": 0.6}
     from types import SimpleNamespace
 
     a = SimpleNamespace(ldlm=ldlm, autoencoder=None)

@@ -104,6 +104,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "Class acc.", _accuracy, needs=("classes", "label")),
 )
 LABELS = {m.key: m.label for m in METRICS}  # metric key -> short label, in table order
+DIGITS = {m.key: m.digits for m in METRICS}  # metric key -> decimals shown
 
 
 @dataclass(frozen=True)
