@@ -297,3 +297,26 @@ def test_an_adapt_stage_takes_its_share_from_the_denoiser(compare, tmp_path, mon
             assert "adapt" not in given
         else:  # the rest of the budget: here all of it, the mocked stages spend none
             assert given["adapt"] == pytest.approx(adapt, abs=0.05)
+
+
+def test_lm_ppl_scores_each_drawn_set_under_the_training_texts_model(tmp_path, capsys):
+    import json
+
+    from ldlm.fluency import NgramLM
+
+    spec = importlib.util.spec_from_file_location("lm_ppl", _PATH.parent / "lm_ppl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    train = ["the eagle is a pub near the river", "the mill serves cheap food", "a pub near the mill"]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.txt").write_text("\n".join(train) + "\n")
+    (tmp_path / "samples").mkdir()
+    sets = {"ldlm-n2-seed1": ["the eagle is a pub", "near the river"],
+            "ldlm-n2-seed2": ["river the near pub", "food cheap the"], "gpt2-n2-seed1": ["the mill"]}
+    for name, texts in sets.items():
+        (tmp_path / "samples" / f"{name}.json").write_text(json.dumps({"texts": texts}))
+    out = module.main(tmp_path)
+    lm = NgramLM.fit(train, order=3)
+    assert out["ldlm"] == [lm.perplexity(sets["ldlm-n2-seed1"]), lm.perplexity(sets["ldlm-n2-seed2"])]
+    assert out["ldlm"][1] > out["ldlm"][0]  # scrambled word order reads worse
+    assert out["gpt2"] == [lm.perplexity(["the mill"])] and "gpt2:" in capsys.readouterr().out
