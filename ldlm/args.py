@@ -18,12 +18,14 @@ from ldlm.distributed import MIXED_PRECISIONS, check_mixed_precision
 from ldlm.errors import InputError, check_finite_fields
 from ldlm.fields import option
 from ldlm.recipe import (
+    AE_LATENT_INJECTION,
     AE_LATENT_NOISE,
     AE_WORD_DROPOUT,
     DIFFUSION_BATCH,
     DIFFUSION_LR,
     DIFFUSION_WARMUP,
     EPOCHS,
+    QUICKSTART_AE_LATENT_INJECTION,
     QUICKSTART_AE_LATENT_NOISE,
     QUICKSTART_AE_STEPS,
     QUICKSTART_CPU_SECONDS,
@@ -290,9 +292,9 @@ class AutoencoderOptions:
     decoder_layers: int | None = option(
         None, "Layers of a decoder built from scratch (default: the --size's).")
     latent_injection: Injection = option(
-        "prefix", "How the decoder reads the latents: prefix (k soft tokens that its layers attend to "
-        "like text, Li and Liang's prefix) or cross-attention (every layer attends to them, as LD4LG's "
-        "decoder does; a GPT-2-like decoder gains cross-attention layers).")
+        AE_LATENT_INJECTION, "How the decoder reads the latents: cross-attention (every layer attends "
+        "to them, as LD4LG's decoder does; a GPT-2-like decoder gains cross-attention layers) or prefix "
+        "(k soft tokens before the text, that its layers attend to like text).")
     word_dropout: float = option(
         AE_WORD_DROPOUT, "Share of the decoder's input tokens replaced by pad while training, so that "
         "it must read the latents (0: none).")
@@ -398,6 +400,7 @@ class QuickstartSettings:
 
     size: str = "small"  # autoencoder preset
     latent_noise: float = QUICKSTART_AE_LATENT_NOISE  # the autoencoder's --latent-noise for so short a run
+    latent_injection: str = QUICKSTART_AE_LATENT_INJECTION  # how its decoder reads the latents
     autoencoder_steps: int = option(QUICKSTART_AE_STEPS, "Autoencoder training steps at most.", min=1)
     diffusion_steps: int = option(QUICKSTART_DIFFUSION_STEPS, "Denoiser training steps at most.", min=1)
     max_minutes: float = option(

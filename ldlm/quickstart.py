@@ -71,7 +71,8 @@ def _autoencoder(rows, out: Path, s: QuickstartSettings, reporter: Reporter):
         return load_autoencoder(out)
     resume = "latest" if any(out.glob("checkpoint-*")) else None  # an interrupted run
     model, _ = train_autoencoder(
-        rows, out, AutoencoderConfig(size=s.size, latent_noise=s.latent_noise),
+        rows, out,
+        AutoencoderConfig(size=s.size, latent_noise=s.latent_noise, latent_injection=s.latent_injection),
         AutoencoderTrainArgs(max_steps=s.autoencoder_steps, batch_size=64, learning_rate=QUICKSTART_AE_LR,
                              max_minutes=stage_budgets(s)["autoencoder"], budget_clock=s.budget_clock,
                              eval_rows=200, seed=s.seed, checkpointing_steps=250,

@@ -54,7 +54,7 @@ def test_encode_decode_info_cli(tmp_path, tiny_ae, corpus_file):
     assert facts["kind"] == "latent store" and facts["complete"] and facts["rows"] == 60
     info = json.loads(runner.invoke(app, ["info", str(tiny_ae), "--json"]).stdout)
     assert info["kind"] == "autoencoder" and info["latent_space"] == facts["latent_space"]
-    assert info["latent_injection"] == "prefix"
+    assert info["latent_injection"] == "cross-attention"  # the default
 
 
 def test_decode_reads_stdin(tmp_path, tiny_ae):

@@ -46,7 +46,8 @@ def test_max_length_is_measured_when_not_given():
     assert n % 8 == 0 and np.mean(needed > n) <= 0.01 and np.mean(needed > n - 8) > 0.01
     assert "99th percentile of 300 texts" in logs.lines[0], logs.lines
     # the decoder's positions cover the latent prefix, bos and twice the length
-    assert model.decoder.config.n_positions == model.config.latent_tokens + 1 + 2 * n
+    prefix = 0 if model.cross_attention else model.config.latent_tokens  # positions the latents take
+    assert model.decoder.config.n_positions == prefix + 1 + 2 * n
 
 
 def test_a_given_max_length_that_cuts_warns():
@@ -62,7 +63,8 @@ def test_decode_defaults_to_the_training_length_and_refuses_past_the_positions(t
     z = model.encode_texts(CORPUS[:2])
     assert len(model.generate(z)) == 2  # default: the autoencoder's max_length, within its positions
     cap = model.max_new_tokens
-    assert cap == model.decoder.config.n_positions - model.config.latent_tokens - 1
+    prefix = 0 if model.cross_attention else model.config.latent_tokens  # positions the latents take
+    assert cap == model.decoder.config.n_positions - prefix - 1
     model.generate(z, max_new_tokens=cap)  # the last position is usable
     with pytest.raises(InputError, match=f"--max-new-tokens {cap + 1} is more than .* at most {cap}"):
         model.generate(z, max_new_tokens=cap + 1)

@@ -224,7 +224,21 @@ def test_checkpoints_of_versions_before_an_option_still_resume():
     from ldlm.data import TextRows
 
     rows = TextRows(texts=list(CORPUS), source="tests", split="train", column="text")
-    plain = _identity(tiny(), AutoencoderTrainArgs(), rows)["options"]
+    plain = _identity(tiny(latent_injection="prefix"), AutoencoderTrainArgs(), rows)["options"]
     assert not {"latent_injection", "latent_noise_max", "decoder_layers"} & set(plain)
     cross = _identity(tiny(latent_injection="cross-attention"), AutoencoderTrainArgs(), rows)["options"]
     assert cross["latent_injection"] == "cross-attention"
+
+
+def test_an_autoencoder_saved_before_the_option_loads_as_the_prefix_decoder_it_was(tmp_path):
+    import json
+
+    model = build_autoencoder(tiny(latent_injection="prefix"), list(CORPUS))
+    model.save_pretrained(tmp_path / "ae")
+    path = tmp_path / "ae" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["latent_injection"]  # as a version before the option wrote it
+    path.write_text(json.dumps(saved))
+    again = load_autoencoder(tmp_path / "ae")
+    assert again.config.latent_injection == "prefix" and not again.cross_attention
+    assert AutoencoderConfig().latent_injection == "cross-attention"  # while new ones default to it

@@ -4,8 +4,8 @@ encoder (any Hugging Face `AutoModel`, pretrained or built from scratch)
   -> compressor (mean pooling: k = 1, or k learned queries that cross-attend, LD4LG-style)
   -> normalisation (LayerNorm without affine per latent token: every latent vector has mean 0
      and variance 1 over its d dimensions, so its norm is sqrt(d) whatever the encoder)
-  -> decoder (a causal LM that reads the k latents as soft-prefix embeddings, or with
-     `latent_injection="cross-attention"` through cross-attention in every layer).
+  -> decoder (a causal LM that reads the k latents through cross-attention in every layer, the
+     default, or with `latent_injection="prefix"` as k soft-prefix embeddings).
 
 The decoder is trained on latents with Gaussian noise added, so that imperfect latents
 (sampled by a diffusion model) still decode to clean text.
@@ -32,6 +32,7 @@ from ldlm.args import AutoencoderOptions
 from ldlm.autoencoder.lengths import LIMIT
 from ldlm.autoencoder.tokenizer import pad_rows
 from ldlm.errors import InputError, check_finite_fields
+from ldlm.recipe import SAVED_LATENT_INJECTION
 
 # Models built from scratch, by --size: (hidden, encoder layers, decoder layers, heads, vocab)
 SIZES: dict[str, tuple[int, int, int, int, int]] = {
@@ -53,6 +54,13 @@ class AutoencoderConfig(AutoencoderOptions):
     decoder_config: dict | None = None  # Hugging Face config dict of the decoder (set when built)
     fingerprint: str | None = None  # latent-space id, set when saved
     extra: dict = field(default_factory=dict)  # provenance: data, steps, reconstruction scores
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> AutoencoderConfig:
+        """The config of a saved autoencoder or checkpoint: an option it predates takes the value
+        the saving version used, not today's default (a config.json without latent_injection was
+        a prefix decoder)."""
+        return cls(**{"latent_injection": SAVED_LATENT_INJECTION, **saved})
 
     def check(self) -> None:
         """Refuse options that cannot build a model (InputError, one line)."""
@@ -169,7 +177,7 @@ class LatentAutoencoder(
     def __init__(self, config: AutoencoderConfig):
         super().__init__()
         if isinstance(config, dict):
-            config = AutoencoderConfig(**config)
+            config = AutoencoderConfig.from_saved(config)
         self.config = config
         self.encoder = _build(config.encoder_config, causal=False)
         hidden = _hidden_size(config.encoder_config)

@@ -20,7 +20,7 @@ from ldlm.holdout import holdout, spaced_holdout  # noqa: F401  (spaced_holdout:
 from ldlm.loop import LoopArgs, Steps, TrainingLoop, diverged
 from ldlm.metrics import ReconstructionScores, reconstruction_scores
 from ldlm.progress import SILENT, Reporter
-from ldlm.recipe import AE_STEPS
+from ldlm.recipe import AE_STEPS, SAVED_LATENT_INJECTION
 
 # keys of a Hugging Face config dict that describe a saved file, not the architecture
 _TRANSIENT_KEYS = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
@@ -201,7 +201,7 @@ def check_training(config: AutoencoderConfig, args: AutoencoderTrainArgs) -> Non
 # options added after checkpoints were first written: unset, they are left out of a run's
 # identity, so that a checkpoint of an earlier version still resumes
 _LATER_OPTIONS = {"latent_noise_max": None, "encoder_layers": None, "decoder_layers": None,
-                  "latent_injection": "prefix"}
+                  "latent_injection": SAVED_LATENT_INJECTION}
 
 
 def _identity(config: AutoencoderConfig, args: AutoencoderTrainArgs, rows: TextRows) -> dict:
@@ -221,7 +221,7 @@ def _model_from_checkpoint(ckpt: Path, saved: dict) -> LatentAutoencoder:
     from transformers import AutoTokenizer
 
     try:
-        model = LatentAutoencoder(AutoencoderConfig(**saved["config"]))
+        model = LatentAutoencoder(AutoencoderConfig.from_saved(saved["config"]))
         for side in ("encoder", "decoder"):
             setattr(model, f"{side}_tokenizer", AutoTokenizer.from_pretrained(
                 ckpt / f"{side}_tokenizer", trust_remote_code=False))
