@@ -89,7 +89,7 @@ def _describe_autoencoder(p: Path, path: str) -> dict:
             f"from scratch ({cfg.get('size')})",
             "decoder": cfg.get("decoder_source") or f"{cfg['decoder_config']['model_type']} "
             f"from scratch ({cfg.get('size')})",
-            "latent_injection": cfg.get("latent_injection", "prefix"),
+            "latent_injection": cfg["latent_injection"],
             "latent_noise": cfg["latent_noise"],
             "checkpoints": [c.name for c in list_checkpoints(p, AE_CHECKPOINT)],
             **{k: v for k, v in (cfg.get("extra") or {}).items()},

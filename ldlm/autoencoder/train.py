@@ -92,8 +92,9 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
         ).to_dict())
     resolved = replace(config, max_length=max_length).resolve(enc_config.get("hidden_size", hidden))
     cross = config.latent_injection == "cross-attention"
-    if dec_model is not None:
+    if dec_model is not None:  # with cross-attention, the pretrained decoder gains its layers
         dec_config = _clean(dec_model.config.to_dict())
+        dec_config["add_cross_attention"] = cross or dec_config.get("add_cross_attention", False)
     else:  # positions for the latent prefix (if any), bos and a text as long again as max_length
         prefix = 0 if cross else resolved.latent_tokens
         dec_config = _clean(GPT2Config(
@@ -103,8 +104,6 @@ def build_autoencoder(config: AutoencoderConfig, texts: list[str],
             resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function="gelu",
             add_cross_attention=cross,
         ).to_dict())
-    if cross:
-        dec_config["add_cross_attention"] = True
 
     model = LatentAutoencoder(replace(resolved, encoder_config=enc_config, decoder_config=dec_config,
                                       extra={}))
